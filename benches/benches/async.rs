@@ -1,0 +1,2 @@
+//! Benchmarks for otlp-async (being written).
+fn main() {}

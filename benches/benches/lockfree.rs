@@ -1,0 +1,2 @@
+//! Benchmarks for otlp-lockfree (being written).
+fn main() {}

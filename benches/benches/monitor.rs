@@ -1,0 +1,2 @@
+//! Benchmarks for otlp-monitor (being written).
+fn main() {}

@@ -1,0 +1,2 @@
+//! Benchmarks for otlp-numa (being written).
+fn main() {}

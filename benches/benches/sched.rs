@@ -1,0 +1,2 @@
+//! Benchmarks for otlp-sched (being written).
+fn main() {}

@@ -1,0 +1,2 @@
+//! Benchmarks for otlp-sync (being written).
+fn main() {}

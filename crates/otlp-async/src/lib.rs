@@ -1,0 +1,1 @@
+//! otlp-async (being written).

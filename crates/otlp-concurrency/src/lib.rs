@@ -1,0 +1,1 @@
+//! otlp-concurrency facade (being written).

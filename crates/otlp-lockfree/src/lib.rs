@@ -1,0 +1,1 @@
+//! otlp-lockfree (being written).

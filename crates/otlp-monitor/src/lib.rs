@@ -1,0 +1,1 @@
+//! otlp-monitor (being written).

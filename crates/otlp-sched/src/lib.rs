@@ -1,0 +1,1 @@
+//! otlp-sched (being written).

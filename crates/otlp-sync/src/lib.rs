@@ -1,0 +1,1 @@
+//! otlp-sync (being written).
