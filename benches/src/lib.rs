@@ -9,3 +9,42 @@
 
 /// The benchmark id segment that marks our implementation in every group.
 pub const OURS: &str = "ours";
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+/// Where criterion writes its results: `$CRITERION_HOME`, else the
+/// workspace's `target/criterion`.
+pub fn criterion_home() -> PathBuf {
+    match std::env::var_os("CRITERION_HOME") {
+        Some(dir) => PathBuf::from(dir),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/criterion"),
+    }
+}
+
+/// Records a measurement that is not a time per iteration (CPU used while
+/// idle, bytes, a rate measured outside criterion) so that `cargo xtask
+/// bench` can put it in the same ratio table.
+///
+/// It lands in `<criterion home>/otlp-extra/<group>__<scenario>__<imp>.json`
+/// as `{"group", "scenario", "impl", "value", "unit"}`. Lower is better for
+/// every unit except ones ending in `/s`.
+pub fn record_extra(group: &str, scenario: &str, imp: &str, value: f64, unit: &str) {
+    let dir = criterion_home().join("otlp-extra");
+    if let Err(err) = std::fs::create_dir_all(&dir) {
+        eprintln!("record_extra: cannot create {}: {err}", dir.display());
+        return;
+    }
+    let path = dir.join(format!("{group}__{scenario}__{imp}.json"));
+    let json = format!(
+        "{{\"group\":\"{group}\",\"scenario\":\"{scenario}\",\"impl\":\"{imp}\",\"value\":{value},\"unit\":\"{unit}\"}}\n"
+    );
+    match std::fs::File::create(&path) {
+        Ok(mut file) => {
+            if let Err(err) = file.write_all(json.as_bytes()) {
+                eprintln!("record_extra: cannot write {}: {err}", path.display());
+            }
+        }
+        Err(err) => eprintln!("record_extra: cannot create {}: {err}", path.display()),
+    }
+}
