@@ -1,2 +1,64 @@
-//! xtask (being written).
-fn main() {}
+//! Workspace automation for otlp-concurrency, run as `cargo xtask <command>`.
+//!
+//! Every subcommand is a thin, logged wrapper around cargo so that what CI
+//! runs and what a developer runs are the same commands. See `--help`.
+
+mod bench;
+mod ci;
+mod cmd;
+mod loom;
+mod miri;
+mod report;
+mod tsan;
+mod workspace;
+
+use std::process::ExitCode;
+
+const HELP: &str = "\
+cargo xtask <COMMAND> [ARGS]
+
+Commands:
+  loom [CRATE...]           run every tests/loom_*.rs model in release with --cfg loom
+                            (LOOM_MAX_PREEMPTIONS, default 3)
+  miri [--seeds N] [CRATE...]
+                            run the unsafe crates' tests under Miri with -Zmiri-many-seeds=0..N
+                            (default N = 8; installs the miri component when missing)
+  tsan [CRATE...]           run tests/stress.rs of each crate under ThreadSanitizer (nightly, -Zbuild-std)
+  bench [--quick] [--no-run] [FILTER]
+                            run the criterion benches in benches/ and write docs/benchmarks.md
+                            and docs/benchmarks.svg (ours vs peers, medians and ratios)
+  report                    rebuild docs/benchmarks.md and .svg from existing criterion results
+  ci [--skip STEP...]       everything CI runs: fmt, clippy, test, bench-build, loom, miri, tsan
+  help                      this text
+
+CRATE is a package name (otlp-lockfree) or its short name (lockfree).
+";
+
+fn main() -> ExitCode {
+    let mut args = std::env::args().skip(1);
+    let Some(command) = args.next() else {
+        eprint!("{HELP}");
+        return ExitCode::from(2);
+    };
+    let rest: Vec<String> = args.collect();
+    let result = match command.as_str() {
+        "loom" => loom::run(&rest),
+        "miri" => miri::run(&rest),
+        "tsan" => tsan::run(&rest),
+        "bench" => bench::run(&rest),
+        "report" => bench::report_only(),
+        "ci" => ci::run(&rest),
+        "help" | "--help" | "-h" => {
+            print!("{HELP}");
+            Ok(())
+        }
+        other => Err(format!("unknown command `{other}`\n\n{HELP}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("xtask: error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
