@@ -1,1 +1,25 @@
-//! otlp-numa (being written).
+//! NUMA topology, CPU pinning, worker placement plans, node-bound memory and
+//! a truthful NUMA-aware allocator.
+//!
+//! (Crate documentation is being completed; see `docs/numa.md`.)
+//!
+//! ```
+//! use otlp_numa::{Placement, Topology};
+//! let topo = Topology::detect().unwrap();
+//! let plan = topo.plan(2, Placement::Scatter).unwrap();
+//! assert_eq!(plan.len(), 2);
+//! ```
+
+mod affinity;
+mod cpuset;
+mod error;
+mod sysfs;
+mod topology;
+
+pub use affinity::{
+    MAX_AFFINITY_CPU, current_affinity, current_cpu, current_cpu_and_node,
+    current_cpu_and_node_syscall, current_node, pin_current_thread,
+};
+pub use cpuset::{CpuSet, Iter as CpuSetIter, MAX_PARSED_CPU};
+pub use error::NumaError;
+pub use topology::{Backend, Core, NumaNode, Package, Placement, Pu, Topology};
