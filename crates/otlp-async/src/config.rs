@@ -1,0 +1,271 @@
+//! [`BatchConfig`]: the batch processor's limits, with the OpenTelemetry
+//! specification's defaults and its `OTEL_BSP_*` / `OTEL_BLRP_*` variables.
+
+use std::time::Duration;
+
+/// Which OpenTelemetry batch processor a configuration is for; it picks the
+/// environment variable prefix and the default schedule delay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signal {
+    /// Batch span processor: `OTEL_BSP_*`, schedule delay 5 s.
+    Spans,
+    /// Batch log record processor: `OTEL_BLRP_*`, schedule delay 1 s.
+    Logs,
+}
+
+impl Signal {
+    fn prefix(self) -> &'static str {
+        match self {
+            Self::Spans => "OTEL_BSP_",
+            Self::Logs => "OTEL_BLRP_",
+        }
+    }
+}
+
+/// A configuration the processor cannot run with.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// `max_queue_size` was 0.
+    #[error("max_queue_size must be at least 1")]
+    ZeroQueueSize,
+    /// `max_export_batch_size` was 0.
+    #[error("max_export_batch_size must be at least 1")]
+    ZeroBatchSize,
+    /// `max_concurrent_exports` was 0.
+    #[error("max_concurrent_exports must be at least 1")]
+    ZeroConcurrentExports,
+    /// `scheduled_delay` was zero, which would export in a busy loop.
+    #[error("scheduled_delay must be greater than zero")]
+    ZeroScheduledDelay,
+    /// `export_timeout` was zero, which would fail every export.
+    #[error("export_timeout must be greater than zero")]
+    ZeroExportTimeout,
+    /// The queue could not be allocated.
+    #[error("cannot allocate a queue of {0} items")]
+    Queue(usize),
+    /// The processor's thread or runtime could not be started.
+    #[error("cannot start the processor's thread: {0}")]
+    Spawn(String),
+}
+
+/// Limits of a [`BatchProcessor`](crate::BatchProcessor).
+///
+/// [`Default`] gives the OpenTelemetry specification's batch span processor
+/// defaults: queue 2048, schedule delay 5 s, batch 512, export timeout 30 s,
+/// one export at a time. [`BatchConfig::from_env`] starts from the same
+/// defaults (1 s delay for logs) and applies the environment; every setter
+/// called afterwards wins over both.
+///
+/// ```
+/// use std::time::Duration;
+/// use otlp_async::{BatchConfig, Signal};
+///
+/// let config = BatchConfig::from_env(Signal::Logs)
+///     .with_max_export_batch_size(256)
+///     .with_scheduled_delay(Duration::from_millis(200));
+/// assert_eq!(config.max_export_batch_size, 256);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct BatchConfig {
+    /// Items the queue holds; emits beyond it are dropped and counted.
+    pub max_queue_size: usize,
+    /// Longest time an item waits before an export starts.
+    pub scheduled_delay: Duration,
+    /// Most items per export; clamped to `max_queue_size`.
+    pub max_export_batch_size: usize,
+    /// Upper bound on each export (including any retries inside it).
+    pub export_timeout: Duration,
+    /// How many exports may run at once.
+    pub max_concurrent_exports: usize,
+}
+
+impl Default for BatchConfig {
+    fn default() -> Self {
+        Self {
+            max_queue_size: 2048,
+            scheduled_delay: Duration::from_millis(5000),
+            max_export_batch_size: 512,
+            export_timeout: Duration::from_millis(30_000),
+            max_concurrent_exports: 1,
+        }
+    }
+}
+
+impl BatchConfig {
+    /// The specification's defaults for `signal` (logs use a 1 s delay).
+    pub fn for_signal(signal: Signal) -> Self {
+        let mut config = Self::default();
+        if signal == Signal::Logs {
+            config.scheduled_delay = Duration::from_millis(1000);
+        }
+        config
+    }
+
+    /// Defaults for `signal`, overridden by the process environment:
+    /// `<P>MAX_QUEUE_SIZE`, `<P>SCHEDULE_DELAY` (ms), `<P>MAX_EXPORT_BATCH_SIZE`,
+    /// `<P>EXPORT_TIMEOUT` (ms) and `<P>MAX_CONCURRENT_EXPORTS`, where `<P>`
+    /// is `OTEL_BSP_` or `OTEL_BLRP_`. Values that do not parse as a
+    /// non-negative integer are ignored with a `tracing` warning, as the
+    /// specification asks.
+    pub fn from_env(signal: Signal) -> Self {
+        Self::from_lookup(signal, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`from_env`](Self::from_env) but reads variables through
+    /// `lookup`, so tests and embedders need not touch the process
+    /// environment.
+    pub fn from_lookup(signal: Signal, lookup: impl Fn(&str) -> Option<String>) -> Self {
+        let mut config = Self::for_signal(signal);
+        let read = |suffix: &str| -> Option<u64> {
+            let name = format!("{}{suffix}", signal.prefix());
+            let raw = lookup(&name)?;
+            match raw.trim().parse::<u64>() {
+                Ok(value) => Some(value),
+                Err(_) => {
+                    tracing::warn!(variable = %name, value = %raw, "ignoring unparsable batch processor setting");
+                    None
+                }
+            }
+        };
+        if let Some(v) = read("MAX_QUEUE_SIZE") {
+            config.max_queue_size = usize::try_from(v).unwrap_or(usize::MAX);
+        }
+        if let Some(v) = read("SCHEDULE_DELAY") {
+            config.scheduled_delay = Duration::from_millis(v);
+        }
+        if let Some(v) = read("MAX_EXPORT_BATCH_SIZE") {
+            config.max_export_batch_size = usize::try_from(v).unwrap_or(usize::MAX);
+        }
+        if let Some(v) = read("EXPORT_TIMEOUT") {
+            config.export_timeout = Duration::from_millis(v);
+        }
+        if let Some(v) = read("MAX_CONCURRENT_EXPORTS") {
+            config.max_concurrent_exports = usize::try_from(v).unwrap_or(usize::MAX);
+        }
+        config
+    }
+
+    /// Sets the queue capacity.
+    #[must_use]
+    pub fn with_max_queue_size(mut self, n: usize) -> Self {
+        self.max_queue_size = n;
+        self
+    }
+
+    /// Sets the schedule delay.
+    #[must_use]
+    pub fn with_scheduled_delay(mut self, delay: Duration) -> Self {
+        self.scheduled_delay = delay;
+        self
+    }
+
+    /// Sets the export batch size.
+    #[must_use]
+    pub fn with_max_export_batch_size(mut self, n: usize) -> Self {
+        self.max_export_batch_size = n;
+        self
+    }
+
+    /// Sets the per-export time limit.
+    #[must_use]
+    pub fn with_export_timeout(mut self, timeout: Duration) -> Self {
+        self.export_timeout = timeout;
+        self
+    }
+
+    /// Sets how many exports may run at once.
+    #[must_use]
+    pub fn with_max_concurrent_exports(mut self, n: usize) -> Self {
+        self.max_concurrent_exports = n;
+        self
+    }
+
+    /// Checks the limits and clamps the batch size to the queue size.
+    pub fn validated(mut self) -> Result<Self, ConfigError> {
+        if self.max_queue_size == 0 {
+            return Err(ConfigError::ZeroQueueSize);
+        }
+        if self.max_export_batch_size == 0 {
+            return Err(ConfigError::ZeroBatchSize);
+        }
+        if self.max_concurrent_exports == 0 {
+            return Err(ConfigError::ZeroConcurrentExports);
+        }
+        if self.scheduled_delay.is_zero() {
+            return Err(ConfigError::ZeroScheduledDelay);
+        }
+        if self.export_timeout.is_zero() {
+            return Err(ConfigError::ZeroExportTimeout);
+        }
+        self.max_export_batch_size = self.max_export_batch_size.min(self.max_queue_size);
+        Ok(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_defaults() {
+        let c = BatchConfig::default();
+        assert_eq!(c.max_queue_size, 2048);
+        assert_eq!(c.scheduled_delay, Duration::from_secs(5));
+        assert_eq!(c.max_export_batch_size, 512);
+        assert_eq!(c.export_timeout, Duration::from_secs(30));
+        assert_eq!(c.max_concurrent_exports, 1);
+        assert_eq!(
+            BatchConfig::for_signal(Signal::Logs).scheduled_delay,
+            Duration::from_secs(1)
+        );
+    }
+
+    #[test]
+    fn env_then_builder_wins() {
+        let env = |name: &str| match name {
+            "OTEL_BLRP_MAX_QUEUE_SIZE" => Some("100".to_owned()),
+            "OTEL_BLRP_SCHEDULE_DELAY" => Some("250".to_owned()),
+            "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE" => Some("not a number".to_owned()),
+            "OTEL_BLRP_EXPORT_TIMEOUT" => Some(" 700 ".to_owned()),
+            "OTEL_BSP_MAX_QUEUE_SIZE" => Some("9".to_owned()),
+            _ => None,
+        };
+        let c = BatchConfig::from_lookup(Signal::Logs, env);
+        assert_eq!(c.max_queue_size, 100);
+        assert_eq!(c.scheduled_delay, Duration::from_millis(250));
+        assert_eq!(c.max_export_batch_size, 512, "bad value ignored");
+        assert_eq!(c.export_timeout, Duration::from_millis(700));
+        let c = c.with_max_queue_size(64).validated().unwrap();
+        assert_eq!(c.max_queue_size, 64, "builder wins over env");
+        assert_eq!(c.max_export_batch_size, 64, "batch clamped to queue");
+        let spans = BatchConfig::from_lookup(Signal::Spans, env);
+        assert_eq!(spans.max_queue_size, 9);
+    }
+
+    #[test]
+    fn rejects_zeroes() {
+        let z = BatchConfig::default();
+        assert_eq!(
+            z.clone().with_max_queue_size(0).validated(),
+            Err(ConfigError::ZeroQueueSize)
+        );
+        assert_eq!(
+            z.clone().with_max_export_batch_size(0).validated(),
+            Err(ConfigError::ZeroBatchSize)
+        );
+        assert_eq!(
+            z.clone().with_max_concurrent_exports(0).validated(),
+            Err(ConfigError::ZeroConcurrentExports)
+        );
+        assert_eq!(
+            z.clone().with_scheduled_delay(Duration::ZERO).validated(),
+            Err(ConfigError::ZeroScheduledDelay)
+        );
+        assert_eq!(
+            z.with_export_timeout(Duration::ZERO).validated(),
+            Err(ConfigError::ZeroExportTimeout)
+        );
+    }
+}
