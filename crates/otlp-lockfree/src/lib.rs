@@ -3,11 +3,17 @@
 //! (Crate documentation is being written; see the module docs.)
 
 mod bounded;
-mod stack;
 mod error;
+mod map;
+mod queue;
+mod stack;
 mod sync;
+mod vec;
 
 pub use bounded::BoundedQueue;
-pub use stack::{IntoIter as StackIntoIter, LockFreeStack};
 pub use crossbeam_utils::{Backoff, CachePadded};
 pub use error::CapacityError;
+pub use map::ConcurrentHashMap;
+pub use queue::LockFreeQueue;
+pub use stack::{IntoIter as StackIntoIter, LockFreeStack};
+pub use vec::{ConcurrentVec, Iter as ConcurrentVecIter};
