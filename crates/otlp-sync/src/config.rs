@@ -1,0 +1,435 @@
+//! Hot-reloadable configuration: lock-free reads of an `Arc<C>` snapshot.
+//!
+//! # Protocol
+//!
+//! The cell points (an `AtomicPtr`) at a heap node holding the current
+//! `Arc<C>` and its version. Two reader counters and an epoch bit protect the
+//! short window in which a reader has loaded the pointer but not yet cloned
+//! the `Arc`:
+//!
+//! ```text
+//! reader:  e = epoch & 1;  readers[e] += 1;  node = ptr;  clone node.config;  readers[e] -= 1
+//! writer:  (writers serialised by a mutex)
+//!          old = ptr.swap(new)
+//!          wait readers[1 - cur] == 0     // stragglers that read an old epoch
+//!          epoch = 1 - cur                // new readers count on the other side
+//!          wait readers[cur] == 0         // everyone who could have seen `old`
+//!          free old node (its Arc<C> reference drops; readers hold their own)
+//! ```
+//!
+//! All of these are sequentially consistent. A reader that loaded `old` did
+//! its increment before the swap (its pointer load follows its increment and
+//! precedes the swap in the single SC order), so whichever counter it used,
+//! one of the writer's two waits sees it and waits for its decrement
+//! (release), which orders its clone before the free. A reader whose
+//! increment comes after the writer's wait reads the new pointer. Readers
+//! never wait, never lock and never retry: a read is a fixed sequence of
+//! three atomic read-modify-writes and two loads (wait-free). Writers wait
+//! only for the readers inside that window, and the epoch flip means new
+//! readers cannot keep a counter from draining, so writers cannot starve.
+//!
+//! This is the left-right / "RCU with two counters" scheme, chosen over
+//! `arc-swap`'s thread-local debt lists because it is small enough to model
+//! completely in loom (`tests/loom_config.rs`, which also marks retired nodes
+//! and asserts no reader ever clones from one) and needs no dependency.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_utils::{Backoff, CachePadded};
+
+use crate::loom::{AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::park::{CondWait, WakerSet, block_on_condition};
+
+/// A consistent view of a [`ConfigCell`]: the configuration and the version
+/// it was stored as.
+#[derive(Debug)]
+pub struct Snapshot<C> {
+    /// The configuration.
+    pub config: Arc<C>,
+    /// Its version: 0 for the initial value, +1 for every successful store.
+    pub version: u64,
+}
+
+impl<C> Clone for Snapshot<C> {
+    fn clone(&self) -> Self {
+        Snapshot {
+            config: Arc::clone(&self.config),
+            version: self.version,
+        }
+    }
+}
+
+impl<C> std::ops::Deref for Snapshot<C> {
+    type Target = C;
+
+    fn deref(&self) -> &C {
+        &self.config
+    }
+}
+
+/// `wait_changed` gave up: the version did not change within the timeout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("configuration did not change within {timeout:?} (still version {version})")]
+pub struct ChangeTimeout {
+    /// The timeout that passed.
+    pub timeout: Duration,
+    /// The version that was current when the wait gave up.
+    pub version: u64,
+}
+
+struct Node<C> {
+    config: Arc<C>,
+    version: u64,
+    /// Set by the writer instead of freeing under loom, so the model can
+    /// assert that no reader clones from a node after it was retired.
+    #[cfg(loom)]
+    retired: crate::loom::AtomicBool,
+}
+
+/// Hot-reloadable configuration with lock-free, wait-free reads.
+///
+/// [`load`](Self::load) returns an `Arc<C>` snapshot and is never blocked by
+/// writers; [`update`](Self::update) runs a validating closure on a copy and
+/// installs it only if the closure accepts it; every installed value bumps
+/// the [`version`](Self::version), and watchers wake through
+/// [`changed`](Self::changed) (async) or
+/// [`wait_changed`](Self::wait_changed) (blocking, with a timeout).
+///
+/// ```
+/// use otlp_sync::ConfigCell;
+///
+/// let cell = ConfigCell::new(100_u32);
+/// assert_eq!(*cell.load(), 100);
+/// let rejected: Result<u64, &str> = cell.update(|v| {
+///     *v = 0;
+///     Err("must be positive")
+/// });
+/// assert!(rejected.is_err());
+/// assert_eq!(*cell.load(), 100); // the old value stays
+/// assert_eq!(cell.update(|v| { *v = 200; Ok::<_, &str>(()) }), Ok(1));
+/// assert_eq!((*cell.load(), cell.version()), (200, 1));
+/// ```
+pub struct ConfigCell<C> {
+    current: AtomicPtr<Node<C>>,
+    readers: [CachePadded<AtomicUsize>; 2],
+    epoch: AtomicUsize,
+    version: AtomicU64,
+    writer: Mutex<()>,
+    watchers: WakerSet,
+    #[cfg(loom)]
+    graveyard: Mutex<Vec<*mut Node<C>>>,
+}
+
+// SAFETY: the cell owns an `Arc<C>` (through the node) and hands out clones
+// of it to any thread, and drops it on whichever thread stores next: exactly
+// what `Arc<C>: Send + Sync` requires, i.e. `C: Send + Sync`.
+unsafe impl<C: Send + Sync> Send for ConfigCell<C> {}
+// SAFETY: shared access only clones `Arc<C>` (readers) or replaces it under
+// the writer lock; as for `Arc<C>`, that needs `C: Send + Sync`.
+unsafe impl<C: Send + Sync> Sync for ConfigCell<C> {}
+
+impl<C: fmt::Debug> fmt::Debug for ConfigCell<C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let snap = self.snapshot();
+        f.debug_struct("ConfigCell")
+            .field("version", &snap.version)
+            .field("config", &snap.config)
+            .finish()
+    }
+}
+
+impl<C: Default> Default for ConfigCell<C> {
+    fn default() -> Self {
+        ConfigCell::new(C::default())
+    }
+}
+
+impl<C> ConfigCell<C> {
+    /// Creates a cell holding `config` as version 0.
+    pub fn new(config: C) -> Self {
+        Self::from_arc(Arc::new(config))
+    }
+
+    /// Creates a cell holding an existing `Arc<C>` as version 0.
+    pub fn from_arc(config: Arc<C>) -> Self {
+        ConfigCell {
+            current: AtomicPtr::new(Self::node(config, 0)),
+            readers: [
+                CachePadded::new(AtomicUsize::new(0)),
+                CachePadded::new(AtomicUsize::new(0)),
+            ],
+            epoch: AtomicUsize::new(0),
+            version: AtomicU64::new(0),
+            writer: Mutex::new(()),
+            watchers: WakerSet::new(),
+            #[cfg(loom)]
+            graveyard: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn node(config: Arc<C>, version: u64) -> *mut Node<C> {
+        Box::into_raw(Box::new(Node {
+            config,
+            version,
+            #[cfg(loom)]
+            retired: crate::loom::AtomicBool::new(false),
+        }))
+    }
+
+    /// Runs `f` on the current node inside the reader window. `f` must be
+    /// short and must not call back into the cell (it only clones an `Arc`).
+    #[inline]
+    fn read<R>(&self, f: impl FnOnce(&Node<C>) -> R) -> R {
+        let side = self.epoch.load(Ordering::SeqCst) & 1;
+        self.readers[side].fetch_add(1, Ordering::SeqCst);
+        let node = self.current.load(Ordering::SeqCst);
+        // SAFETY: `node` came from `Box::into_raw` and is freed only by a
+        // writer after it swapped it out *and* saw `readers[side]` at zero
+        // after that swap (see the module protocol). We incremented
+        // `readers[side]` before loading `node`, so that cannot happen until
+        // our decrement below; the node is valid for the whole call.
+        let node = unsafe { &*node };
+        #[cfg(loom)]
+        assert!(
+            !node.retired.load(Ordering::SeqCst),
+            "reader entered a node that was already retired"
+        );
+        let result = f(node);
+        #[cfg(loom)]
+        assert!(
+            !node.retired.load(Ordering::SeqCst),
+            "node retired while a reader was inside it"
+        );
+        self.readers[side].fetch_sub(1, Ordering::Release);
+        result
+    }
+
+    /// The current configuration. Wait-free; never blocked by writers.
+    #[inline]
+    pub fn load(&self) -> Arc<C> {
+        self.read(|node| Arc::clone(&node.config))
+    }
+
+    /// The current configuration with its version, read together.
+    pub fn snapshot(&self) -> Snapshot<C> {
+        self.read(|node| Snapshot {
+            config: Arc::clone(&node.config),
+            version: node.version,
+        })
+    }
+
+    /// The current version: 0 initially, +1 per successful store or update.
+    pub fn version(&self) -> u64 {
+        self.version.load(Ordering::SeqCst)
+    }
+
+    /// Replaces the configuration unconditionally; returns the new version.
+    pub fn store(&self, config: C) -> u64 {
+        self.store_arc(Arc::new(config))
+    }
+
+    /// Replaces the configuration with an existing `Arc<C>`; returns the new
+    /// version.
+    pub fn store_arc(&self, config: Arc<C>) -> u64 {
+        let _writer = self.writer.lock();
+        self.install(config)
+    }
+
+    /// Read-copy-update with validation: clones the current configuration,
+    /// lets `f` edit the copy, and installs it only if `f` returns `Ok`.
+    /// Concurrent updates are serialised, so `f` always edits the latest
+    /// value. Returns the new version.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `f` returns; the old configuration stays in place (also if
+    /// `f` panics).
+    pub fn update<E>(&self, f: impl FnOnce(&mut C) -> Result<(), E>) -> Result<u64, E>
+    where
+        C: Clone,
+    {
+        let _writer = self.writer.lock();
+        let mut next = C::clone(&self.load());
+        f(&mut next)?;
+        Ok(self.install(Arc::new(next)))
+    }
+
+    /// Like [`update`](Self::update), but `f` builds the new value from a
+    /// reference to the current one (no `Clone` needed) or rejects it.
+    ///
+    /// # Errors
+    ///
+    /// Whatever `f` returns; the old configuration stays in place.
+    pub fn try_replace<E>(&self, f: impl FnOnce(&C) -> Result<C, E>) -> Result<u64, E> {
+        let _writer = self.writer.lock();
+        let next = f(&self.load())?;
+        Ok(self.install(Arc::new(next)))
+    }
+
+    /// Installs `config` as the next version. Caller holds `self.writer`.
+    fn install(&self, config: Arc<C>) -> u64 {
+        let version = self.version.load(Ordering::Relaxed) + 1;
+        let new = Self::node(config, version);
+        let old = self.current.swap(new, Ordering::SeqCst);
+        self.version.store(version, Ordering::SeqCst);
+        self.wait_for_readers();
+        self.retire(old);
+        self.watchers.notify_all();
+        version
+    }
+
+    /// The writer's two waits and the epoch flip (see the module protocol).
+    fn wait_for_readers(&self) {
+        // Only writers change `epoch`, and they hold the writer lock.
+        let cur = self.epoch.load(Ordering::Relaxed) & 1;
+        self.drain(1 - cur);
+        self.epoch.store(1 - cur, Ordering::SeqCst);
+        self.drain(cur);
+    }
+
+    fn drain(&self, side: usize) {
+        let backoff = Backoff::new();
+        // The SeqCst (hence acquire) load pairs with the readers' release
+        // decrement: everything a reader did inside its window happens
+        // before our free.
+        while self.readers[side].load(Ordering::SeqCst) != 0 {
+            crate::loom::spin_wait(&backoff);
+        }
+    }
+
+    #[cfg(not(loom))]
+    fn retire(&self, old: *mut Node<C>) {
+        // SAFETY: `old` came from `Box::into_raw`, was swapped out of
+        // `current` (no new reader can load it), and `wait_for_readers`
+        // returned, so no reader is still inside it. We own it now.
+        drop(unsafe { Box::from_raw(old) });
+    }
+
+    #[cfg(loom)]
+    fn retire(&self, old: *mut Node<C>) {
+        // SAFETY: as in the non-loom version, `old` is ours; under loom we
+        // only mark it and free it when the cell drops.
+        unsafe { &*old }.retired.store(true, Ordering::SeqCst);
+        self.graveyard.lock().push(old);
+    }
+
+    /// Waits asynchronously until the version differs from the one current
+    /// when this is called; resolves to the new snapshot.
+    ///
+    /// Runtime-agnostic; for a timeout wrap it in e.g.
+    /// `tokio::time::timeout`. Several changes in a row may be observed as
+    /// one (the latest wins).
+    #[cfg(feature = "async")]
+    pub fn changed(&self) -> Changed<'_, C> {
+        self.changed_since(self.version())
+    }
+
+    /// Waits asynchronously until the version differs from `seen` (use the
+    /// version of the last snapshot you acted on, so that no change between
+    /// two waits is missed).
+    #[cfg(feature = "async")]
+    pub fn changed_since(&self, seen: u64) -> Changed<'_, C> {
+        Changed {
+            cell: self,
+            seen,
+            wait: CondWait::new(),
+        }
+    }
+
+    /// Blocks until the version differs from the one current when this is
+    /// called, or `timeout` passes.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeTimeout`] if nothing changed in time.
+    pub fn wait_changed(&self, timeout: Duration) -> Result<Snapshot<C>, ChangeTimeout> {
+        self.wait_changed_since(self.version(), timeout)
+    }
+
+    /// Blocks until the version differs from `seen`, or `timeout` passes.
+    ///
+    /// # Errors
+    ///
+    /// [`ChangeTimeout`] if nothing changed in time.
+    pub fn wait_changed_since(
+        &self,
+        seen: u64,
+        timeout: Duration,
+    ) -> Result<Snapshot<C>, ChangeTimeout> {
+        let deadline = Instant::now().checked_add(timeout);
+        block_on_condition(&self.watchers, deadline, || self.changed_from(seen)).ok_or_else(
+            || ChangeTimeout {
+                timeout,
+                version: self.version(),
+            },
+        )
+    }
+
+    fn changed_from(&self, seen: u64) -> Option<Snapshot<C>> {
+        if self.version() == seen {
+            return None;
+        }
+        Some(self.snapshot())
+    }
+
+    /// Number of registered watchers (async or blocking) right now.
+    pub fn watchers(&self) -> usize {
+        self.watchers.len()
+    }
+}
+
+impl<C> Drop for ConfigCell<C> {
+    fn drop(&mut self) {
+        let node = self.current.load(Ordering::Acquire);
+        // SAFETY: `&mut self`: no reader or writer is active, and `node`
+        // came from `Box::into_raw` and was never freed (it is current).
+        drop(unsafe { Box::from_raw(node) });
+        #[cfg(loom)]
+        for old in self.graveyard.lock().drain(..) {
+            // SAFETY: retired nodes are unique `Box::into_raw` pointers
+            // freed only here, after every reader is gone.
+            drop(unsafe { Box::from_raw(old) });
+        }
+    }
+}
+
+/// Future returned by [`ConfigCell::changed`] and
+/// [`ConfigCell::changed_since`].
+#[cfg(feature = "async")]
+#[must_use = "futures do nothing unless polled"]
+pub struct Changed<'a, C> {
+    cell: &'a ConfigCell<C>,
+    seen: u64,
+    wait: CondWait,
+}
+
+#[cfg(feature = "async")]
+impl<C> fmt::Debug for Changed<'_, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Changed").field("seen", &self.seen).finish()
+    }
+}
+
+#[cfg(feature = "async")]
+impl<C> std::future::Future for Changed<'_, C> {
+    type Output = Snapshot<C>;
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Snapshot<C>> {
+        let this = &mut *self;
+        let (cell, seen) = (this.cell, this.seen);
+        this.wait
+            .poll(&cell.watchers, cx.waker(), || cell.changed_from(seen))
+    }
+}
+
+#[cfg(feature = "async")]
+impl<C> Drop for Changed<'_, C> {
+    fn drop(&mut self) {
+        self.wait.cancel(&self.cell.watchers);
+    }
+}
