@@ -10,15 +10,3 @@ pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering,
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
-
-/// Yields the current thread while spinning on a short critical section.
-#[cfg(not(loom))]
-pub(crate) fn yield_now() {
-    std::thread::yield_now();
-}
-
-/// Yields the current thread while spinning on a short critical section.
-#[cfg(loom)]
-pub(crate) fn yield_now() {
-    loom::thread::yield_now();
-}
