@@ -1,0 +1,56 @@
+//! Per-worker counters.
+
+use crate::sync::{AtomicU64, Ordering};
+
+/// One worker's counters. Only the owning worker writes them, so a bump is
+/// a relaxed load and store on the worker's own cache line (no locked
+/// instruction); readers see a recent value.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    executed: AtomicU64,
+    stolen: AtomicU64,
+    parked: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+}
+
+impl Counters {
+    pub(crate) fn bump_executed(&self) {
+        bump(&self.executed);
+    }
+
+    pub(crate) fn bump_stolen(&self) {
+        bump(&self.stolen);
+    }
+
+    pub(crate) fn bump_parked(&self) {
+        bump(&self.parked);
+    }
+
+    pub(crate) fn snapshot(&self, worker: usize) -> WorkerStats {
+        WorkerStats {
+            worker,
+            executed: self.executed.load(Ordering::Relaxed),
+            stolen: self.stolen.load(Ordering::Relaxed),
+            parked: self.parked.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// A snapshot of one worker's counters, from
+/// [`WorkStealingScheduler::stats`](crate::WorkStealingScheduler::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WorkerStats {
+    /// The worker's index (0-based).
+    pub worker: usize,
+    /// Jobs the worker ran: tasks, scope tasks and the halves of `join`
+    /// that were queued (a `join`'s inline half is not counted).
+    pub executed: u64,
+    /// Successful steals from other workers' deques (each may move a batch).
+    pub stolen: u64,
+    /// Times the worker slept on the pool's condition variable and was
+    /// woken by new work.
+    pub parked: u64,
+}
