@@ -322,12 +322,31 @@ impl Histogram {
         out
     }
 
-    /// Overrides the exact min/max (used when they are tracked outside the
-    /// buckets). Ignored for an empty histogram.
+    /// Installs min/max tracked outside the buckets (the shards' exact
+    /// trackers), checked against the buckets: a value that does not fall
+    /// in the first (last) non-empty bucket belongs to an event the buckets
+    /// do not hold, or misses one (a read racing a record, or a `reset`
+    /// racing a record), so the bucket bound is used instead. After
+    /// recording quiesces the trackers are exact and kept as they are.
     pub(crate) fn set_min_max(&mut self, min: u64, max: u64) {
-        if self.count > 0 && min <= max {
-            self.min = min;
-            self.max = max;
+        let Some(first) = self.counts.iter().position(|&c| c > 0) else {
+            self.min = u64::MAX;
+            self.max = 0;
+            return;
+        };
+        let last = self.counts.iter().rposition(|&c| c > 0).unwrap_or(first);
+        self.min = if bucket_index(min) == first && min <= max {
+            min
+        } else {
+            bucket_lower(first)
+        };
+        self.max = if bucket_index(max) == last {
+            max
+        } else {
+            bucket_upper(last)
+        };
+        if self.max < self.min {
+            self.max = self.min;
         }
     }
 }

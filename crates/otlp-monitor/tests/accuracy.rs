@@ -47,14 +47,22 @@ fn check(name: &str, mut values: Vec<u64>) {
         }
     }
     let stats = monitor.get_stats();
-    for (q, got) in [(0.5, stats.p50), (0.9, stats.p90), (0.99, stats.p99), (0.999, stats.p999)] {
+    for (q, got) in [
+        (0.5, stats.p50),
+        (0.9, stats.p90),
+        (0.99, stats.p99),
+        (0.999, stats.p999),
+    ] {
         let want = exact(&values, q) as f64;
         let err = (got.as_nanos() as f64 - want).abs() / want.max(1.0);
         assert!(err <= 0.01, "{name}: stats q={q} error {err}");
     }
     // The design bound is 1/256 (0.39%); leave a report in the test output.
     assert!(worst <= 1.0 / 256.0 + 1e-9, "{name}: worst error {worst}");
-    println!("{name}: worst relative quantile error {:.4}%", worst * 100.0);
+    println!(
+        "{name}: worst relative quantile error {:.4}%",
+        worst * 100.0
+    );
 }
 
 #[test]

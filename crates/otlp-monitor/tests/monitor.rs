@@ -81,7 +81,15 @@ fn task_timer_finish_fail_and_drop() {
     m.start_task().fail();
     drop(m.start_task());
     let s = m.get_stats();
-    assert_eq!((s.total_tasks, s.completed_tasks, s.failed_tasks, s.in_flight), (3, 1, 2, 0));
+    assert_eq!(
+        (
+            s.total_tasks,
+            s.completed_tasks,
+            s.failed_tasks,
+            s.in_flight
+        ),
+        (3, 1, 2, 0)
+    );
     assert_eq!(m.latency_histogram().count(), 3);
 }
 
@@ -94,7 +102,15 @@ fn task_timer_dropped_during_panic_records_failure() {
     }));
     assert!(result.is_err());
     let s = m.get_stats();
-    assert_eq!((s.total_tasks, s.completed_tasks, s.failed_tasks, s.in_flight), (1, 0, 1, 0));
+    assert_eq!(
+        (
+            s.total_tasks,
+            s.completed_tasks,
+            s.failed_tasks,
+            s.in_flight
+        ),
+        (1, 0, 1, 0)
+    );
 }
 
 #[test]
@@ -150,7 +166,10 @@ fn intervals_are_deltas_and_sum_to_totals() {
         // Latencies of this interval only.
         let want = (round * 100_000) as f64;
         for got in [iv.p50, iv.p99, iv.min_execution_time, iv.max_execution_time] {
-            assert!((got.as_nanos() as f64 - want).abs() / want <= 0.01, "{got:?}");
+            assert!(
+                (got.as_nanos() as f64 - want).abs() / want <= 0.01,
+                "{got:?}"
+            );
         }
         completed += iv.completed_tasks;
         failed += iv.failed_tasks;
@@ -193,7 +212,12 @@ fn builder_validates_and_configures() {
             max: otlp_monitor::MAX_SHARDS
         }
     );
-    assert!(ConcurrencyMonitor::builder().shards(1 << 20).build().is_err());
+    assert!(
+        ConcurrencyMonitor::builder()
+            .shards(1 << 20)
+            .build()
+            .is_err()
+    );
     let m = ConcurrencyMonitor::builder()
         .shards(3)
         .name("exporter")
@@ -247,13 +271,19 @@ fn prometheus_exposition() {
     }
     // Cumulative buckets never decrease.
     let mut last = 0u64;
-    for l in text.lines().filter(|l| l.starts_with("otlp_exporter_task_duration_seconds_bucket")) {
+    for l in text
+        .lines()
+        .filter(|l| l.starts_with("otlp_exporter_task_duration_seconds_bucket"))
+    {
         let v: u64 = l.rsplit(' ').next().unwrap().parse().unwrap();
         assert!(v >= last);
         last = v;
     }
     // Invalid prefixes: sanitised by to_prometheus, rejected by try_.
-    assert!(m.to_prometheus("my-app").contains("my_app_tasks_started_total 6"));
+    assert!(
+        m.to_prometheus("my-app")
+            .contains("my_app_tasks_started_total 6")
+    );
     assert!(m.to_prometheus("").contains("\ntasks_started_total 6\n"));
     assert!(matches!(
         m.try_to_prometheus("9lives"),
@@ -276,7 +306,15 @@ fn display_table_has_every_section() {
     m.record_task_start();
     m.record_task_completion(Duration::from_micros(1500));
     let text = m.get_stats().to_string();
-    for word in ["started", "completed", "in-flight", "p99.9", "queue wait", "1.500ms", "100.00%"] {
+    for word in [
+        "started",
+        "completed",
+        "in-flight",
+        "p99.9",
+        "queue wait",
+        "1.500ms",
+        "100.00%",
+    ] {
         assert!(text.contains(word), "missing {word} in\n{text}");
     }
 }

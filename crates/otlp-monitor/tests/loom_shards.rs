@@ -1,0 +1,143 @@
+//! Loom models of the shard protocol: per-shard min/max CAS, the
+//! Release/Acquire publication of events to readers, and reset.
+//!
+//! Run with:
+//! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p otlp-monitor --release --test loom_shards`
+//!
+//! Under loom the monitor has 2 shards and an 8-bucket histogram. Thread
+//! slots are handed out in first-record order, so in each model the main
+//! thread and the spawned threads land on the same or different shards as
+//! noted.
+#![cfg(loom)]
+
+use std::time::Duration;
+
+use loom::sync::Arc;
+use loom::sync::atomic::{AtomicBool, Ordering};
+use loom::thread;
+use otlp_monitor::ConcurrencyMonitor;
+
+fn ns(n: u64) -> Duration {
+    Duration::from_nanos(n)
+}
+
+/// Two threads on the same shard (slots 0 and 2 with 2 shards) race their
+/// min/max CAS loops and adds; min, max and the counts must be exact.
+#[test]
+fn min_max_cas_on_a_shared_shard() {
+    loom::model(|| {
+        let m = Arc::new(ConcurrencyMonitor::new());
+        m.record_task_start(); // main: slot 0, shard 0
+        // Slot 1 (shard 1) goes to a thread that finishes before the race.
+        let m1 = Arc::clone(&m);
+        thread::spawn(move || m1.record_task_start())
+            .join()
+            .unwrap();
+        let m2 = Arc::clone(&m);
+        let t = thread::spawn(move || {
+            m2.record_task_completion(ns(3)); // slot 2, shard 0
+        });
+        m.record_task_completion(ns(5));
+        t.join().unwrap();
+        let s = m.get_stats();
+        assert_eq!(s.completed_tasks, 2);
+        assert_eq!(s.min_execution_time, ns(3));
+        assert_eq!(s.max_execution_time, ns(5));
+        assert_eq!(s.in_flight, 0);
+    });
+}
+
+/// A recorder on another shard racing a reader: the reader never sees a
+/// finished task without its start or its latency (min/max), and the final
+/// totals are exact.
+#[test]
+fn reader_never_sees_completion_without_start_or_latency() {
+    loom::model(|| {
+        let m = Arc::new(ConcurrencyMonitor::new());
+        m.record_task_start(); // main: slot 0, shard 0
+        let writer = {
+            let m = Arc::clone(&m);
+            thread::spawn(move || {
+                m.record_task_start(); // slot 1, shard 1
+                m.record_task_completion(ns(6));
+            })
+        };
+        let s = m.get_stats();
+        assert!(s.completed_tasks + s.failed_tasks <= s.total_tasks);
+        if s.completed_tasks > 0 {
+            assert_eq!(s.min_execution_time, ns(6));
+            assert_eq!(s.max_execution_time, ns(6));
+        }
+        writer.join().unwrap();
+        m.record_task_completion(ns(2));
+        let s = m.get_stats();
+        assert_eq!((s.total_tasks, s.completed_tasks, s.in_flight), (2, 2, 0));
+        assert_eq!(s.min_execution_time, ns(2));
+        assert_eq!(s.max_execution_time, ns(6));
+    });
+}
+
+/// A task started on one thread (shard 1) and finished on another (shard
+/// 0) after a hand-off: a reader that sees the completion also sees the
+/// start, so the in-flight gauge never underflows.
+#[test]
+fn cross_shard_handoff_keeps_in_flight_consistent() {
+    loom::model(|| {
+        let m = Arc::new(ConcurrencyMonitor::new());
+        let flag = Arc::new(AtomicBool::new(false));
+        m.record_queue_wait(ns(1)); // main: slot 0, shard 0
+        let starter = {
+            let m = Arc::clone(&m);
+            let flag = Arc::clone(&flag);
+            thread::spawn(move || {
+                m.record_task_start(); // slot 1, shard 1
+                flag.store(true, Ordering::Release);
+            })
+        };
+        let finisher = {
+            let m = Arc::clone(&m);
+            let flag = Arc::clone(&flag);
+            thread::spawn(move || {
+                if flag.load(Ordering::Acquire) {
+                    m.record_task_completion(ns(4)); // slot 2, shard 0
+                }
+            })
+        };
+        let s = m.get_stats();
+        assert!(s.completed_tasks <= s.total_tasks);
+        starter.join().unwrap();
+        finisher.join().unwrap();
+        let s = m.get_stats();
+        assert_eq!(s.total_tasks, 1);
+        assert_eq!(s.in_flight, 1 - s.completed_tasks);
+        assert_eq!(s.queue_wait_samples, 1);
+    });
+}
+
+/// `reset` racing with a record: the event lands in exactly one window,
+/// in-flight stays exact, and min/max are never inverted.
+#[test]
+fn reset_racing_a_record() {
+    loom::model(|| {
+        let m = Arc::new(ConcurrencyMonitor::new());
+        m.record_task_start(); // slot 0
+        let t = {
+            let m = Arc::clone(&m);
+            thread::spawn(move || {
+                m.record_task_completion(ns(3)); // slot 1, shard 1
+            })
+        };
+        m.reset();
+        t.join().unwrap();
+        let after = m.get_stats();
+        // The completion is in the old window or the new one; the gauge
+        // spans both and is exact.
+        assert_eq!(after.in_flight, 0);
+        assert!(after.completed_tasks <= 1);
+        assert_eq!(after.total_tasks, 0);
+        if after.completed_tasks == 1 {
+            assert!(after.min_execution_time <= after.max_execution_time);
+            assert!(after.max_execution_time <= ns(3));
+        }
+    });
+}
