@@ -17,16 +17,23 @@
 //!          free old node (its Arc<C> reference drops; readers hold their own)
 //! ```
 //!
-//! All of these are sequentially consistent. A reader that loaded `old` did
-//! its increment before the swap (its pointer load follows its increment and
-//! precedes the swap in the single SC order), so whichever counter it used,
-//! one of the writer's two waits sees it and waits for its decrement
-//! (release), which orders its clone before the free. A reader whose
-//! increment comes after the writer's wait reads the new pointer. Readers
-//! never wait, never lock and never retry: a read is a fixed sequence of
-//! three atomic read-modify-writes and two loads (wait-free). Writers wait
-//! only for the readers inside that window, and the epoch flip means new
-//! readers cannot keep a counter from draining, so writers cannot starve.
+//! The writer checks the counters with read-modify-writes (`fetch_add(0)`),
+//! not loads. RMWs on one counter are totally ordered, so for any reader
+//! that used side `s` either (a) its increment comes first, the writer's
+//! RMW sees it and waits for its decrement (release, paired with the
+//! writer's acquire: the reader's clone happens before the free), or (b) the
+//! writer's RMW comes first and the reader's increment acquires from it, so
+//! the reader's pointer load sees the swap and never touches the old node.
+//! The writer drains both sides after its swap, so it does not matter which
+//! side a straggler with a stale epoch used. (With plain loads this would be
+//! a store-load "Dekker" pattern needing a SeqCst fence on the read path;
+//! loom confirmed that acquire/release loads alone are not enough.)
+//!
+//! Readers never wait, never lock and never retry: a read is an epoch load,
+//! an increment, a pointer load, the `Arc` clone and a decrement
+//! (wait-free). Writers wait only for the readers inside that window, and
+//! the epoch flip means new readers cannot keep a counter from draining, so
+//! writers cannot starve.
 //!
 //! This is the left-right / "RCU with two counters" scheme, chosen over
 //! `arc-swap`'s thread-local debt lists because it is small enough to model
@@ -182,9 +189,13 @@ impl<C> ConfigCell<C> {
     /// short and must not call back into the cell (it only clones an `Arc`).
     #[inline]
     fn read<R>(&self, f: impl FnOnce(&Node<C>) -> R) -> R {
-        let side = self.epoch.load(Ordering::SeqCst) & 1;
-        self.readers[side].fetch_add(1, Ordering::SeqCst);
-        let node = self.current.load(Ordering::SeqCst);
+        // The epoch only steers readers away from the side a writer is
+        // draining (progress); safety does not depend on which side we use.
+        let side = self.epoch.load(Ordering::Relaxed) & 1;
+        // Acquire: if a writer's drain RMW on this counter comes before our
+        // increment, we synchronise with it and our load below sees its swap.
+        self.readers[side].fetch_add(1, Ordering::Acquire);
+        let node = self.current.load(Ordering::Acquire);
         // SAFETY: `node` came from `Box::into_raw` and is freed only by a
         // writer after it swapped it out *and* saw `readers[side]` at zero
         // after that swap (see the module protocol). We incremented
@@ -272,7 +283,9 @@ impl<C> ConfigCell<C> {
     fn install(&self, config: Arc<C>) -> u64 {
         let version = self.version.load(Ordering::Relaxed) + 1;
         let new = Self::node(config, version);
-        let old = self.current.swap(new, Ordering::SeqCst);
+        // AcqRel: release publishes the node; the drain RMWs come after it
+        // in program order, so a reader that acquires from them sees it.
+        let old = self.current.swap(new, Ordering::AcqRel);
         self.version.store(version, Ordering::SeqCst);
         self.wait_for_readers();
         self.retire(old);
@@ -285,16 +298,21 @@ impl<C> ConfigCell<C> {
         // Only writers change `epoch`, and they hold the writer lock.
         let cur = self.epoch.load(Ordering::Relaxed) & 1;
         self.drain(1 - cur);
-        self.epoch.store(1 - cur, Ordering::SeqCst);
+        self.epoch.store(1 - cur, Ordering::Relaxed);
         self.drain(cur);
     }
 
     fn drain(&self, side: usize) {
         let backoff = Backoff::new();
-        // The SeqCst (hence acquire) load pairs with the readers' release
-        // decrement: everything a reader did inside its window happens
-        // before our free.
-        while self.readers[side].load(Ordering::SeqCst) != 0 {
+        // A read-modify-write, not a load: RMWs on one counter are totally
+        // ordered, so either our RMW comes after a reader's increment (and we
+        // see it and wait), or the reader's increment comes after our RMW
+        // (release) and acquires from it, so the reader sees our swap and
+        // never loads the old node. A plain load would need a store-load
+        // (SeqCst) fence on the reader's hot path to give the same
+        // guarantee. Acquire pairs with the readers' release decrement:
+        // everything a reader did inside its window happens before the free.
+        while self.readers[side].fetch_add(0, Ordering::AcqRel) != 0 {
             crate::loom::spin_wait(&backoff);
         }
     }
