@@ -1,2 +1,121 @@
-//! Benchmarks for otlp-numa (being written).
-fn main() {}
+//! otlp-numa benchmarks: the NUMA-aware allocator against `System` and the
+//! seed's round-robin design; `current_node()` against a raw getcpu syscall.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::hint::black_box;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Barrier};
+use std::time::{Duration, Instant};
+
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use otlp_benches::OURS;
+use otlp_numa::NumaAwareAllocator;
+
+/// The seed's design, written correctly: the "node" is a shared round-robin
+/// counter and each allocation bumps a shared per-node counter.
+struct SeedRoundRobin {
+    node_count: usize,
+    current_node: AtomicUsize,
+    allocations_per_node: Vec<AtomicUsize>,
+}
+
+impl SeedRoundRobin {
+    fn new(node_count: usize) -> Self {
+        SeedRoundRobin {
+            node_count,
+            current_node: AtomicUsize::new(0),
+            allocations_per_node: (0..node_count).map(|_| AtomicUsize::new(0)).collect(),
+        }
+    }
+}
+
+// SAFETY: forwards every block to System unchanged.
+unsafe impl GlobalAlloc for SeedRoundRobin {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let node = self.current_node.fetch_add(1, Ordering::Relaxed) % self.node_count;
+        self.allocations_per_node[node].fetch_add(1, Ordering::Relaxed);
+        // SAFETY: forwarded under the caller's contract.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded under the caller's contract.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+static NUMA: NumaAwareAllocator = NumaAwareAllocator::new();
+
+#[inline(always)]
+fn alloc_free<A: GlobalAlloc>(a: &A, layout: Layout) {
+    // SAFETY: non-zero size; freed with the same layout.
+    unsafe {
+        let p = a.alloc(layout);
+        black_box(p);
+        a.dealloc(p, layout);
+    }
+}
+
+fn bench_one<A: GlobalAlloc + Sync>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    imp: &str,
+    a: &'static A,
+) {
+    let layout = Layout::from_size_align(1024, 8).unwrap();
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("alloc_free_1k", imp), |b| {
+        b.iter(|| alloc_free(a, layout))
+    });
+    group.throughput(Throughput::Elements(2));
+    group.bench_function(BenchmarkId::new("alloc_free_1k_2t", imp), |b| {
+        b.iter_custom(|iters| {
+            let barrier = Arc::new(Barrier::new(2));
+            let worker = {
+                let barrier = barrier.clone();
+                std::thread::spawn(move || {
+                    barrier.wait();
+                    for _ in 0..iters {
+                        alloc_free(a, layout);
+                    }
+                })
+            };
+            barrier.wait();
+            let start = Instant::now();
+            for _ in 0..iters {
+                alloc_free(a, layout);
+            }
+            worker.join().unwrap();
+            start.elapsed()
+        })
+    });
+}
+
+fn numa_alloc(c: &mut Criterion) {
+    static SYSTEM: System = System;
+    let seed: &'static SeedRoundRobin = Box::leak(Box::new(SeedRoundRobin::new(4)));
+    let mut group = c.benchmark_group("numa_alloc");
+    bench_one(&mut group, OURS, &NUMA);
+    bench_one(&mut group, "system", &SYSTEM);
+    bench_one(&mut group, "seed_round_robin", seed);
+    group.finish();
+    black_box(seed.allocations_per_node[0].load(Ordering::Relaxed));
+    black_box(NUMA.total_stats());
+}
+
+fn numa_current_node(c: &mut Criterion) {
+    let mut group = c.benchmark_group("numa_current_node");
+    group.throughput(Throughput::Elements(1));
+    group.bench_function(BenchmarkId::new("current_node", OURS), |b| {
+        b.iter(|| black_box(otlp_numa::current_node().unwrap()))
+    });
+    group.bench_function(BenchmarkId::new("current_node", "raw_getcpu"), |b| {
+        b.iter(|| black_box(otlp_numa::current_cpu_and_node_syscall().unwrap().1))
+    });
+    group.finish();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().warm_up_time(Duration::from_millis(500));
+    targets = numa_alloc, numa_current_node
+}
+criterion_main!(benches);

@@ -177,24 +177,38 @@ fn claim_slot() -> u64 {
 }
 
 /// This thread's (slot, node bucket), refreshing the node every
-/// [`NODE_REFRESH_INTERVAL`] calls.
-#[inline]
-fn thread_state() -> (u64, usize) {
+/// [`NODE_REFRESH_INTERVAL`] calls (allocations only: frees just read the
+/// cached state).
+#[inline(always)]
+fn thread_state(tick: bool) -> (u64, usize) {
     STATE
         .try_with(|cell| {
-            let (mut slot, mut bucket, countdown) = unpack(cell.get());
+            let state = cell.get();
+            let countdown = state as u32;
             if countdown == 0 {
-                if slot == SLOT_UNCLAIMED {
-                    slot = claim_slot();
-                }
-                bucket = current_bucket();
-                cell.set(pack(slot, bucket, NODE_REFRESH_INTERVAL - 1));
-            } else {
-                cell.set(pack(slot, bucket, countdown - 1));
+                return refresh(cell, state);
             }
+            if tick {
+                cell.set(state - 1);
+            }
+            let (slot, bucket, _) = unpack(state);
             (slot, bucket)
         })
         .unwrap_or((SLOT_NONE, OTHER))
+}
+
+/// Slow path of [`thread_state`]: claim a slot on first use, re-read the
+/// node.
+#[cold]
+#[inline(never)]
+fn refresh(cell: &Cell<u64>, state: u64) -> (u64, usize) {
+    let (mut slot, _, _) = unpack(state);
+    if slot == SLOT_UNCLAIMED {
+        slot = claim_slot();
+    }
+    let bucket = current_bucket();
+    cell.set(pack(slot, bucket, NODE_REFRESH_INTERVAL - 1));
+    (slot, bucket)
 }
 
 // ---- the allocator ---------------------------------------------------------
@@ -440,13 +454,13 @@ impl<A> NumaAwareAllocator<A> {
             .store(self.bind_failures.load(Relaxed), Relaxed);
     }
 
-    #[inline]
+    #[inline(always)]
     fn charge(&self, bytes: usize, alloc: bool) {
-        let (slot, bucket) = thread_state();
+        let (slot, bucket) = thread_state(alloc);
         self.charge_in(slot, bucket, bytes, alloc);
     }
 
-    #[inline]
+    #[inline(always)]
     fn charge_in(&self, slot: u64, bucket: usize, bytes: usize, alloc: bool) {
         let bytes = bytes as u64;
         if let Some(slot) = self.slots.get(slot as usize) {
@@ -503,7 +517,7 @@ impl<A> NumaAwareAllocator<A> {
             // SAFETY: `addr..addr+len` is the mapping just created.
             unsafe { mbind_raw(addr, len, MPOL_BIND, &mask, 0) }.is_ok()
         });
-        let (slot, _) = thread_state();
+        let (slot, _) = thread_state(false);
         self.charge_in(slot, bucket, layout.size(), true);
         if bound {
             self.bound[bucket].fetch_add(1, Relaxed);

@@ -14,6 +14,8 @@ mod affinity;
 mod alloc;
 mod cpuset;
 mod error;
+#[cfg(feature = "hwloc")]
+mod hwloc;
 mod memory;
 mod sysfs;
 mod topology;

@@ -151,6 +151,9 @@ pub(crate) fn single_node_mask(node: usize) -> Option<[libc::c_ulong; NODEMASK_W
 /// # Errors
 /// [`NumaError::Syscall`] (`EFAULT` for an unmapped address, `ENOSYS` or
 /// `EPERM` where the kernel or a sandbox refuses).
+// The pointer is never dereferenced in user space: the kernel validates it
+// and answers EFAULT for an unmapped address.
+#[allow(clippy::not_unsafe_ptr_arg_deref)]
 pub fn page_node(addr: *const u8) -> Result<usize, NumaError> {
     let mut node: libc::c_int = -1;
     // SAFETY: `node` is writable; with a null nodemask and maxnode 0 the
