@@ -137,7 +137,9 @@ impl fmt::Display for TaskError {
                 Some(msg) => write!(f, "the task panicked: {msg}"),
                 None => f.write_str("the task panicked"),
             },
-            TaskError::Cancelled => f.write_str("the task was dropped by shutdown_now before it ran"),
+            TaskError::Cancelled => {
+                f.write_str("the task was dropped by shutdown_now before it ran")
+            }
             TaskError::ResultTaken => f.write_str("the task's result was already taken"),
         }
     }

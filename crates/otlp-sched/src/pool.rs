@@ -4,6 +4,7 @@ use std::any::Any;
 use std::num::NonZeroUsize;
 use std::thread::{self, JoinHandle};
 
+use crate::Priority;
 use crate::error::{BuildError, ShutdownError, SubmitError, TaskError};
 use crate::handle::{self, TaskHandle};
 use crate::job::HeapJob;
@@ -14,7 +15,6 @@ use crate::scope::{self, Scope};
 use crate::sleep::MAX_WORKERS;
 use crate::stats::WorkerStats;
 use crate::sync::{Arc, Mutex};
-use crate::Priority;
 
 type NameFn = Arc<dyn Fn(usize) -> String + Send + Sync>;
 
@@ -188,7 +188,9 @@ impl Builder {
             }
             let worker_registry = Arc::clone(&registry);
             #[cfg(feature = "numa")]
-            let pin = plan.as_ref().map(|plan| (plan[index].clone(), ready_tx.clone()));
+            let pin = plan
+                .as_ref()
+                .map(|plan| (plan[index].clone(), ready_tx.clone()));
             let spawned = builder.spawn(move || {
                 #[cfg(feature = "numa")]
                 if let Some((cpus, ready)) = pin {

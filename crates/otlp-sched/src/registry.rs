@@ -266,9 +266,7 @@ impl Registry {
         let me = thread::current();
         let registry: &Registry = self;
         let job = StackJob::new(
-            move || {
-                WorkerThread::with_current(|wt| op(wt.filter(|wt| wt.belongs_to(registry))))
-            },
+            move || WorkerThread::with_current(|wt| op(wt.filter(|wt| wt.belongs_to(registry)))),
             &me,
         );
         // SAFETY: `job` stays in this frame until its latch is set: we wait
@@ -527,10 +525,14 @@ impl WorkerThread {
             registry.sleep.start_searching();
             let backoff = Backoff::new();
             let found = loop {
+                // Read `terminate` before looking: `shutdown` sets it only
+                // after every accepted push landed, so a look that follows
+                // a `true` read sees all of them.
+                let terminating = registry.terminate.load(Ordering::SeqCst);
                 if let Some(found) = self.find_work() {
                     break Some(found);
                 }
-                if registry.terminate.load(Ordering::SeqCst) {
+                if terminating {
                     break None;
                 }
                 if !backoff.is_completed() {
@@ -607,16 +609,16 @@ pub(crate) fn worker_main(
     };
     CURRENT.with(|c| c.set(&raw const worker));
     let registry = &*worker.registry;
-    if let Some(hook) = &registry.start_hook {
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| hook(index))) {
-            registry.report_panic(&*payload);
-        }
+    if let Some(hook) = &registry.start_hook
+        && let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| hook(index)))
+    {
+        registry.report_panic(&*payload);
     }
     worker.run();
-    if let Some(hook) = &registry.exit_hook {
-        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| hook(index))) {
-            registry.report_panic(&*payload);
-        }
+    if let Some(hook) = &registry.exit_hook
+        && let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| hook(index)))
+    {
+        registry.report_panic(&*payload);
     }
     CURRENT.with(|c| c.set(ptr::null()));
 }

@@ -38,6 +38,7 @@ const SLEEP_ONE: usize = 1 << 16;
 const SEARCH_MASK: usize = SLEEP_ONE - 1;
 
 /// The most workers the state word can count.
+#[cfg_attr(loom, allow(dead_code))]
 pub const MAX_WORKERS: usize = SEARCH_MASK;
 
 fn searching(state: usize) -> usize {

@@ -40,12 +40,14 @@ fn million_tasks_from_several_threads_each_run_once() {
     let total = size(1_000_000);
     let per = total / producers;
     let pool = Arc::new(pool(2));
-    let seen: Arc<Vec<AtomicU8>> = Arc::new((0..per * producers).map(|_| AtomicU8::new(0)).collect());
+    let seen: Arc<Vec<AtomicU8>> =
+        Arc::new((0..per * producers).map(|_| AtomicU8::new(0)).collect());
     let done = Arc::new(AtomicUsize::new(0));
     let start = Arc::new(Barrier::new(producers));
     let threads: Vec<_> = (0..producers)
         .map(|p| {
-            let (pool, seen, done, start) = (pool.clone(), seen.clone(), done.clone(), start.clone());
+            let (pool, seen, done, start) =
+                (pool.clone(), seen.clone(), done.clone(), start.clone());
             thread::spawn(move || {
                 start.wait();
                 for i in p * per..(p + 1) * per {
@@ -64,7 +66,12 @@ fn million_tasks_from_several_threads_each_run_once() {
         t.join().unwrap();
     }
     wait_for(&done, per * producers);
-    assert!(seen.iter().all(|c| c.load(Ordering::Relaxed) == 1), "a task ran twice or never");
+    assert!(
+        seen.iter().all(|c| c.load(Ordering::Relaxed) == 1),
+        "a task ran twice or never"
+    );
+    // Counters are bumped after a job returns; shut down to settle them.
+    pool.shutdown().unwrap();
     let executed: u64 = pool.stats().iter().map(|s| s.executed).sum();
     assert_eq!(executed, (per * producers) as u64);
 }
@@ -105,7 +112,11 @@ fn fib(pool: &WorkStealingScheduler, n: u64) -> u64 {
 }
 
 fn fib_seq(n: u64) -> u64 {
-    if n < 2 { n } else { fib_seq(n - 1) + fib_seq(n - 2) }
+    if n < 2 {
+        n
+    } else {
+        fib_seq(n - 1) + fib_seq(n - 2)
+    }
 }
 
 #[test]
@@ -131,7 +142,10 @@ fn join_propagates_panic_after_both_sides() {
     let pool = pool(2);
     let other_ran = AtomicBool::new(false);
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        pool.join(|| other_ran.store(true, Ordering::SeqCst), || panic!("right side"))
+        pool.join(
+            || other_ran.store(true, Ordering::SeqCst),
+            || panic!("right side"),
+        )
     }));
     assert!(result.is_err());
     assert!(other_ran.load(Ordering::SeqCst));
@@ -263,7 +277,10 @@ fn shutdown_drains_everything_accepted_and_hands_back_the_rest() {
     assert_eq!(accepted + handed_back, producers * per);
     // Everything accepted had run by the time shutdown returned, and
     // nothing ran in the pool afterwards.
-    assert_eq!(in_pool_at_shutdown, accepted, "accepted tasks were lost or not drained");
+    assert_eq!(
+        in_pool_at_shutdown, accepted,
+        "accepted tasks were lost or not drained"
+    );
     assert_eq!(ran_in_pool.load(Ordering::SeqCst), accepted);
     assert_eq!(ran_inline.load(Ordering::SeqCst), handed_back);
     assert!(pool.spawn(|| ()).is_err());
@@ -291,7 +308,9 @@ fn shutdown_now_drops_queued_tasks_and_reports_them() {
     let handles: Vec<_> = (0..queued)
         .map(|_| {
             let ran = ran.clone();
-            pool.submit(move || ran.fetch_add(1, Ordering::SeqCst)).ok().unwrap()
+            pool.submit(move || ran.fetch_add(1, Ordering::SeqCst))
+                .ok()
+                .unwrap()
         })
         .collect();
     let opener = {
@@ -404,8 +423,7 @@ fn start_order(workers: usize, per_priority: usize) -> Vec<Priority> {
     }
     gate.store(true, Ordering::SeqCst);
     pool.shutdown().unwrap();
-    let order = order.lock().unwrap().clone();
-    order
+    order.lock().unwrap().clone()
 }
 
 #[test]
@@ -415,7 +433,10 @@ fn priorities_hold_when_saturated_one_worker() {
     assert_eq!(order.len(), 3 * per);
     let mut sorted = order.clone();
     sorted.sort();
-    assert_eq!(order, sorted, "a lower priority task started before a higher one");
+    assert_eq!(
+        order, sorted,
+        "a lower priority task started before a higher one"
+    );
 }
 
 #[test]
@@ -427,9 +448,16 @@ fn priorities_hold_when_saturated_two_workers() {
     // Count inversions: a task that started after a lower-priority one.
     // Each worker's pick is a snapshot, so at most workers - 1 tasks per
     // priority boundary may overtake.
-    for (hi, lo) in [(Priority::High, Priority::Normal), (Priority::Normal, Priority::Low), (Priority::High, Priority::Low)] {
+    for (hi, lo) in [
+        (Priority::High, Priority::Normal),
+        (Priority::Normal, Priority::Low),
+        (Priority::High, Priority::Low),
+    ] {
         let first_lo = order.iter().position(|p| *p == lo).unwrap();
         let late_hi = order[first_lo..].iter().filter(|p| **p == hi).count();
-        assert!(late_hi < workers, "{late_hi} {hi:?} tasks started after the first {lo:?} one");
+        assert!(
+            late_hi < workers,
+            "{late_hi} {hi:?} tasks started after the first {lo:?} one"
+        );
     }
 }
