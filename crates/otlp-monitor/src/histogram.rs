@@ -15,7 +15,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::sync::{AtomicU64, Ordering};
+use crate::sync::{AtomicU64, Ordering, add};
 
 /// Number of bits of sub-bucket resolution per power of two.
 #[cfg(not(loom))]
@@ -232,7 +232,8 @@ impl Histogram {
         for (idx, &c) in self.counts.iter().enumerate() {
             seen = seen.saturating_add(c);
             if seen >= rank {
-                return bucket_midpoint(idx).clamp(self.min(), self.max);
+                // `max(min).min(max)` rather than `clamp`: never panics.
+                return bucket_midpoint(idx).max(self.min()).min(self.max);
             }
         }
         self.max
@@ -316,8 +317,8 @@ impl Histogram {
             self.sum.wrapping_sub(earlier.sum)
         };
         if let (Some(lo), Some(hi)) = (first, last) {
-            out.min = bucket_lower(lo).max(self.min());
-            out.max = bucket_upper(hi).min(self.max).max(out.min);
+            out.min = bucket_lower(lo);
+            out.max = bucket_upper(hi);
         }
         out
     }
@@ -418,8 +419,13 @@ impl AtomicHistogram {
     }
 
     /// Records one value: min/max first, then sum and bucket.
+    ///
+    /// `exclusive`: the calling thread owns this shard (no other thread
+    /// records into it), so sum and bucket use load + store. Min/max always
+    /// use a CAS when they change, because `reset` writes them from the
+    /// reader's thread.
     #[inline(always)]
-    pub(crate) fn record(&self, value: u64) {
+    pub(crate) fn record(&self, value: u64, exclusive: bool) {
         // Min and max only write when they improve, so the common case is
         // two plain loads of a line this shard's thread already owns.
         let mut cur = self.max.load(Ordering::Relaxed);
@@ -442,8 +448,13 @@ impl AtomicHistogram {
                 Err(actual) => cur = actual,
             }
         }
-        self.sum.fetch_add(value, Ordering::Relaxed);
-        self.counts[bucket_index(value)].fetch_add(1, Ordering::Release);
+        add(&self.sum, value, exclusive, Ordering::Relaxed);
+        add(
+            &self.counts[bucket_index(value)],
+            1,
+            exclusive,
+            Ordering::Release,
+        );
     }
 
     /// Adds this shard's buckets and sum into `into` (min/max are merged by

@@ -9,13 +9,26 @@ use crossbeam_utils::CachePadded;
 use crate::error::MonitorError;
 use crate::histogram::{AtomicHistogram, Histogram, duration_to_nanos};
 use crate::stats::ConcurrencyStats;
-use crate::sync::{AtomicU64, Mutex, Ordering, thread_slot};
+use crate::sync::{AtomicU64, Mutex, Ordering, add, thread_slot};
 
 /// Largest shard count [`MonitorBuilder::shards`] accepts.
 pub const MAX_SHARDS: usize = 1024;
 
+/// Read-modify-write shards for threads without an owned shard (a power of
+/// two).
+#[cfg(not(loom))]
+const SHARED_SHARDS: usize = 4;
+#[cfg(loom)]
+const SHARED_SHARDS: usize = 1;
+
 /// One shard: the counters a recording thread touches, on their own cache
 /// lines (the bucket arrays are separate heap blocks per shard).
+///
+/// Writers: an *owned* shard is written only by the thread whose slot id
+/// equals its index (ids are unique among live threads, see
+/// `sync::thread_slot`), so counters, sum and buckets are bumped with a
+/// plain load + store; a *shared* shard uses `fetch_add`. Min/max use a CAS
+/// when they change in both kinds, because `reset` also writes them.
 ///
 /// Ordering protocol (checked by `tests/loom_shards.rs`): a record updates
 /// the histogram (min/max, sum, bucket) first and then increments its event
@@ -55,6 +68,9 @@ pub(crate) struct RawSnapshot {
     pub(crate) slow: u64,
     pub(crate) latency: Histogram,
     pub(crate) queue_wait: Histogram,
+    /// The shards' exact min/max trackers (since the last reset), as read.
+    pub(crate) latency_min_max: (u64, u64),
+    pub(crate) queue_wait_min_max: (u64, u64),
     pub(crate) at: Instant,
 }
 
@@ -105,8 +121,12 @@ struct ReaderState {
 /// assert_eq!(stats.max_execution_time, Duration::from_micros(250));
 /// ```
 pub struct ConcurrencyMonitor {
-    shards: Box<[CachePadded<Shard>]>,
-    mask: usize,
+    /// Shard `i` is written only by the thread whose slot id is `i`.
+    owned: Box<[CachePadded<Shard>]>,
+    /// Shards for threads without an owned shard (slot id >= owned.len()),
+    /// written with read-modify-writes.
+    shared: Box<[CachePadded<Shard>]>,
+    shared_mask: usize,
     /// Tasks at or above this many nanoseconds count as slow (`u64::MAX`:
     /// off).
     slow_threshold_ns: u64,
@@ -117,8 +137,8 @@ pub struct ConcurrencyMonitor {
 
 impl ConcurrencyMonitor {
     /// Creates a monitor with the default shard count (twice the available
-    /// parallelism, rounded up to a power of two, at most 64) and no slow
-    /// task threshold.
+    /// parallelism, 4 ..= 64 per-thread shards, plus 4 shared ones) and no
+    /// slow-task threshold.
     pub fn new() -> Self {
         Self::with_config(default_shards(), u64::MAX, None)
     }
@@ -136,14 +156,14 @@ impl ConcurrencyMonitor {
         Self::with_config(default_shards(), duration_to_nanos(threshold), None)
     }
 
-    fn with_config(shards: usize, slow_threshold_ns: u64, name: Option<Arc<str>>) -> Self {
-        let shards = shards.clamp(1, MAX_SHARDS).next_power_of_two();
+    fn with_config(owned: usize, slow_threshold_ns: u64, name: Option<Arc<str>>) -> Self {
+        let owned = owned.clamp(1, MAX_SHARDS);
         let now = Instant::now();
+        let shards = |n: usize| (0..n).map(|_| CachePadded::new(Shard::new())).collect();
         Self {
-            shards: (0..shards)
-                .map(|_| CachePadded::new(Shard::new()))
-                .collect(),
-            mask: shards - 1,
+            owned: shards(owned),
+            shared: shards(SHARED_SHARDS),
+            shared_mask: SHARED_SHARDS - 1,
             slow_threshold_ns,
             name,
             created_at: now,
@@ -156,9 +176,15 @@ impl ConcurrencyMonitor {
         }
     }
 
-    /// Number of shards (a power of two).
+    /// Number of per-thread (owned) shards: threads whose slot id is below
+    /// this record without any locked instruction. Other threads share a
+    /// few read-modify-write shards.
     pub fn shard_count(&self) -> usize {
-        self.shards.len()
+        self.owned.len()
+    }
+
+    fn all_shards(&self) -> impl Iterator<Item = &Shard> {
+        self.owned.iter().chain(self.shared.iter()).map(|s| &**s)
     }
 
     /// The slow-task threshold, if one is set.
@@ -171,15 +197,21 @@ impl ConcurrencyMonitor {
         self.name.as_deref()
     }
 
+    /// This thread's shard and whether the thread owns it exclusively.
     #[inline(always)]
-    fn shard(&self) -> &Shard {
-        &self.shards[thread_slot() & self.mask]
+    fn shard(&self) -> (&Shard, bool) {
+        let slot = thread_slot();
+        match self.owned.get(slot) {
+            Some(shard) => (shard, true),
+            None => (&self.shared[slot & self.shared_mask], false),
+        }
     }
 
     /// Records that a task started (`total_tasks` and `in_flight` + 1).
     #[inline]
     pub fn record_task_start(&self) {
-        self.shard().started.fetch_add(1, Ordering::Release);
+        let (shard, exclusive) = self.shard();
+        add(&shard.started, 1, exclusive, Ordering::Release);
     }
 
     /// Records that a task completed after `elapsed` (`completed_tasks` + 1,
@@ -187,11 +219,11 @@ impl ConcurrencyMonitor {
     #[inline]
     pub fn record_task_completion(&self, elapsed: Duration) {
         let ns = duration_to_nanos(elapsed);
-        let shard = self.shard();
-        shard.latency.record(ns);
-        shard.completed.fetch_add(1, Ordering::Release);
+        let (shard, exclusive) = self.shard();
+        shard.latency.record(ns, exclusive);
+        add(&shard.completed, 1, exclusive, Ordering::Release);
         if ns >= self.slow_threshold_ns {
-            self.slow_task(shard, ns, true);
+            self.slow_task(shard, exclusive, ns, true);
         }
     }
 
@@ -199,7 +231,8 @@ impl ConcurrencyMonitor {
     /// latency is recorded.
     #[inline]
     pub fn record_task_failure(&self) {
-        self.shard().failed.fetch_add(1, Ordering::Release);
+        let (shard, exclusive) = self.shard();
+        add(&shard.failed, 1, exclusive, Ordering::Release);
     }
 
     /// Records that a task failed after `elapsed`: like
@@ -208,11 +241,11 @@ impl ConcurrencyMonitor {
     #[inline]
     pub fn record_task_failure_after(&self, elapsed: Duration) {
         let ns = duration_to_nanos(elapsed);
-        let shard = self.shard();
-        shard.latency.record(ns);
-        shard.failed.fetch_add(1, Ordering::Release);
+        let (shard, exclusive) = self.shard();
+        shard.latency.record(ns, exclusive);
+        add(&shard.failed, 1, exclusive, Ordering::Release);
         if ns >= self.slow_threshold_ns {
-            self.slow_task(shard, ns, false);
+            self.slow_task(shard, exclusive, ns, false);
         }
     }
 
@@ -220,13 +253,16 @@ impl ConcurrencyMonitor {
     /// separate histogram; it does not change any task count).
     #[inline]
     pub fn record_queue_wait(&self, waited: Duration) {
-        self.shard().queue_wait.record(duration_to_nanos(waited));
+        let (shard, exclusive) = self.shard();
+        shard
+            .queue_wait
+            .record(duration_to_nanos(waited), exclusive);
     }
 
     #[cold]
     #[inline(never)]
-    fn slow_task(&self, shard: &Shard, ns: u64, succeeded: bool) {
-        shard.slow.fetch_add(1, Ordering::Relaxed);
+    fn slow_task(&self, shard: &Shard, exclusive: bool, ns: u64, succeeded: bool) {
+        add(&shard.slow, 1, exclusive, Ordering::Relaxed);
         #[cfg(feature = "tracing")]
         tracing::warn!(
             target: "otlp_monitor",
@@ -289,20 +325,20 @@ impl ConcurrencyMonitor {
         let mut completed = 0u64;
         let mut failed = 0u64;
         let mut slow = 0u64;
-        for shard in self.shards.iter() {
+        for shard in self.all_shards() {
             completed = completed.wrapping_add(shard.completed.load(Ordering::Acquire));
             failed = failed.wrapping_add(shard.failed.load(Ordering::Acquire));
             slow = slow.wrapping_add(shard.slow.load(Ordering::Relaxed));
         }
         let mut started = 0u64;
-        for shard in self.shards.iter() {
+        for shard in self.all_shards() {
             started = started.wrapping_add(shard.started.load(Ordering::Acquire));
         }
         let mut latency = Histogram::new();
         let mut queue_wait = Histogram::new();
         let (mut lat_min, mut lat_max) = (u64::MAX, 0u64);
         let (mut q_min, mut q_max) = (u64::MAX, 0u64);
-        for shard in self.shards.iter() {
+        for shard in self.all_shards() {
             shard.latency.add_to(&mut latency);
             let (lo, hi) = shard.latency.min_max();
             lat_min = lat_min.min(lo);
@@ -312,9 +348,9 @@ impl ConcurrencyMonitor {
             q_min = q_min.min(lo);
             q_max = q_max.max(hi);
         }
-        latency.set_min_max(lat_min, lat_max);
-        queue_wait.set_min_max(q_min, q_max);
         RawSnapshot {
+            latency_min_max: (lat_min, lat_max),
+            queue_wait_min_max: (q_min, q_max),
             started,
             completed,
             failed,
@@ -335,24 +371,33 @@ impl ConcurrencyMonitor {
         let raw = self.raw_snapshot();
         let in_flight = in_flight(&raw);
         let elapsed = raw.at.saturating_duration_since(state.baseline_at);
+        // `reset` restarts the exact min/max trackers, so the trackers
+        // belong to this window; `set_min_max` checks them against its
+        // buckets.
+        let (lat_min, lat_max) = raw.latency_min_max;
+        let (q_min, q_max) = raw.queue_wait_min_max;
         match &state.baseline {
-            None => Window {
-                started: raw.started,
-                completed: raw.completed,
-                failed: raw.failed,
-                slow: raw.slow,
-                in_flight,
-                latency: raw.latency,
-                queue_wait: raw.queue_wait,
-                elapsed,
-            },
+            None => {
+                let mut latency = raw.latency;
+                latency.set_min_max(lat_min, lat_max);
+                let mut queue_wait = raw.queue_wait;
+                queue_wait.set_min_max(q_min, q_max);
+                Window {
+                    started: raw.started,
+                    completed: raw.completed,
+                    failed: raw.failed,
+                    slow: raw.slow,
+                    in_flight,
+                    latency,
+                    queue_wait,
+                    elapsed,
+                }
+            }
             Some(base) => {
                 let mut latency = raw.latency.delta_since(&base.latency);
-                // `reset` restarted the exact min/max trackers, so the raw
-                // min/max belong to this window.
-                latency.set_min_max(raw.latency.min(), raw.latency.max());
+                latency.set_min_max(lat_min, lat_max);
                 let mut queue_wait = raw.queue_wait.delta_since(&base.queue_wait);
-                queue_wait.set_min_max(raw.queue_wait.min(), raw.queue_wait.max());
+                queue_wait.set_min_max(q_min, q_max);
                 Window {
                     started: raw.started.wrapping_sub(base.started),
                     completed: raw.completed.wrapping_sub(base.completed),
@@ -410,16 +455,24 @@ impl ConcurrencyMonitor {
         };
         let elapsed = raw.at.saturating_duration_since(prev_at);
         let window = match prev {
-            None => Window {
-                started: raw.started,
-                completed: raw.completed,
-                failed: raw.failed,
-                slow: raw.slow,
-                in_flight,
-                latency: raw.latency.clone(),
-                queue_wait: raw.queue_wait.clone(),
-                elapsed,
-            },
+            None => {
+                // First interval with no reset: everything so far. The
+                // raw min/max trackers cover exactly this window.
+                let mut latency = raw.latency.clone();
+                latency.set_min_max(raw.latency_min_max.0, raw.latency_min_max.1);
+                let mut queue_wait = raw.queue_wait.clone();
+                queue_wait.set_min_max(raw.queue_wait_min_max.0, raw.queue_wait_min_max.1);
+                Window {
+                    started: raw.started,
+                    completed: raw.completed,
+                    failed: raw.failed,
+                    slow: raw.slow,
+                    in_flight,
+                    latency,
+                    queue_wait,
+                    elapsed,
+                }
+            }
             Some(prev) => Window {
                 started: raw.started.wrapping_sub(prev.started),
                 completed: raw.completed.wrapping_sub(prev.completed),
@@ -459,7 +512,7 @@ impl ConcurrencyMonitor {
     pub fn reset(&self) {
         let mut state = self.lock_reader();
         let raw = self.raw_snapshot();
-        for shard in self.shards.iter() {
+        for shard in self.all_shards() {
             shard.latency.reset_min_max();
             shard.queue_wait.reset_min_max();
         }
@@ -488,7 +541,7 @@ fn default_shards() -> usize {
     #[cfg(not(loom))]
     {
         let cpus = std::thread::available_parallelism().map_or(4, |n| n.get());
-        cpus.saturating_mul(2).next_power_of_two().clamp(2, 64)
+        cpus.saturating_mul(2).clamp(4, 64)
     }
 }
 
@@ -502,7 +555,8 @@ impl fmt::Debug for ConcurrencyMonitor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ConcurrencyMonitor")
             .field("name", &self.name)
-            .field("shards", &self.shards.len())
+            .field("owned_shards", &self.owned.len())
+            .field("shared_shards", &self.shared.len())
             .field("slow_task_threshold", &self.slow_task_threshold())
             .finish_non_exhaustive()
     }
@@ -530,9 +584,11 @@ pub struct MonitorBuilder {
 }
 
 impl MonitorBuilder {
-    /// Number of shards (rounded up to a power of two, 1 ..= [`MAX_SHARDS`]).
-    /// More shards than recording threads avoids sharing; each shard costs
-    /// about 72 KiB of histogram memory.
+    /// Number of per-thread shards (1 ..= [`MAX_SHARDS`]). Threads get
+    /// process-wide slot ids 0, 1, 2, ... (reused after a thread exits); a
+    /// thread whose id is below this count owns a shard and records with
+    /// plain loads and stores, other threads share 4 read-modify-write
+    /// shards. Each shard costs about 72 KiB of histogram memory.
     pub fn shards(mut self, shards: usize) -> Self {
         self.shards = Some(shards);
         self

@@ -4,10 +4,11 @@
 //! Run with:
 //! `RUSTFLAGS="--cfg loom" LOOM_MAX_PREEMPTIONS=3 cargo test -p otlp-monitor --release --test loom_shards`
 //!
-//! Under loom the monitor has 2 shards and an 8-bucket histogram. Thread
-//! slots are handed out in first-record order, so in each model the main
-//! thread and the spawned threads land on the same or different shards as
-//! noted.
+//! Under loom the monitor has 2 owned shards (written with load + store by
+//! slot ids 0 and 1 only), 1 shared read-modify-write shard (every slot id
+//! from 2) and an 8-bucket histogram. Slot ids are handed out in
+//! first-record order, so the shard each thread uses is noted in the
+//! models.
 #![cfg(loom)]
 
 use std::time::Duration;
@@ -21,29 +22,35 @@ fn ns(n: u64) -> Duration {
     Duration::from_nanos(n)
 }
 
-/// Two threads on the same shard (slots 0 and 2 with 2 shards) race their
-/// min/max CAS loops and adds; min, max and the counts must be exact.
+/// Two threads on the shared shard (slots 2 and 3) race their min/max CAS
+/// loops and `fetch_add`s; min, max and the counts must be exact.
 #[test]
 fn min_max_cas_on_a_shared_shard() {
     loom::model(|| {
         let m = Arc::new(ConcurrencyMonitor::new());
-        m.record_task_start(); // main: slot 0, shard 0
-        // Slot 1 (shard 1) goes to a thread that finishes before the race.
+        m.record_task_start(); // main: slot 0, owned shard 0
+        m.record_task_start();
+        // Slot 1 goes to a thread that finishes before the race.
         let m1 = Arc::clone(&m);
-        thread::spawn(move || m1.record_task_start())
+        thread::spawn(move || m1.record_queue_wait(ns(1)))
             .join()
             .unwrap();
-        let m2 = Arc::clone(&m);
-        let t = thread::spawn(move || {
-            m2.record_task_completion(ns(3)); // slot 2, shard 0
-        });
-        m.record_task_completion(ns(5));
-        t.join().unwrap();
+        let racers: Vec<_> = [3u64, 5]
+            .into_iter()
+            .map(|lat| {
+                let m = Arc::clone(&m);
+                thread::spawn(move || m.record_task_completion(ns(lat))) // slots 2, 3: shared
+            })
+            .collect();
+        for r in racers {
+            r.join().unwrap();
+        }
         let s = m.get_stats();
         assert_eq!(s.completed_tasks, 2);
         assert_eq!(s.min_execution_time, ns(3));
         assert_eq!(s.max_execution_time, ns(5));
         assert_eq!(s.in_flight, 0);
+        assert_eq!(m.latency_histogram().sum(), 8);
     });
 }
 
@@ -54,11 +61,11 @@ fn min_max_cas_on_a_shared_shard() {
 fn reader_never_sees_completion_without_start_or_latency() {
     loom::model(|| {
         let m = Arc::new(ConcurrencyMonitor::new());
-        m.record_task_start(); // main: slot 0, shard 0
+        m.record_task_start(); // main: slot 0, owned shard 0
         let writer = {
             let m = Arc::clone(&m);
             thread::spawn(move || {
-                m.record_task_start(); // slot 1, shard 1
+                m.record_task_start(); // slot 1, owned shard 1
                 m.record_task_completion(ns(6));
             })
         };
@@ -77,20 +84,20 @@ fn reader_never_sees_completion_without_start_or_latency() {
     });
 }
 
-/// A task started on one thread (shard 1) and finished on another (shard
-/// 0) after a hand-off: a reader that sees the completion also sees the
+/// A task started on one thread (owned shard 1) and finished on another
+/// (the shared shard) after a hand-off: a reader that sees the completion also sees the
 /// start, so the in-flight gauge never underflows.
 #[test]
 fn cross_shard_handoff_keeps_in_flight_consistent() {
     loom::model(|| {
         let m = Arc::new(ConcurrencyMonitor::new());
         let flag = Arc::new(AtomicBool::new(false));
-        m.record_queue_wait(ns(1)); // main: slot 0, shard 0
+        m.record_queue_wait(ns(1)); // main: slot 0, owned shard 0
         let starter = {
             let m = Arc::clone(&m);
             let flag = Arc::clone(&flag);
             thread::spawn(move || {
-                m.record_task_start(); // slot 1, shard 1
+                m.record_task_start(); // slot 1, owned shard 1
                 flag.store(true, Ordering::Release);
             })
         };
@@ -99,7 +106,7 @@ fn cross_shard_handoff_keeps_in_flight_consistent() {
             let flag = Arc::clone(&flag);
             thread::spawn(move || {
                 if flag.load(Ordering::Acquire) {
-                    m.record_task_completion(ns(4)); // slot 2, shard 0
+                    m.record_task_completion(ns(4)); // slot 2, shared shard
                 }
             })
         };
@@ -124,7 +131,7 @@ fn reset_racing_a_record() {
         let t = {
             let m = Arc::clone(&m);
             thread::spawn(move || {
-                m.record_task_completion(ns(3)); // slot 1, shard 1
+                m.record_task_completion(ns(3)); // slot 1, owned shard 1
             })
         };
         m.reset();

@@ -224,7 +224,7 @@ fn builder_validates_and_configures() {
         .slow_task_threshold(Duration::from_millis(10))
         .build()
         .unwrap();
-    assert_eq!(m.shard_count(), 4);
+    assert_eq!(m.shard_count(), 3);
     assert_eq!(m.name(), Some("exporter"));
     assert_eq!(m.slow_task_threshold(), Some(Duration::from_millis(10)));
     m.record_task_completion(Duration::from_millis(9));
