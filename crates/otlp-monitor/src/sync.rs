@@ -24,11 +24,12 @@ pub(crate) use std::sync::{Mutex, MutexGuard};
 /// list under a mutex; the next thread to take the id locks the same mutex,
 /// so everything the old owner stored happens-before the new owner's first
 /// load. A thread whose slot is already torn down (recording from another
-/// thread-local's destructor) gets `usize::MAX`, which every monitor treats
+/// thread-local's destructor) gets a huge id, which every monitor treats
 /// as "no owned shard" and sends to a shared, read-modify-write shard.
 #[cfg(not(loom))]
-#[inline]
+#[inline(always)]
 pub(crate) fn thread_slot() -> usize {
+    use std::cell::Cell;
     use std::cmp::Reverse;
     use std::collections::BinaryHeap;
 
@@ -46,30 +47,63 @@ pub(crate) fn thread_slot() -> usize {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
+    /// Marks "no slot yet"; `RELEASED` marks "slot returned at thread
+    /// exit". Both are far above any shard count, so a monitor sends such
+    /// a thread to a shared shard.
+    const UNINIT: usize = usize::MAX;
+    const RELEASED: usize = usize::MAX - 1;
+
     struct SlotGuard(usize);
-    impl SlotGuard {
-        fn acquire() -> Self {
-            let mut reg = registry();
-            match reg.free.pop() {
-                Some(Reverse(id)) => Self(id),
-                None => {
-                    let id = reg.next;
-                    reg.next += 1;
-                    Self(id)
-                }
-            }
-        }
-    }
     impl Drop for SlotGuard {
         fn drop(&mut self) {
+            // Later records from other thread-local destructors must not
+            // use the id any more: another thread may own it next.
+            let _ = FAST.try_with(|fast| fast.set(RELEASED));
             registry().free.push(Reverse(self.0));
         }
     }
 
     std::thread_local! {
-        static SLOT: SlotGuard = SlotGuard::acquire();
+        // The hot path reads only this const-initialised cell (no lazy
+        // state, no destructor); the guard below exists to give the id
+        // back when the thread exits.
+        static FAST: Cell<usize> = const { Cell::new(UNINIT) };
+        static GUARD: Cell<Option<SlotGuard>> = const { Cell::new(None) };
     }
-    SLOT.try_with(|slot| slot.0).unwrap_or(usize::MAX)
+
+    #[cold]
+    #[inline(never)]
+    fn init_slot() -> usize {
+        let id = {
+            let mut reg = registry();
+            match reg.free.pop() {
+                Some(Reverse(id)) => id,
+                None => {
+                    let id = reg.next;
+                    reg.next += 1;
+                    id
+                }
+            }
+        };
+        match GUARD.try_with(|guard| guard.set(Some(SlotGuard(id)))) {
+            Ok(()) => {
+                let _ = FAST.try_with(|fast| fast.set(id));
+                id
+            }
+            Err(_) => {
+                // Thread-locals are being torn down: give the id back.
+                registry().free.push(Reverse(id));
+                let _ = FAST.try_with(|fast| fast.set(RELEASED));
+                RELEASED
+            }
+        }
+    }
+
+    match FAST.try_with(Cell::get) {
+        Ok(UNINIT) => init_slot(),
+        Ok(id) => id,
+        Err(_) => RELEASED,
+    }
 }
 
 /// Loom version: ids come from a loom counter in first-record order (the
