@@ -13,9 +13,12 @@ mod wake;
 pub use config::{BatchConfig, ConfigError, Signal};
 pub use export::{ExportError, Exporter, ExporterFn, exporter_fn};
 pub use manager::{
-    AsyncTaskManager, AsyncTaskManagerBuilder, HandlerFn, ManagerError, ManagerStats, ShutdownReport,
-    SubmitError, TaskHandler, handler_fn,
+    AsyncTaskManager, AsyncTaskManagerBuilder, HandlerFn, ManagerError, ManagerStats,
+    ShutdownReport, SubmitError, TaskHandler, handler_fn,
 };
 pub use processor::{BatchProcessor, ProcessorError, ProcessorStats};
 pub use retry::{Backoff, Retry, RetryPolicy};
-pub use stream::{AsyncDataStream, AsyncDataStreamBuilder, Batched, BatchedExt, SendError, StreamConfigError, StreamSender};
+pub use stream::{
+    AsyncDataStream, AsyncDataStreamBuilder, Batched, BatchedExt, SendError, StreamConfigError,
+    StreamSender,
+};

@@ -449,7 +449,8 @@ impl<T: Send + 'static> AsyncTaskManagerBuilder<T> {
         if self.capacity > Semaphore::MAX_PERMITS {
             return Err(ManagerError::Capacity(self.capacity));
         }
-        let queue = BoundedQueue::new(self.capacity).map_err(|_| ManagerError::Capacity(self.capacity))?;
+        let queue =
+            BoundedQueue::new(self.capacity).map_err(|_| ManagerError::Capacity(self.capacity))?;
         let shared = Arc::new(Shared {
             queue,
             slots: Semaphore::new(self.capacity),
@@ -465,7 +466,9 @@ impl<T: Send + 'static> AsyncTaskManagerBuilder<T> {
             aborted: AtomicU64::new(0),
             in_progress: AtomicU64::new(0),
             #[cfg(feature = "monitor")]
-            monitor: self.monitor.unwrap_or_else(|| Arc::new(ConcurrencyMonitor::new())),
+            monitor: self
+                .monitor
+                .unwrap_or_else(|| Arc::new(ConcurrencyMonitor::new())),
         });
         let handler = Arc::new(handler);
         let workers = (0..self.workers)
@@ -550,8 +553,15 @@ impl<T: Send + 'static> AsyncTaskManager<T> {
     }
 
     /// `workers` workers on the current runtime with a queue of `capacity`.
-    pub fn new<H: TaskHandler<T>>(workers: usize, capacity: usize, handler: H) -> Result<Self, ManagerError> {
-        Self::builder().workers(workers).capacity(capacity).build(handler)
+    pub fn new<H: TaskHandler<T>>(
+        workers: usize,
+        capacity: usize,
+        handler: H,
+    ) -> Result<Self, ManagerError> {
+        Self::builder()
+            .workers(workers)
+            .capacity(capacity)
+            .build(handler)
     }
 
     /// Queues `task`, waiting for room. Cancel-safe: if this future is
@@ -636,7 +646,8 @@ impl<T: Send + 'static> AsyncTaskManager<T> {
         shared.stop.store(true, Ordering::Release);
         shared.work.notify_waiters();
 
-        let mut handles = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut handles =
+            std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
         let drained = tokio::time::timeout(deadline, async {
             for handle in &mut handles {
                 let _ = handle.await;

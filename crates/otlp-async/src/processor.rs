@@ -15,7 +15,7 @@ use tokio::time::Instant;
 
 use crate::config::{BatchConfig, ConfigError};
 use crate::export::{ExportError, Exporter};
-use crate::sync::{AtomicBool, AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicU64, Ordering, thread_slot};
 use crate::wake::WakeFlag;
 
 /// Why `force_flush` or `shutdown` did not succeed.
@@ -76,29 +76,73 @@ pub struct ProcessorStats {
     pub in_flight: u64,
 }
 
-struct Shared<T> {
-    queue: BoundedQueue<T>,
-    wake: WakeFlag,
-    notify: Notify,
-    threshold: usize,
+/// Read by every `emit`, written only at shutdown (and once for the
+/// warning): its own cache line, so the loop's counter updates do not
+/// invalidate it.
+struct Hot {
     closed: AtomicBool,
-    finished: AtomicBool,
     warned_full: AtomicBool,
-    dropped_full: CachePadded<AtomicU64>,
-    dropped_closed: AtomicU64,
+    threshold: usize,
+}
+
+/// Written by the loop after each batch.
+struct LoopCounters {
     popped: AtomicU64,
     exported: AtomicU64,
     failed_items: AtomicU64,
     batches: AtomicU64,
     failed_batches: AtomicU64,
+    dropped_closed: AtomicU64,
+    finished: AtomicBool,
+}
+
+/// Per-thread-sharded counter for queue-full drops: under overload every
+/// emitter drops, and one shared counter would make them fight over a line.
+struct ShardedCounter {
+    shards: Box<[CachePadded<AtomicU64>]>,
+}
+
+impl ShardedCounter {
+    fn new() -> Self {
+        let n = std::thread::available_parallelism()
+            .map_or(4, |n| n.get())
+            .clamp(1, 64)
+            .next_power_of_two();
+        Self {
+            shards: (0..n)
+                .map(|_| CachePadded::new(AtomicU64::new(0)))
+                .collect(),
+        }
+    }
+
+    #[inline]
+    fn add(&self, n: u64) {
+        let i = thread_slot() & (self.shards.len() - 1);
+        self.shards[i].fetch_add(n, Ordering::Relaxed);
+    }
+
+    fn sum(&self) -> u64 {
+        self.shards.iter().map(|s| s.load(Ordering::Relaxed)).sum()
+    }
+}
+
+struct Shared<T> {
+    queue: BoundedQueue<T>,
+    hot: CachePadded<Hot>,
+    wake: CachePadded<WakeFlag>,
+    dropped_full: ShardedCounter,
+    notify: Notify,
+    counters: CachePadded<LoopCounters>,
 }
 
 impl<T> Shared<T> {
     #[cold]
     fn drop_full(&self, item: T) {
         drop(item);
-        self.dropped_full.fetch_add(1, Ordering::Relaxed);
-        if !self.warned_full.load(Ordering::Relaxed) && !self.warned_full.swap(true, Ordering::Relaxed) {
+        self.dropped_full.add(1);
+        if !self.hot.warned_full.load(Ordering::Relaxed)
+            && !self.hot.warned_full.swap(true, Ordering::Relaxed)
+        {
             tracing::warn!(
                 capacity = self.queue.capacity(),
                 "batch processor queue is full; dropping items (warned once, total reported at shutdown)"
@@ -109,13 +153,13 @@ impl<T> Shared<T> {
     #[cold]
     fn drop_closed(&self, item: T) {
         drop(item);
-        self.dropped_closed.fetch_add(1, Ordering::Relaxed);
+        self.counters.dropped_closed.fetch_add(1, Ordering::Relaxed);
     }
 
     /// After the loop has finished, items pushed by emits that raced with
     /// shutdown are dropped and counted here.
     fn sweep_after_finish(&self) {
-        if self.finished.load(Ordering::Acquire) {
+        if self.counters.finished.load(Ordering::Acquire) {
             while let Some(item) = self.queue.pop() {
                 self.drop_closed(item);
             }
@@ -206,7 +250,7 @@ impl<T, X> fmt::Debug for BatchProcessor<T, X> {
         f.debug_struct("BatchProcessor")
             .field("config", &self.config)
             .field("queue_depth", &self.shared.queue.len())
-            .field("closed", &self.shared.closed.load(Ordering::Relaxed))
+            .field("closed", &self.shared.hot.closed.load(Ordering::Relaxed))
             .finish_non_exhaustive()
     }
 }
@@ -250,19 +294,23 @@ where
             .map_err(|_| ConfigError::Queue(config.max_queue_size))?;
         let shared = Arc::new(Shared {
             queue,
-            wake: WakeFlag::new(),
+            hot: CachePadded::new(Hot {
+                closed: AtomicBool::new(false),
+                warned_full: AtomicBool::new(false),
+                threshold: config.max_export_batch_size,
+            }),
+            wake: CachePadded::new(WakeFlag::new()),
+            dropped_full: ShardedCounter::new(),
             notify: Notify::new(),
-            threshold: config.max_export_batch_size,
-            closed: AtomicBool::new(false),
-            finished: AtomicBool::new(false),
-            warned_full: AtomicBool::new(false),
-            dropped_full: CachePadded::new(AtomicU64::new(0)),
-            dropped_closed: AtomicU64::new(0),
-            popped: AtomicU64::new(0),
-            exported: AtomicU64::new(0),
-            failed_items: AtomicU64::new(0),
-            batches: AtomicU64::new(0),
-            failed_batches: AtomicU64::new(0),
+            counters: CachePadded::new(LoopCounters {
+                popped: AtomicU64::new(0),
+                exported: AtomicU64::new(0),
+                failed_items: AtomicU64::new(0),
+                batches: AtomicU64::new(0),
+                failed_batches: AtomicU64::new(0),
+                dropped_closed: AtomicU64::new(0),
+                finished: AtomicBool::new(false),
+            }),
         });
         let exporter = Arc::new(exporter);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -300,13 +348,13 @@ impl<T, X> BatchProcessor<T, X> {
     #[inline]
     pub fn emit(&self, item: T) {
         let shared = &*self.shared;
-        if shared.closed.load(Ordering::Relaxed) {
+        if shared.hot.closed.load(Ordering::Relaxed) {
             shared.drop_closed(item);
             return;
         }
         match shared.queue.push(item) {
             Ok(()) => {
-                if shared.queue.len() >= shared.threshold && shared.wake.should_wake() {
+                if shared.queue.len() >= shared.hot.threshold && shared.wake.should_wake() {
                     shared.notify.notify_one();
                 }
             }
@@ -326,7 +374,7 @@ impl<T, X> BatchProcessor<T, X> {
 
     /// Whether `shutdown` has been called.
     pub fn is_shutdown(&self) -> bool {
-        self.shared.closed.load(Ordering::Acquire)
+        self.shared.hot.closed.load(Ordering::Acquire)
     }
 
     /// A snapshot of the counters; see [`ProcessorStats`] for when it is
@@ -334,12 +382,12 @@ impl<T, X> BatchProcessor<T, X> {
     pub fn stats(&self) -> ProcessorStats {
         let s = &*self.shared;
         s.sweep_after_finish();
-        let popped = s.popped.load(Ordering::Acquire);
-        let exported = s.exported.load(Ordering::Acquire);
-        let failed = s.failed_items.load(Ordering::Acquire);
+        let popped = s.counters.popped.load(Ordering::Acquire);
+        let exported = s.counters.exported.load(Ordering::Acquire);
+        let failed = s.counters.failed_items.load(Ordering::Acquire);
         let queue_depth = s.queue.len() as u64;
-        let dropped_queue_full = s.dropped_full.load(Ordering::Relaxed);
-        let dropped_after_shutdown = s.dropped_closed.load(Ordering::Relaxed);
+        let dropped_queue_full = s.dropped_full.sum();
+        let dropped_after_shutdown = s.counters.dropped_closed.load(Ordering::Relaxed);
         ProcessorStats {
             emitted: popped + queue_depth + dropped_queue_full + dropped_after_shutdown,
             exported,
@@ -347,8 +395,8 @@ impl<T, X> BatchProcessor<T, X> {
             dropped_queue_full,
             dropped_after_shutdown,
             dropped_export_failed: failed,
-            batches: s.batches.load(Ordering::Relaxed),
-            failed_batches: s.failed_batches.load(Ordering::Relaxed),
+            batches: s.counters.batches.load(Ordering::Relaxed),
+            failed_batches: s.counters.failed_batches.load(Ordering::Relaxed),
             queue_depth,
             in_flight: popped.saturating_sub(exported + failed),
         }
@@ -382,12 +430,15 @@ impl<T, X> BatchProcessor<T, X> {
             return Err(ProcessorError::AlreadyShutdown);
         }
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.request(|reply| Control::Flush { timeout, reply }, Reply::Blocking(tx))?;
+        self.request(
+            |reply| Control::Flush { timeout, reply },
+            Reply::Blocking(tx),
+        )?;
         wait_blocking(&rx, timeout)
     }
 
     fn begin_shutdown(&self) -> Result<(), ProcessorError> {
-        if self.shared.closed.swap(true, Ordering::AcqRel) {
+        if self.shared.hot.closed.swap(true, Ordering::AcqRel) {
             Err(ProcessorError::AlreadyShutdown)
         } else {
             Ok(())
@@ -401,7 +452,10 @@ impl<T, X> BatchProcessor<T, X> {
     pub async fn shutdown(&self, timeout: Duration) -> Result<(), ProcessorError> {
         self.begin_shutdown()?;
         let (tx, rx) = oneshot::channel();
-        self.request(|reply| Control::Shutdown { timeout, reply }, Reply::Async(tx))?;
+        self.request(
+            |reply| Control::Shutdown { timeout, reply },
+            Reply::Async(tx),
+        )?;
         rx.await.unwrap_or(Err(ProcessorError::Stopped))
     }
 
@@ -409,7 +463,10 @@ impl<T, X> BatchProcessor<T, X> {
     pub fn shutdown_blocking(&self, timeout: Duration) -> Result<(), ProcessorError> {
         self.begin_shutdown()?;
         let (tx, rx) = std::sync::mpsc::sync_channel(1);
-        self.request(|reply| Control::Shutdown { timeout, reply }, Reply::Blocking(tx))?;
+        self.request(
+            |reply| Control::Shutdown { timeout, reply },
+            Reply::Blocking(tx),
+        )?;
         wait_blocking(&rx, timeout)
     }
 }
@@ -431,7 +488,7 @@ impl<T, X> Drop for BatchProcessor<T, X> {
     /// Dropping a processor that was not shut down starts a shutdown bounded
     /// by the export timeout, without waiting for it.
     fn drop(&mut self) {
-        if !self.shared.closed.swap(true, Ordering::AcqRel) {
+        if !self.shared.hot.closed.swap(true, Ordering::AcqRel) {
             let _ = self.control.send(Control::Shutdown {
                 timeout: self.config.export_timeout,
                 reply: Reply::None,
@@ -539,7 +596,7 @@ where
                 // Every handle is gone; `Drop` already asked for a shutdown.
                 self.control_open = false;
                 if self.shutdown.is_none() {
-                    self.shared.closed.store(true, Ordering::Release);
+                    self.shared.hot.closed.store(true, Ordering::Release);
                     let target = self.queued_target();
                     self.eager_until = self.eager_until.max(target);
                     self.shutdown = Some(PendingFlush {
@@ -575,7 +632,10 @@ where
             }
             let start = self.popped;
             self.popped += n as u64;
-            self.shared.popped.store(self.popped, Ordering::Release);
+            self.shared
+                .counters
+                .popped
+                .store(self.popped, Ordering::Release);
             let exporter = Arc::clone(&self.exporter);
             let timeout = self.config.export_timeout;
             let handle = self.inflight.spawn(async move {
@@ -589,7 +649,10 @@ where
         }
     }
 
-    fn on_export_done(&mut self, done: Result<(Id, Result<(), ExportError>), tokio::task::JoinError>) {
+    fn on_export_done(
+        &mut self,
+        done: Result<(Id, Result<(), ExportError>), tokio::task::JoinError>,
+    ) {
         let (id, outcome) = match done {
             Ok((id, result)) => (id, result.map_err(|e| e.to_string())),
             Err(join_error) => {
@@ -606,13 +669,19 @@ where
         };
         match outcome {
             Ok(()) => {
-                self.shared.exported.fetch_add(n, Ordering::AcqRel);
-                self.shared.batches.fetch_add(1, Ordering::Relaxed);
+                self.shared.counters.exported.fetch_add(n, Ordering::AcqRel);
+                self.shared.counters.batches.fetch_add(1, Ordering::Relaxed);
             }
             Err(why) => {
                 tracing::warn!(items = n, error = %why, "batch export failed; its items are dropped");
-                self.shared.failed_items.fetch_add(n, Ordering::AcqRel);
-                self.shared.failed_batches.fetch_add(1, Ordering::Relaxed);
+                self.shared
+                    .counters
+                    .failed_items
+                    .fetch_add(n, Ordering::AcqRel);
+                self.shared
+                    .counters
+                    .failed_batches
+                    .fetch_add(1, Ordering::Relaxed);
                 for f in self.flushes.iter_mut().chain(self.shutdown.iter_mut()) {
                     if start < f.target {
                         f.failures += 1;
@@ -637,7 +706,9 @@ where
                 Some(if f.failures == 0 {
                     Ok(())
                 } else {
-                    Err(ProcessorError::ExportFailed { batches: f.failures })
+                    Err(ProcessorError::ExportFailed {
+                        batches: f.failures,
+                    })
                 })
             } else if now >= f.deadline {
                 Some(Err(ProcessorError::Timeout(f.timeout)))
@@ -669,7 +740,9 @@ where
             if pending.failures == 0 {
                 Ok(())
             } else {
-                Err(ProcessorError::ExportFailed { batches: pending.failures })
+                Err(ProcessorError::ExportFailed {
+                    batches: pending.failures,
+                })
             }
         } else {
             Err(ProcessorError::Timeout(pending.timeout))
@@ -698,10 +771,13 @@ where
         while let Some(item) = self.shared.queue.pop() {
             self.shared.drop_closed(item);
         }
-        self.shared.finished.store(true, Ordering::Release);
-        let stats_dropped_full = self.shared.dropped_full.load(Ordering::Relaxed);
+        self.shared.counters.finished.store(true, Ordering::Release);
+        let stats_dropped_full = self.shared.dropped_full.sum();
         if stats_dropped_full > 0 {
-            tracing::warn!(dropped = stats_dropped_full, "batch processor dropped items because its queue was full");
+            tracing::warn!(
+                dropped = stats_dropped_full,
+                "batch processor dropped items because its queue was full"
+            );
         }
         self.settle_flushes();
         for f in self.flushes.drain(..) {

@@ -253,7 +253,10 @@ mod tests {
         for _ in 0..50 {
             let mut b = policy.backoff();
             let d = b.next_delay(None).unwrap();
-            assert!(d >= Duration::from_millis(2500) && d <= Duration::from_millis(7500), "{d:?}");
+            assert!(
+                d >= Duration::from_millis(2500) && d <= Duration::from_millis(7500),
+                "{d:?}"
+            );
             seen.insert(d);
         }
         assert!(seen.len() > 1, "jitter never varied");
@@ -265,7 +268,10 @@ mod tests {
             .with_randomization_factor(f64::NAN)
             .with_multiplier(0.1);
         let mut b = policy.backoff();
-        assert_eq!(b.next_delay(Some(Duration::from_secs(20))), Some(Duration::from_secs(20)));
+        assert_eq!(
+            b.next_delay(Some(Duration::from_secs(20))),
+            Some(Duration::from_secs(20))
+        );
         assert_eq!(b.next_delay(None), Some(Duration::from_secs(5)));
     }
 }

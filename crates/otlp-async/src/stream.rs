@@ -68,7 +68,9 @@ pub struct StreamSender<T> {
 
 impl<T> Clone for StreamSender<T> {
     fn clone(&self) -> Self {
-        Self { tx: self.tx.clone() }
+        Self {
+            tx: self.tx.clone(),
+        }
     }
 }
 
@@ -199,6 +201,11 @@ struct Batcher<T> {
     buf: Vec<T>,
     size: usize,
     delay: Duration,
+    /// When the current batch is due (set by its first item).
+    deadline: Option<Instant>,
+    /// Created, and registered with the timer, only when the stream would
+    /// otherwise return `Pending`: a batch that fills up quickly costs no
+    /// timer registration at all.
     sleep: Option<Pin<Box<Sleep>>>,
     weigher: Option<(fn(&T) -> usize, usize)>,
     weight: usize,
@@ -214,6 +221,7 @@ impl<T> Batcher<T> {
             buf: Vec::new(),
             size,
             delay,
+            deadline: None,
             sleep: None,
             weigher,
             weight: 0,
@@ -223,15 +231,30 @@ impl<T> Batcher<T> {
     }
 
     fn start_timer(&mut self) {
-        let at = Instant::now() + self.delay;
-        match &mut self.sleep {
-            Some(sleep) => sleep.as_mut().reset(at),
-            None => self.sleep = Some(Box::pin(tokio::time::sleep_until(at))),
-        }
+        self.deadline = Some(Instant::now() + self.delay);
     }
 
     /// Adds `item`; returns `true` when the batch is ready.
+    #[inline(always)]
     fn push(&mut self, item: T) -> bool {
+        if self.weigher.is_none() {
+            if self.buf.is_empty() {
+                self.open_batch();
+            }
+            self.buf.push(item);
+            return self.buf.len() >= self.size;
+        }
+        self.push_weighed(item)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn open_batch(&mut self) {
+        self.buf.reserve_exact(self.size.min(1 << 16));
+        self.start_timer();
+    }
+
+    fn push_weighed(&mut self, item: T) -> bool {
         if let Some((weigh, max)) = self.weigher {
             let w = weigh(&item);
             if !self.buf.is_empty() && self.weight.saturating_add(w) > max {
@@ -240,18 +263,12 @@ impl<T> Batcher<T> {
             }
             self.weight = self.weight.saturating_add(w);
             if self.buf.is_empty() {
-                self.buf.reserve(self.size.min(1024));
-                self.start_timer();
+                self.open_batch();
             }
             self.buf.push(item);
             return self.buf.len() >= self.size || self.weight >= max;
         }
-        if self.buf.is_empty() {
-            self.buf.reserve(self.size.min(4096));
-            self.start_timer();
-        }
-        self.buf.push(item);
-        self.buf.len() >= self.size
+        false
     }
 
     /// Takes the current batch (never empty: callers check) and opens the
@@ -273,14 +290,30 @@ impl<T> Batcher<T> {
 
     /// Whether the carried item alone already fills a batch.
     fn ready_now(&self) -> bool {
-        self.buf.len() >= self.size || self.weigher.is_some_and(|(_, max)| self.weight >= max && !self.buf.is_empty())
+        self.buf.len() >= self.size
+            || self
+                .weigher
+                .is_some_and(|(_, max)| self.weight >= max && !self.buf.is_empty())
     }
 
+    /// Polls the current batch's deadline (registering the waker with the
+    /// timer); `true` when it has passed.
     fn timer_fired(&mut self, cx: &mut Context<'_>) -> bool {
-        match &mut self.sleep {
-            Some(sleep) if !self.buf.is_empty() => sleep.as_mut().poll(cx).is_ready(),
-            _ => false,
-        }
+        let Some(deadline) = self.deadline.filter(|_| !self.buf.is_empty()) else {
+            return false;
+        };
+        let sleep = match &mut self.sleep {
+            Some(sleep) => {
+                if sleep.deadline() != deadline {
+                    sleep.as_mut().reset(deadline);
+                }
+                sleep
+            }
+            None => self
+                .sleep
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        sleep.as_mut().poll(cx).is_ready()
     }
 }
 
@@ -345,7 +378,10 @@ impl<T> AsyncDataStream<T> {
         batch_size: usize,
         max_delay: Duration,
     ) -> Result<(Self, StreamSender<T>), StreamConfigError> {
-        Self::builder().batch_size(batch_size).max_delay(max_delay).build()
+        Self::builder()
+            .batch_size(batch_size)
+            .max_delay(max_delay)
+            .build()
     }
 
     /// A builder; defaults: batch 512, delay 1 s, capacity 2 × batch.

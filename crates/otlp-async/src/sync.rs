@@ -10,3 +10,30 @@ pub(crate) use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering,
 
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering, fence};
+
+/// A small per-thread number, handed out round-robin, for picking a counter
+/// shard.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn thread_slot() -> usize {
+    use std::cell::Cell;
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static SLOT: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    SLOT.with(|slot| {
+        let mut v = slot.get();
+        if v == usize::MAX {
+            v = NEXT.fetch_add(1, Ordering::Relaxed);
+            slot.set(v);
+        }
+        v
+    })
+}
+
+/// Under loom every thread uses shard 0 (loom statics cannot be `const`).
+#[cfg(loom)]
+#[inline]
+pub(crate) fn thread_slot() -> usize {
+    0
+}

@@ -50,7 +50,12 @@ impl WakeFlag {
     /// Consumer side: clear the request before looking at the queue again.
     #[inline]
     pub fn rearm(&self) {
-        self.requested.store(false, Ordering::Relaxed);
+        // Store only when set: an idle loop then leaves the producers' copy
+        // of this line alone. Reading `false` is as good as writing it: any
+        // later `true` comes from a producer's swap, which wakes us.
+        if self.requested.load(Ordering::Relaxed) {
+            self.requested.store(false, Ordering::Relaxed);
+        }
         fence(Ordering::SeqCst);
     }
 }

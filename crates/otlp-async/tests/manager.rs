@@ -5,7 +5,9 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use otlp_async::{AsyncTaskManager, ManagerError, ShutdownReport, SubmitError, TaskHandler, handler_fn};
+use otlp_async::{
+    AsyncTaskManager, ManagerError, ShutdownReport, SubmitError, TaskHandler, handler_fn,
+};
 use tokio::sync::Semaphore;
 
 /// Records handled tasks; waits on `gate` (if any) before finishing.
@@ -154,7 +156,10 @@ async fn shutdown_deadline_aborts_and_hands_back_the_rest() {
         Err(SubmitError::Closed(t)) => assert_eq!(t, 9),
         other => panic!("expected Closed, got {other:?}"),
     }
-    assert!(matches!(manager.try_submit(10), Err(SubmitError::Closed(10))));
+    assert!(matches!(
+        manager.try_submit(10),
+        Err(SubmitError::Closed(10))
+    ));
     assert_eq!(
         manager.shutdown(Duration::from_secs(1)).await.err(),
         Some(ManagerError::AlreadyShutdown)
@@ -226,7 +231,10 @@ async fn cancelled_submits_leak_no_slot_and_queue_nothing() {
     assert_accounted(&report);
     assert_eq!(report.submitted, 4 + accepted);
     let seen: Vec<u32> = rec.seen.lock().unwrap().clone();
-    assert!(seen.iter().all(|&n| !(100..150).contains(&n)), "a cancelled submit was queued");
+    assert!(
+        seen.iter().all(|&n| !(100..150).contains(&n)),
+        "a cancelled submit was queued"
+    );
 }
 
 #[test]
@@ -236,10 +244,19 @@ fn bad_configuration_is_a_typed_error() {
         AsyncTaskManager::<u32>::new(1, 1, h()).err(),
         Some(ManagerError::NoRuntime)
     );
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(async {
-        assert_eq!(AsyncTaskManager::<u32>::new(0, 1, h()).err(), Some(ManagerError::ZeroWorkers));
-        assert_eq!(AsyncTaskManager::<u32>::new(1, 0, h()).err(), Some(ManagerError::ZeroCapacity));
+        assert_eq!(
+            AsyncTaskManager::<u32>::new(0, 1, h()).err(),
+            Some(ManagerError::ZeroWorkers)
+        );
+        assert_eq!(
+            AsyncTaskManager::<u32>::new(1, 0, h()).err(),
+            Some(ManagerError::ZeroCapacity)
+        );
     });
     let m = AsyncTaskManager::<u32>::builder()
         .workers(1)

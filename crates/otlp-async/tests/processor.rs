@@ -5,7 +5,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use otlp_async::{BatchConfig, BatchProcessor, ExportError, Exporter, ProcessorError, ProcessorStats};
+use otlp_async::{
+    BatchConfig, BatchProcessor, ExportError, Exporter, ProcessorError, ProcessorStats,
+};
 use tokio::sync::Semaphore;
 
 /// Records every exported item and batch; optionally waits for a permit
@@ -39,14 +41,20 @@ impl Exporter<u64> for Sink {
         if let Some(gate) = &self.gate {
             gate.acquire().await.expect("gate open").forget();
         }
-        assert!(!batch.is_empty(), "the processor never exports an empty batch");
+        assert!(
+            !batch.is_empty(),
+            "the processor never exports an empty batch"
+        );
         if self.panic_on_first && call == 0 {
             panic!("exporter panic on purpose");
         }
         if self.fail_every != 0 && call % self.fail_every == 0 {
             return Err(ExportError::permanent("failing on purpose"));
         }
-        self.export_times.lock().unwrap().push(tokio::time::Instant::now());
+        self.export_times
+            .lock()
+            .unwrap()
+            .push(tokio::time::Instant::now());
         self.batch_sizes.lock().unwrap().push(batch.len());
         self.items.lock().unwrap().extend_from_slice(batch);
         Ok(())
@@ -94,22 +102,35 @@ fn exports_everything_exactly_once_from_plain_threads() {
     let stats = p.stats();
     assert_conserved(stats, 2000);
     assert_eq!(stats.exported, 2000);
-    let expected: Vec<u64> = (0..4u64).flat_map(|t| (0..500).map(move |i| t * 1000 + i)).collect();
+    let expected: Vec<u64> = (0..4u64)
+        .flat_map(|t| (0..500).map(move |i| t * 1000 + i))
+        .collect();
     assert_eq!(sorted(p.exporter()), expected);
-    assert!(p.exporter().batch_sizes.lock().unwrap().iter().all(|&n| n <= 512));
+    assert!(
+        p.exporter()
+            .batch_sizes
+            .lock()
+            .unwrap()
+            .iter()
+            .all(|&n| n <= 512)
+    );
     assert_eq!(p.exporter().shutdowns.load(Ordering::SeqCst), 1);
 }
 
 #[tokio::test(start_paused = true)]
 async fn timer_exports_a_partial_batch_after_the_delay() {
     let config = BatchConfig::default().with_scheduled_delay(Duration::from_secs(5));
-    let p = BatchProcessor::spawn_on(config, Sink::default(), &tokio::runtime::Handle::current()).unwrap();
+    let p = BatchProcessor::spawn_on(config, Sink::default(), &tokio::runtime::Handle::current())
+        .unwrap();
     let start = tokio::time::Instant::now();
     for i in 0..3 {
         p.emit(i);
     }
     tokio::time::sleep(Duration::from_millis(4900)).await;
-    assert!(p.exporter().items.lock().unwrap().is_empty(), "exported before the delay");
+    assert!(
+        p.exporter().items.lock().unwrap().is_empty(),
+        "exported before the delay"
+    );
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(sorted(p.exporter()), vec![0, 1, 2]);
     let at = p.exporter().export_times.lock().unwrap()[0];
@@ -123,7 +144,8 @@ async fn a_full_batch_exports_without_waiting_for_the_timer() {
     let config = BatchConfig::default()
         .with_max_export_batch_size(8)
         .with_scheduled_delay(Duration::from_secs(3600));
-    let p = BatchProcessor::spawn_on(config, Sink::default(), &tokio::runtime::Handle::current()).unwrap();
+    let p = BatchProcessor::spawn_on(config, Sink::default(), &tokio::runtime::Handle::current())
+        .unwrap();
     let start = tokio::time::Instant::now();
     for i in 0..8 {
         p.emit(i);
@@ -143,14 +165,18 @@ async fn a_full_batch_exports_without_waiting_for_the_timer() {
 #[tokio::test(start_paused = true)]
 async fn force_flush_exports_everything_emitted_before_it() {
     let config = BatchConfig::default().with_scheduled_delay(Duration::from_secs(3600));
-    let p = BatchProcessor::spawn_on(config, Sink::default(), &tokio::runtime::Handle::current()).unwrap();
+    let p = BatchProcessor::spawn_on(config, Sink::default(), &tokio::runtime::Handle::current())
+        .unwrap();
     for i in 0..1500 {
         p.emit(i);
     }
     p.force_flush(Duration::from_secs(5)).await.unwrap();
     assert_eq!(sorted(p.exporter()), (0..1500).collect::<Vec<_>>());
     // Back-to-back batches of at most 512.
-    assert_eq!(p.exporter().batch_sizes.lock().unwrap().clone(), vec![512, 512, 476]);
+    assert_eq!(
+        p.exporter().batch_sizes.lock().unwrap().clone(),
+        vec![512, 512, 476]
+    );
     p.shutdown(Duration::from_secs(1)).await.unwrap();
     assert_conserved(p.stats(), 1500);
 }
@@ -180,21 +206,37 @@ async fn overload_drops_and_counts() {
     p.shutdown(Duration::from_secs(5)).await.unwrap();
     let stats = p.stats();
     assert_conserved(stats, 100);
-    assert_eq!(stats.exported as usize, p.exporter().items.lock().unwrap().len());
+    assert_eq!(
+        stats.exported as usize,
+        p.exporter().items.lock().unwrap().len()
+    );
     assert_eq!(stats.dropped, stats.dropped_queue_full);
 }
 
 #[tokio::test(start_paused = true)]
 async fn shutdown_is_idempotent_and_later_emits_are_counted() {
-    let p = BatchProcessor::spawn_on(BatchConfig::default(), Sink::default(), &tokio::runtime::Handle::current())
-        .unwrap();
+    let p = BatchProcessor::spawn_on(
+        BatchConfig::default(),
+        Sink::default(),
+        &tokio::runtime::Handle::current(),
+    )
+    .unwrap();
     for i in 0..10 {
         p.emit(i);
     }
     p.shutdown(Duration::from_secs(1)).await.unwrap();
-    assert_eq!(p.shutdown(Duration::from_secs(1)).await, Err(ProcessorError::AlreadyShutdown));
-    assert_eq!(p.shutdown_blocking(Duration::from_secs(1)), Err(ProcessorError::AlreadyShutdown));
-    assert_eq!(p.force_flush(Duration::from_secs(1)).await, Err(ProcessorError::AlreadyShutdown));
+    assert_eq!(
+        p.shutdown(Duration::from_secs(1)).await,
+        Err(ProcessorError::AlreadyShutdown)
+    );
+    assert_eq!(
+        p.shutdown_blocking(Duration::from_secs(1)),
+        Err(ProcessorError::AlreadyShutdown)
+    );
+    assert_eq!(
+        p.force_flush(Duration::from_secs(1)).await,
+        Err(ProcessorError::AlreadyShutdown)
+    );
     p.emit(99);
     p.emit(100);
     let stats = p.stats();
@@ -217,12 +259,18 @@ async fn failures_panics_and_timeouts_are_dropped_and_counted() {
         p.emit(i);
     }
     let flushed = p.force_flush(Duration::from_secs(5)).await;
-    assert!(matches!(flushed, Err(ProcessorError::ExportFailed { .. })), "{flushed:?}");
+    assert!(
+        matches!(flushed, Err(ProcessorError::ExportFailed { .. })),
+        "{flushed:?}"
+    );
     p.shutdown(Duration::from_secs(5)).await.unwrap();
     let stats = p.stats();
     assert_conserved(stats, 100);
     assert!(stats.failed_batches >= 2, "{stats:?}");
-    assert_eq!(stats.exported as usize, p.exporter().items.lock().unwrap().len());
+    assert_eq!(
+        stats.exported as usize,
+        p.exporter().items.lock().unwrap().len()
+    );
 
     // An export that never finishes is cut off by the export timeout.
     let sink = Sink {
@@ -254,7 +302,10 @@ async fn shutdown_deadline_abandons_a_stuck_export_and_counts_it() {
         p.emit(i);
     }
     let result = p.shutdown(Duration::from_millis(500)).await;
-    assert_eq!(result, Err(ProcessorError::Timeout(Duration::from_millis(500))));
+    assert_eq!(
+        result,
+        Err(ProcessorError::Timeout(Duration::from_millis(500)))
+    );
     let stats = p.stats();
     assert_conserved(stats, 20);
     assert_eq!(stats.exported, 0);
@@ -316,7 +367,10 @@ async fn no_deadlock_on_a_current_thread_runtime() {
 fn no_deadlock_from_a_plain_thread_and_inside_block_on() {
     let p = BatchProcessor::new(BatchConfig::default(), Sink::default()).unwrap();
     p.emit(7);
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     rt.block_on(p.force_flush(Duration::from_secs(10))).unwrap();
     assert_eq!(sorted(p.exporter()), vec![7]);
     p.emit(8);

@@ -46,7 +46,11 @@ async fn delay_counts_from_the_first_item() {
     let out = consumer.await.unwrap();
     assert_eq!(out.len(), 2, "{out:?}");
     assert_eq!(out[0].1, vec![1, 2]);
-    assert_eq!(out[0].0 - start, Duration::from_secs(2), "timer from the first item");
+    assert_eq!(
+        out[0].0 - start,
+        Duration::from_secs(2),
+        "timer from the first item"
+    );
     assert_eq!(out[1].1, vec![3]);
     assert_eq!(out[1].0 - t1, Duration::from_secs(2));
 }
@@ -95,7 +99,10 @@ async fn weight_limit_closes_batches_before_they_pass_it() {
         assert!(!batch.is_empty());
         weights.push(batch.iter().map(Vec::len).collect::<Vec<_>>());
     }
-    assert_eq!(weights, vec![vec![4, 4], vec![4], vec![10], vec![3], vec![20], vec![1]]);
+    assert_eq!(
+        weights,
+        vec![vec![4, 4], vec![4], vec![10], vec![3], vec![20], vec![1]]
+    );
 }
 
 #[tokio::test(start_paused = true)]
@@ -146,8 +153,14 @@ async fn senders_get_items_back() {
 
 #[tokio::test(start_paused = true)]
 async fn batched_matches_chunks_timeout_semantics() {
-    let batches: Vec<Vec<u32>> = stream::iter(0..1030).batched(512, Duration::from_secs(1)).collect().await;
-    assert_eq!(batches.iter().map(Vec::len).collect::<Vec<_>>(), vec![512, 512, 6]);
+    let batches: Vec<Vec<u32>> = stream::iter(0..1030)
+        .batched(512, Duration::from_secs(1))
+        .collect()
+        .await;
+    assert_eq!(
+        batches.iter().map(Vec::len).collect::<Vec<_>>(),
+        vec![512, 512, 6]
+    );
     assert_eq!(batches.concat(), (0..1030).collect::<Vec<_>>());
 
     // A slow source: the delay cuts batches short.
@@ -157,8 +170,14 @@ async fn batched_matches_chunks_timeout_semantics() {
     });
     let batches: Vec<Vec<u32>> = slow.batched(100, Duration::from_secs(1)).collect().await;
     assert_eq!(batches.concat(), (0..6).collect::<Vec<_>>());
-    assert!(batches.len() >= 2 && batches.iter().all(|b| !b.is_empty()), "{batches:?}");
+    assert!(
+        batches.len() >= 2 && batches.iter().all(|b| !b.is_empty()),
+        "{batches:?}"
+    );
 
-    let empty: Vec<Vec<u32>> = stream::iter(Vec::<u32>::new()).batched(0, Duration::from_secs(1)).collect().await;
+    let empty: Vec<Vec<u32>> = stream::iter(Vec::<u32>::new())
+        .batched(0, Duration::from_secs(1))
+        .collect()
+        .await;
     assert!(empty.is_empty());
 }
