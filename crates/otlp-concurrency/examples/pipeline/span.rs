@@ -143,7 +143,7 @@ impl SpanFactory {
                 },
                 Attribute {
                     key: "http.status_code",
-                    value: AttrValue::Int(if random % 50 == 0 { 500 } else { 200 }),
+                    value: AttrValue::Int(if random.is_multiple_of(50) { 500 } else { 200 }),
                 },
                 Attribute {
                     key: "cache.hit",
