@@ -15,7 +15,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use crate::sync::{AtomicU64, Ordering, add};
+use crate::sync::{AtomicBool, AtomicU64, Ordering, add};
 
 /// Number of bits of sub-bucket resolution per power of two.
 #[cfg(not(loom))]
@@ -216,27 +216,62 @@ impl Histogram {
     /// `[min, max]`. `q` outside `0..=1` is clamped; NaN is treated as 0.
     /// Returns 0 for an empty histogram.
     pub fn quantile(&self, q: f64) -> u64 {
+        self.quantiles([q])[0]
+    }
+
+    /// Several quantiles in one pass over the buckets (same definition as
+    /// [`quantile`](Self::quantile); `qs` may be in any order).
+    ///
+    /// ```
+    /// use otlp_monitor::Histogram;
+    ///
+    /// let mut h = Histogram::new();
+    /// (1..=100).for_each(|v| h.record(v));
+    /// assert_eq!(h.quantiles([0.5, 0.99, 0.0]), [50, 99, 1]);
+    /// ```
+    pub fn quantiles<const N: usize>(&self, qs: [f64; N]) -> [u64; N] {
+        let mut out = [0u64; N];
         if self.count == 0 {
-            return 0;
+            return out;
         }
-        let q = if q.is_nan() { 0.0 } else { q.clamp(0.0, 1.0) };
-        let rank = ((q * self.count as f64).ceil() as u64).clamp(1, self.count);
-        // The extreme ranks are known exactly.
-        if rank == self.count {
-            return self.max;
-        }
-        if rank == 1 {
-            return self.min;
-        }
+        let ranks = qs.map(|q| {
+            let q = if q.is_nan() { 0.0 } else { q.clamp(0.0, 1.0) };
+            ((q * self.count as f64).ceil() as u64).clamp(1, self.count)
+        });
+        let mut order: [usize; N] = std::array::from_fn(|i| i);
+        order.sort_unstable_by_key(|&i| ranks[i]);
+        let mut next = 0;
         let mut seen = 0u64;
         for (idx, &c) in self.counts.iter().enumerate() {
+            if next == N {
+                break;
+            }
+            if c == 0 {
+                continue;
+            }
             seen = seen.saturating_add(c);
-            if seen >= rank {
-                // `max(min).min(max)` rather than `clamp`: never panics.
-                return bucket_midpoint(idx).max(self.min()).min(self.max);
+            while next < N && ranks[order[next]] <= seen {
+                out[order[next]] = self.rank_value(ranks[order[next]], idx);
+                next += 1;
             }
         }
-        self.max
+        while next < N {
+            out[order[next]] = self.max;
+            next += 1;
+        }
+        out
+    }
+
+    /// The reported value for `rank` found in bucket `idx`.
+    fn rank_value(&self, rank: u64, idx: usize) -> u64 {
+        if rank == self.count {
+            self.max
+        } else if rank == 1 {
+            self.min
+        } else {
+            // `max(min).min(max)` rather than `clamp`: never panics.
+            bucket_midpoint(idx).max(self.min()).min(self.max)
+        }
     }
 
     /// [`quantile`](Self::quantile) as a [`Duration`].
@@ -406,6 +441,9 @@ pub(crate) struct AtomicHistogram {
     sum: AtomicU64,
     min: AtomicU64,
     max: AtomicU64,
+    /// Set before the first value is recorded and never cleared, so a
+    /// reader can skip the bucket array of a shard no thread has used.
+    used: AtomicBool,
 }
 
 impl AtomicHistogram {
@@ -415,7 +453,16 @@ impl AtomicHistogram {
             sum: AtomicU64::new(0),
             min: AtomicU64::new(u64::MAX),
             max: AtomicU64::new(0),
+            used: AtomicBool::new(false),
         }
+    }
+
+    /// Whether any value was ever recorded here (read after the shard's
+    /// event counters: a counted event's `used` store, or the `true` its
+    /// thread loaded, is visible by coherence).
+    #[inline]
+    pub(crate) fn is_used(&self) -> bool {
+        self.used.load(Ordering::Acquire)
     }
 
     /// Records one value: min/max first, then sum and bucket.
@@ -426,6 +473,9 @@ impl AtomicHistogram {
     /// reader's thread.
     #[inline(always)]
     pub(crate) fn record(&self, value: u64, exclusive: bool) {
+        if !self.used.load(Ordering::Relaxed) {
+            self.used.store(true, Ordering::Release);
+        }
         // Min and max only write when they improve, so the common case is
         // two plain loads of a line this shard's thread already owns.
         let mut cur = self.max.load(Ordering::Relaxed);
@@ -460,6 +510,9 @@ impl AtomicHistogram {
     /// Adds this shard's buckets and sum into `into` (min/max are merged by
     /// the caller through [`Self::min_max`]).
     pub(crate) fn add_to(&self, into: &mut Histogram) {
+        if !self.is_used() {
+            return;
+        }
         let mut count = 0u64;
         for (dst, src) in into.counts.iter_mut().zip(self.counts.iter()) {
             let c = src.load(Ordering::Acquire);

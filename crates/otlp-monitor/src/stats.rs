@@ -126,6 +126,9 @@ impl ConcurrencyStats {
         let lat = &w.latency;
         let q = &w.queue_wait;
         let d = Duration::from_nanos;
+        const QS: [f64; 4] = [0.5, 0.9, 0.99, 0.999];
+        let [p50, p90, p99, p999] = lat.quantiles(QS);
+        let [q50, q90, q99, q999] = q.quantiles(QS);
         Self {
             total_tasks: w.started,
             completed_tasks: w.completed,
@@ -145,17 +148,17 @@ impl ConcurrencyStats {
             } else {
                 0.0
             },
-            p50: d(lat.quantile(0.5)),
-            p90: d(lat.quantile(0.9)),
-            p99: d(lat.quantile(0.99)),
-            p999: d(lat.quantile(0.999)),
+            p50: d(p50),
+            p90: d(p90),
+            p99: d(p99),
+            p999: d(p999),
             queue_wait_samples: q.count(),
             queue_wait_average: d(q.mean()),
             queue_wait_max: d(q.max()),
-            queue_wait_p50: d(q.quantile(0.5)),
-            queue_wait_p90: d(q.quantile(0.9)),
-            queue_wait_p99: d(q.quantile(0.99)),
-            queue_wait_p999: d(q.quantile(0.999)),
+            queue_wait_p50: d(q50),
+            queue_wait_p90: d(q90),
+            queue_wait_p99: d(q99),
+            queue_wait_p999: d(q999),
             elapsed: w.elapsed,
         }
     }

@@ -33,6 +33,16 @@ fn check(name: &str, mut values: Vec<u64>) {
     assert_eq!(merged.count(), values.len() as u64);
     assert_eq!(merged.min(), values[0]);
     assert_eq!(merged.max(), *values.last().unwrap());
+    // The one-pass form agrees with one-at-a-time.
+    let many = merged.quantiles(QUANTILES);
+    for (q, got) in QUANTILES.into_iter().zip(many) {
+        assert_eq!(got, merged.quantile(q), "{name}: q={q}");
+    }
+    let mut reversed = QUANTILES;
+    reversed.reverse();
+    let mut back = merged.quantiles(reversed);
+    back.reverse();
+    assert_eq!(back, many);
     let mut worst = 0.0f64;
     for q in QUANTILES {
         let want = exact(&values, q);
