@@ -3,17 +3,19 @@
 //! # Protocol
 //!
 //! The cell points (an `AtomicPtr`) at a heap node holding the current
-//! `Arc<C>` and its version. Two reader counters and an epoch bit protect the
-//! short window in which a reader has loaded the pointer but not yet cloned
-//! the `Arc`:
+//! `Arc<C>` and its version. Two sides of reader counters and an epoch bit
+//! protect the short window in which a reader has loaded the pointer but not
+//! yet cloned the `Arc`. Each side is striped over 8 cache lines, one per
+//! reading thread (`t`, assigned round-robin), so concurrent readers do not
+//! bounce a shared counter; writers drain every stripe.
 //!
 //! ```text
-//! reader:  e = epoch & 1;  readers[e] += 1;  node = ptr;  clone node.config;  readers[e] -= 1
+//! reader:  e = epoch & 1;  readers[e][t] += 1;  node = ptr;  clone node.config;  readers[e][t] -= 1
 //! writer:  (writers serialised by a mutex)
 //!          old = ptr.swap(new)
-//!          wait readers[1 - cur] == 0     // stragglers that read an old epoch
+//!          wait readers[1 - cur][*] == 0  // stragglers that read an old epoch
 //!          epoch = 1 - cur                // new readers count on the other side
-//!          wait readers[cur] == 0         // everyone who could have seen `old`
+//!          wait readers[cur][*] == 0      // everyone who could have seen `old`
 //!          free old node (its Arc<C> reference drops; readers hold their own)
 //! ```
 //!
@@ -46,7 +48,9 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::{Backoff, CachePadded};
 
-use crate::loom::{AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering};
+use crate::loom::{
+    AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering, READER_STRIPES, reader_stripe,
+};
 use crate::park::{CondWait, WakerSet, block_on_condition};
 
 /// A consistent view of a [`ConfigCell`]: the configuration and the version
@@ -120,7 +124,9 @@ struct Node<C> {
 /// ```
 pub struct ConfigCell<C> {
     current: AtomicPtr<Node<C>>,
-    readers: [CachePadded<AtomicUsize>; 2],
+    /// `readers[side][stripe]`: in-flight readers per epoch side, striped
+    /// per thread so concurrent readers do not share a cache line.
+    readers: [[CachePadded<AtomicUsize>; READER_STRIPES]; 2],
     epoch: AtomicUsize,
     version: AtomicU64,
     writer: Mutex<()>,
@@ -163,10 +169,9 @@ impl<C> ConfigCell<C> {
     pub fn from_arc(config: Arc<C>) -> Self {
         ConfigCell {
             current: AtomicPtr::new(Self::node(config, 0)),
-            readers: [
-                CachePadded::new(AtomicUsize::new(0)),
-                CachePadded::new(AtomicUsize::new(0)),
-            ],
+            readers: std::array::from_fn(|_| {
+                std::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0)))
+            }),
             epoch: AtomicUsize::new(0),
             version: AtomicU64::new(0),
             writer: Mutex::new(()),
@@ -192,9 +197,10 @@ impl<C> ConfigCell<C> {
         // The epoch only steers readers away from the side a writer is
         // draining (progress); safety does not depend on which side we use.
         let side = self.epoch.load(Ordering::Relaxed) & 1;
+        let counter = &self.readers[side][reader_stripe()];
         // Acquire: if a writer's drain RMW on this counter comes before our
         // increment, we synchronise with it and our load below sees its swap.
-        self.readers[side].fetch_add(1, Ordering::Acquire);
+        counter.fetch_add(1, Ordering::Acquire);
         let node = self.current.load(Ordering::Acquire);
         // SAFETY: `node` came from `Box::into_raw` and is freed only by a
         // writer after it swapped it out *and* saw `readers[side]` at zero
@@ -213,7 +219,7 @@ impl<C> ConfigCell<C> {
             !node.retired.load(Ordering::SeqCst),
             "node retired while a reader was inside it"
         );
-        self.readers[side].fetch_sub(1, Ordering::Release);
+        counter.fetch_sub(1, Ordering::Release);
         result
     }
 
@@ -312,8 +318,10 @@ impl<C> ConfigCell<C> {
         // (SeqCst) fence on the reader's hot path to give the same
         // guarantee. Acquire pairs with the readers' release decrement:
         // everything a reader did inside its window happens before the free.
-        while self.readers[side].fetch_add(0, Ordering::AcqRel) != 0 {
-            crate::loom::spin_wait(&backoff);
+        for counter in &self.readers[side] {
+            while counter.fetch_add(0, Ordering::AcqRel) != 0 {
+                crate::loom::spin_wait(&backoff);
+            }
         }
     }
 
@@ -377,12 +385,12 @@ impl<C> ConfigCell<C> {
         timeout: Duration,
     ) -> Result<Snapshot<C>, ChangeTimeout> {
         let deadline = Instant::now().checked_add(timeout);
-        block_on_condition(&self.watchers, deadline, || self.changed_from(seen)).ok_or_else(
-            || ChangeTimeout {
+        block_on_condition(&self.watchers, deadline, || self.changed_from(seen)).ok_or_else(|| {
+            ChangeTimeout {
                 timeout,
                 version: self.version(),
-            },
-        )
+            }
+        })
     }
 
     fn changed_from(&self, seen: u64) -> Option<Snapshot<C>> {

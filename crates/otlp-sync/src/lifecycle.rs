@@ -224,12 +224,10 @@ impl Lifecycle {
             if !from.can_transition_to(to) {
                 return Err(InvalidTransition { from, to });
             }
-            match self.state.compare_exchange(
-                current,
-                to as u8,
-                Ordering::SeqCst,
-                Ordering::SeqCst,
-            ) {
+            match self
+                .state
+                .compare_exchange(current, to as u8, Ordering::SeqCst, Ordering::SeqCst)
+            {
                 Ok(_) => {
                     self.waiters.notify_all();
                     return Ok(from);

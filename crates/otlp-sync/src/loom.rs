@@ -9,7 +9,9 @@
 pub(crate) use std::sync::atomic::{AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 #[cfg(loom)]
-pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+pub(crate) use loom::sync::atomic::{
+    AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering,
+};
 
 /// A mutex with parking_lot's API (`lock()` returns the guard directly).
 ///
@@ -91,3 +93,35 @@ pub(crate) fn spin_wait(_backoff: &crossbeam_utils::Backoff) {
 /// locks, which loom cannot see anyway, and are never part of a modelled
 /// protocol, so they stay `std` atomics under loom too.
 pub(crate) use std::sync::atomic::AtomicU64 as StatCounter;
+
+/// Reader-counter stripes of `ConfigCell` (one cache line each).
+#[cfg(not(loom))]
+pub(crate) const READER_STRIPES: usize = 8;
+#[cfg(loom)]
+pub(crate) const READER_STRIPES: usize = 2;
+
+/// The calling thread's reader stripe: assigned round-robin on first use,
+/// so up to `READER_STRIPES` reading threads never share a counter line.
+#[cfg(not(loom))]
+#[inline]
+pub(crate) fn reader_stripe() -> usize {
+    use std::cell::Cell;
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    thread_local! {
+        static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    STRIPE.with(|stripe| {
+        let mut s = stripe.get();
+        if s == usize::MAX {
+            s = NEXT.fetch_add(1, Ordering::Relaxed) % READER_STRIPES;
+            stripe.set(s);
+        }
+        s
+    })
+}
+
+/// Under loom every reader uses stripe 0 (the drain still visits all).
+#[cfg(loom)]
+pub(crate) fn reader_stripe() -> usize {
+    0
+}

@@ -257,7 +257,8 @@ impl Semaphore {
     ///
     /// As [`try_acquire`](Self::try_acquire).
     pub fn try_acquire_owned(self: &Arc<Self>, n: usize) -> Result<OwnedPermit, AcquireError> {
-        self.try_take(n).map(|()| OwnedPermit::new(Arc::clone(self), n))
+        self.try_take(n)
+            .map(|()| OwnedPermit::new(Arc::clone(self), n))
     }
 
     /// Waits for `n` permits, blocking the thread. FIFO with every other
@@ -280,7 +281,8 @@ impl Semaphore {
     /// [`AcquireError::TooLarge`].
     pub fn acquire_timeout(&self, n: usize, timeout: Duration) -> Result<Permit<'_>, AcquireError> {
         let deadline = Instant::now().checked_add(timeout);
-        self.wait_blocking(n, deadline).map(|()| Permit::new(self, n))
+        self.wait_blocking(n, deadline)
+            .map(|()| Permit::new(self, n))
     }
 
     /// Like [`acquire_blocking`](Self::acquire_blocking), returning an

@@ -16,10 +16,7 @@ fn load_store_versions() {
     assert_eq!((snap.config.as_str(), snap.version), ("b", 1));
     assert_eq!(&*snap, "b");
     assert_eq!(cell.store_arc(Arc::new(String::from("c"))), 2);
-    assert_eq!(
-        cell.try_replace(|s| Ok::<_, ()>(format!("{s}d"))),
-        Ok(3)
-    );
+    assert_eq!(cell.try_replace(|s| Ok::<_, ()>(format!("{s}d"))), Ok(3));
     assert_eq!(cell.load().as_str(), "cd");
     assert_eq!(cell.try_replace(|_| Err("no")), Err("no"));
     assert_eq!(cell.version(), 3);
@@ -57,7 +54,11 @@ fn old_snapshots_are_dropped_when_last_reader_lets_go() {
     let cell = ConfigCell::new(Arc::clone(&tracker));
     let snap = cell.load();
     cell.store(Arc::new(()));
-    assert_eq!(Arc::strong_count(&tracker), 2, "held by the test and the snapshot");
+    assert_eq!(
+        Arc::strong_count(&tracker),
+        2,
+        "held by the test and the snapshot"
+    );
     drop(snap);
     assert_eq!(Arc::strong_count(&tracker), 1);
     drop(cell);
@@ -77,7 +78,10 @@ fn wait_changed_times_out_and_wakes() {
     let snap = watcher.join().unwrap().unwrap();
     assert_eq!((*snap.config, snap.version), (7, 1));
     // Already changed since version 0: returns at once.
-    assert_eq!(cell.wait_changed_since(0, Duration::ZERO).unwrap().version, 1);
+    assert_eq!(
+        cell.wait_changed_since(0, Duration::ZERO).unwrap().version,
+        1
+    );
     assert_eq!(cell.watchers(), 0);
 }
 

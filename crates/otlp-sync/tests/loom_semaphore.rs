@@ -86,9 +86,8 @@ fn cancelled_async_acquire_passes_wakeup_on() {
         });
         // Another task waits for real; it must be woken whatever the order.
         let s = Arc::clone(&sem);
-        let patient = thread::spawn(move || {
-            loom::future::block_on(s.acquire(1)).map(|p| p.num_permits())
-        });
+        let patient =
+            thread::spawn(move || loom::future::block_on(s.acquire(1)).map(|p| p.num_permits()));
         drop(held);
         let _ = cancelled.join().unwrap();
         assert_eq!(patient.join().unwrap(), Ok(1));

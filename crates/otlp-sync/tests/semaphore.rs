@@ -46,7 +46,11 @@ fn too_large_is_an_immediate_error_everywhere() {
     };
     assert_eq!(sem.try_acquire(6).unwrap_err(), expected);
     assert_eq!(sem.acquire_blocking(6).unwrap_err(), expected);
-    assert_eq!(sem.acquire_timeout(6, Duration::from_secs(3600)).unwrap_err(), expected);
+    assert_eq!(
+        sem.acquire_timeout(6, Duration::from_secs(3600))
+            .unwrap_err(),
+        expected
+    );
     assert_eq!(sem.try_acquire_owned(6).unwrap_err(), expected);
     assert_eq!(sem.acquire_owned_blocking(6).unwrap_err(), expected);
     // Even when permits are held, what counts is what the semaphore owns.
@@ -95,7 +99,10 @@ fn add_permits_grows_total_and_wakes_waiter() {
 fn blocking_timeout_returns_error_and_leaves_no_trace() {
     let sem = Semaphore::new(2).unwrap();
     let held = sem.try_acquire(1).unwrap();
-    assert_eq!(sem.acquire_timeout(2, SHORT).unwrap_err(), AcquireError::Timeout);
+    assert_eq!(
+        sem.acquire_timeout(2, SHORT).unwrap_err(),
+        AcquireError::Timeout
+    );
     assert_eq!(sem.waiters(), 0);
     // The one permit that was free is still free (it was assigned to the
     // timed-out request and handed back).
@@ -155,7 +162,8 @@ fn close_wakes_every_waiter_with_closed() {
                 if i % 2 == 0 {
                     s.acquire_owned_blocking(1).map(drop)
                 } else {
-                    s.acquire_owned_timeout(1, Duration::from_secs(3600)).map(drop)
+                    s.acquire_owned_timeout(1, Duration::from_secs(3600))
+                        .map(drop)
                 }
             })
         })
@@ -204,7 +212,10 @@ fn split_merge_forget() {
     assert_eq!(sem.available(), 9);
     assert!(matches!(
         sem.try_acquire(10),
-        Err(AcquireError::TooLarge { requested: 10, total: 9 })
+        Err(AcquireError::TooLarge {
+            requested: 10,
+            total: 9
+        })
     ));
 }
 

@@ -212,7 +212,11 @@ fn config_cell_readers_and_writers() {
     }
     assert_eq!(cell.version(), writes);
     drop(cell);
-    assert_eq!(Arc::strong_count(&token), 1, "every config dropped exactly once");
+    assert_eq!(
+        Arc::strong_count(&token),
+        1,
+        "every config dropped exactly once"
+    );
 }
 
 /// Barrier generations under threads: exactly one leader per generation.
