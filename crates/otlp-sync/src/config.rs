@@ -51,7 +51,9 @@ use crossbeam_utils::{Backoff, CachePadded};
 use crate::loom::{
     AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering, READER_STRIPES, reader_stripe,
 };
-use crate::park::{CondWait, WakerSet, block_on_condition};
+#[cfg(feature = "async")]
+use crate::park::CondWait;
+use crate::park::{WakerSet, block_on_condition};
 
 /// A consistent view of a [`ConfigCell`]: the configuration and the version
 /// it was stored as.

@@ -23,8 +23,8 @@ use std::time::Duration;
 /// One thread that is part of a deadlock cycle.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadlockedThread {
-    /// parking_lot's id of the thread (its `pthread_t` on Unix).
-    pub thread_id: usize,
+    /// The thread's id (as `std::thread::current().id()` reports it).
+    pub thread_id: std::thread::ThreadId,
     /// The thread's backtrace when it blocked, rendered as text.
     pub backtrace: String,
 }
@@ -40,7 +40,7 @@ impl fmt::Display for Deadlock {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "deadlock between {} threads:", self.threads.len())?;
         for thread in &self.threads {
-            writeln!(f, "thread {:#x}:\n{}", thread.thread_id, thread.backtrace)?;
+            writeln!(f, "thread {:?}:\n{}", thread.thread_id, thread.backtrace)?;
         }
         Ok(())
     }
@@ -66,7 +66,7 @@ pub fn check_deadlocks() -> Vec<Deadlock> {
         let ids: Vec<String> = deadlock
             .threads
             .iter()
-            .map(|t| format!("{:#x}", t.thread_id))
+            .map(|t| format!("{:?}", t.thread_id))
             .collect();
         tracing::error!(
             cycle = i,

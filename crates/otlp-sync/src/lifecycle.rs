@@ -19,7 +19,9 @@ use std::fmt;
 use std::time::{Duration, Instant};
 
 use crate::loom::{AtomicU8, Ordering};
-use crate::park::{CondWait, WakerSet, block_on_condition};
+#[cfg(feature = "async")]
+use crate::park::CondWait;
+use crate::park::{WakerSet, block_on_condition};
 
 /// A lifecycle state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

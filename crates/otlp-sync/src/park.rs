@@ -129,10 +129,10 @@ impl WakerSlab {
     /// Takes every waiting waker into `list`, leaving the slots notified.
     pub(crate) fn drain_into(&mut self, list: &mut WakeList) {
         for slot in &mut self.slots {
-            if let Slot::Waiting(_) = slot {
-                if let Slot::Waiting(waker) = std::mem::replace(slot, Slot::Notified) {
-                    list.push(Some(waker));
-                }
+            if matches!(slot, Slot::Waiting(_))
+                && let Slot::Waiting(waker) = std::mem::replace(slot, Slot::Notified)
+            {
+                list.push(Some(waker));
             }
         }
     }
@@ -208,6 +208,7 @@ pub(crate) fn block_on_condition<T>(
     result
 }
 
+#[cfg(feature = "async")]
 /// The state of an async wait on a [`WakerSet`]: its key, removed on drop
 /// by the owning future.
 #[derive(Debug, Default)]
@@ -215,6 +216,7 @@ pub(crate) struct CondWait {
     key: Option<usize>,
 }
 
+#[cfg(feature = "async")]
 impl CondWait {
     pub(crate) const fn new() -> Self {
         CondWait { key: None }

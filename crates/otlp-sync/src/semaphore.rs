@@ -752,6 +752,7 @@ impl Waiter {
         result
     }
 
+    #[cfg(feature = "async")]
     /// Drop of a future: withdraw, or give back permits granted but never
     /// collected.
     fn abandon(&mut self, sem: &Semaphore) {

@@ -82,6 +82,7 @@ fn timeout_of_one_party_leaves_others_consistent() {
     assert_eq!(results.iter().filter(|r| r.is_leader()).count(), 1);
 }
 
+#[cfg(feature = "async")]
 #[tokio::test(start_paused = true)]
 async fn async_wait_and_cancelled_wait() {
     let b = Arc::new(Barrier::new(2).unwrap());
@@ -100,6 +101,7 @@ async fn async_wait_and_cancelled_wait() {
     assert_eq!(me.generation(), 0);
 }
 
+#[cfg(feature = "async")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn async_and_blocking_parties_meet() {
     let b = Arc::new(Barrier::new(3).unwrap());

@@ -85,6 +85,7 @@ fn wait_changed_times_out_and_wakes() {
     assert_eq!(cell.watchers(), 0);
 }
 
+#[cfg(feature = "async")]
 #[tokio::test(start_paused = true)]
 async fn async_changed_and_timeout() {
     let cell = Arc::new(ConfigCell::new(0_u64));

@@ -128,6 +128,7 @@ fn wait_gives_up_when_target_unreachable() {
     );
 }
 
+#[cfg(feature = "async")]
 #[tokio::test(start_paused = true)]
 async fn async_wait_and_timeout() {
     let l = Arc::new(Lifecycle::new());

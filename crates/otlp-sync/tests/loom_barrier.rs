@@ -1,5 +1,5 @@
 //! Loom model of barrier generations with blocking and async parties.
-#![cfg(loom)]
+#![cfg(all(loom, feature = "async"))]
 
 use std::sync::Arc;
 

@@ -1,7 +1,7 @@
 //! Loom model of ConfigCell: updates racing reads. Under loom the cell marks
 //! retired nodes instead of freeing them and asserts that no reader is ever
 //! inside a retired node, so a reclamation bug fails the model.
-#![cfg(loom)]
+#![cfg(all(loom, feature = "async"))]
 
 use std::sync::Arc;
 

@@ -1,6 +1,6 @@
 //! Loom models of the semaphore: acquire/release, close with a waiter, and
 //! a cancelled async acquire that must pass its wake-up on.
-#![cfg(loom)]
+#![cfg(all(loom, feature = "async"))]
 
 use std::future::Future;
 use std::sync::Arc;

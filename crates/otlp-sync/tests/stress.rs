@@ -70,6 +70,7 @@ fn semaphore_permit_conservation() {
 
 /// Async tasks and blocking threads share one semaphore; some async
 /// acquires are cancelled by a timeout. No permit is lost.
+#[cfg(feature = "async")]
 #[test]
 fn semaphore_async_cancellation_conserves_permits() {
     const TOTAL: usize = 8;
