@@ -11,7 +11,9 @@
 //!   the producer sees the flag cleared and wakes it.
 //! * [`SubmitGate`]: submitters announce themselves (`enter`) before checking
 //!   `closed`, and the closer sets `closed` before waiting for the announced
-//!   count to reach zero (a Dekker pair, `SeqCst` on both sides). After
+//!   count to reach zero (a Dekker pair, with a `SeqCst` fence between the
+//!   write and the read on both sides; fences rather than `SeqCst` accesses,
+//!   which is also what loom models exactly). After
 //!   `close` returns and the count is zero, no submitter can still be about to
 //!   enqueue, so the queue holds every accepted task.
 
@@ -87,8 +89,9 @@ impl SubmitGate {
     /// and must call [`leave`](Self::leave) afterwards.
     #[inline]
     pub fn enter(&self) -> bool {
-        self.active.fetch_add(1, Ordering::SeqCst);
-        if self.closed.load(Ordering::SeqCst) {
+        self.active.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        if self.closed.load(Ordering::Relaxed) {
             self.leave();
             false
         } else {
@@ -105,7 +108,7 @@ impl SubmitGate {
     /// Closes the gate; later `enter` calls fail. Returns `true` for the
     /// call that closed it.
     pub fn close(&self) -> bool {
-        !self.closed.swap(true, Ordering::SeqCst)
+        !self.closed.swap(true, Ordering::AcqRel)
     }
 
     /// Whether the gate is closed.
@@ -116,6 +119,9 @@ impl SubmitGate {
     /// After [`close`](Self::close): whether every admitted submitter has
     /// left, so everything they enqueued is visible to the caller.
     pub fn is_quiescent(&self) -> bool {
-        self.active.load(Ordering::SeqCst) == 0
+        fence(Ordering::SeqCst);
+        // `Acquire` pairs with `leave`'s `Release`: what a submitter enqueued
+        // before leaving is visible once its exit is seen.
+        self.active.load(Ordering::Acquire) == 0
     }
 }
