@@ -359,6 +359,14 @@ impl WorkerThread {
         self.registry.sleep.notify_work();
     }
 
+    /// Pushes the `b` side of a `join` on this worker's own deque. The
+    /// worker pops it back or waits for it itself, so the wake-up may be
+    /// the cheap unfenced one (see [`Sleep::notify_work_unfenced`]).
+    fn push_join(&self, p: Priority, job: JobRef) {
+        self.locals[p.index()].push(job);
+        self.registry.sleep.notify_work_unfenced();
+    }
+
     fn next_random(&self) -> usize {
         // xorshift64*
         let mut x = self.rng.get();
@@ -386,22 +394,30 @@ impl WorkerThread {
     fn steal(&self, p: Priority) -> Option<JobRef> {
         let registry = &*self.registry;
         let local = &self.locals[p.index()];
+        // `is_empty` is a pair of loads; `steal*` on an empty queue costs a
+        // fence (and an epoch pin for deques), so look before stealing. A
+        // stale "empty" is harmless: a worker re-checks every queue after
+        // a fence before it sleeps.
         loop {
             let mut retry = false;
-            match registry.injectors[p.index()].steal_batch_and_pop(local) {
-                Steal::Success(job) => return Some(job),
-                Steal::Retry => retry = true,
-                Steal::Empty => {}
+            let injector = &registry.injectors[p.index()];
+            if !injector.is_empty() {
+                match injector.steal_batch_and_pop(local) {
+                    Steal::Success(job) => return Some(job),
+                    Steal::Retry => retry = true,
+                    Steal::Empty => {}
+                }
             }
             let n = registry.stealers.len();
             if n > 1 {
                 let start = self.next_random() % n;
                 for k in 0..n {
                     let victim = (start + k) % n;
-                    if victim == self.index {
+                    let stealer = &registry.stealers[victim][p.index()];
+                    if victim == self.index || stealer.is_empty() {
                         continue;
                     }
-                    match registry.stealers[victim][p.index()].steal_batch_and_pop(local) {
+                    match stealer.steal_batch_and_pop(local) {
                         Steal::Success(job) => {
                             self.counters().bump_stolen();
                             return Some(job);
@@ -479,7 +495,7 @@ impl WorkerThread {
         // or its latch is set (`wait_until`), on every path, panics of `a`
         // included (they are caught first).
         let job_b_ref = unsafe { job_b.as_job_ref() };
-        self.push(p, job_b_ref);
+        self.push_join(p, job_b_ref);
         let result_a = panic::catch_unwind(AssertUnwindSafe(a));
         let popped_back = loop {
             if job_b.latch().probe() {

@@ -125,6 +125,19 @@ impl Sleep {
         }
     }
 
+    /// The cheap variant for a job pushed on the pusher's *own* deque by a
+    /// worker that will itself pop or wait for it (the `b` side of
+    /// `join`): no fence, so a wake-up can be missed in a race, which only
+    /// costs parallelism — the pusher runs the job itself if nobody steals
+    /// it, so it is never stranded.
+    #[cfg_attr(loom, allow(dead_code))]
+    pub fn notify_work_unfenced(&self) {
+        let s = self.state.load(Ordering::Relaxed);
+        if searching(s) == 0 && sleeping(s) > 0 {
+            self.wake_one();
+        }
+    }
+
     /// Moves one sleeper to searching and wakes it. Returns whether there
     /// was a sleeper to wake.
     fn wake_one(&self) -> bool {

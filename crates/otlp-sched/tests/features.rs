@@ -4,7 +4,10 @@
 
 #[cfg(all(feature = "numa", target_os = "linux"))]
 #[test]
-#[cfg_attr(miri, ignore = "sched_setaffinity and sysfs are not available under Miri")]
+#[cfg_attr(
+    miri,
+    ignore = "sched_setaffinity and sysfs are not available under Miri"
+)]
 fn each_worker_affinity_matches_its_plan() {
     use std::sync::{Arc, Mutex};
 
@@ -41,7 +44,11 @@ fn each_worker_affinity_matches_its_plan() {
         pool.shutdown().unwrap();
         let actual = actual.lock().unwrap().clone();
         for (i, cpus) in actual.into_iter().enumerate() {
-            assert_eq!(cpus.as_ref(), Some(&plan[i]), "worker {i} under {placement:?}");
+            assert_eq!(
+                cpus.as_ref(),
+                Some(&plan[i]),
+                "worker {i} under {placement:?}"
+            );
         }
     }
 }
