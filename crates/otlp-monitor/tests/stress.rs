@@ -338,3 +338,39 @@ fn reset_while_recording_keeps_in_flight_sane() {
     assert_eq!(s.min_execution_time, Duration::from_nanos(42));
     assert_eq!(s.max_execution_time, Duration::from_nanos(42));
 }
+
+#[test]
+fn recycled_slot_ids_keep_owned_shard_counts() {
+    // Waves of short-lived threads: each exiting thread returns its slot id
+    // and the next wave's threads take the same ids, continuing the owned
+    // shards' counters with plain load + store. Nothing may be lost.
+    let monitor = Arc::new(ConcurrencyMonitor::builder().shards(2).build().unwrap());
+    let waves = scale(40).min(40);
+    let per_thread = scale(20_000);
+    let mut want_sum = 0u64;
+    for wave in 0..waves {
+        let handles: Vec<_> = (0..3)
+            .map(|t| {
+                let monitor = Arc::clone(&monitor);
+                std::thread::spawn(move || {
+                    let mut sum = 0;
+                    for i in 0..per_thread {
+                        let ns = latency_ns(wave * 3 + t, i);
+                        monitor.record_task_start();
+                        monitor.record_task_completion(Duration::from_nanos(ns));
+                        sum += ns;
+                    }
+                    sum
+                })
+            })
+            .collect();
+        for h in handles {
+            want_sum += h.join().expect("worker panicked");
+        }
+    }
+    let s = monitor.get_stats();
+    assert_eq!(s.total_tasks, waves * 3 * per_thread);
+    assert_eq!(s.completed_tasks, waves * 3 * per_thread);
+    assert_eq!(s.in_flight, 0);
+    assert_eq!(monitor.latency_histogram().sum(), want_sum);
+}
