@@ -63,7 +63,7 @@ impl<F> fmt::Debug for HandlerFn<F> {
 /// use otlp_async::handler_fn;
 ///
 /// let handler = handler_fn(|n: u64| async move {
-///     if n % 2 == 0 { Ok(()) } else { Err(format!("{n} is odd")) }
+///     if n.is_multiple_of(2) { Ok(()) } else { Err(format!("{n} is odd")) }
 /// });
 /// # let _ = handler;
 /// ```

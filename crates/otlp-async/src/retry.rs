@@ -201,24 +201,22 @@ impl<X> Retry<X> {
 }
 
 impl<T: Sync, X: Exporter<T>> Exporter<T> for Retry<X> {
-    fn export(&self, batch: &[T]) -> impl Future<Output = Result<(), ExportError>> + Send {
-        async move {
-            let mut backoff: Option<Backoff> = None;
-            loop {
-                match self.inner.export(batch).await {
-                    Ok(()) => return Ok(()),
-                    Err(e) if e.is_retryable() => {
-                        let schedule = backoff.get_or_insert_with(|| self.policy.backoff());
-                        match schedule.next_delay(e.retry_after_hint()) {
-                            Some(delay) => {
-                                tracing::debug!(error = %e, ?delay, "retrying export");
-                                tokio::time::sleep(delay).await;
-                            }
-                            None => return Err(e),
+    async fn export(&self, batch: &[T]) -> Result<(), ExportError> {
+        let mut backoff: Option<Backoff> = None;
+        loop {
+            match self.inner.export(batch).await {
+                Ok(()) => return Ok(()),
+                Err(e) if e.is_retryable() => {
+                    let schedule = backoff.get_or_insert_with(|| self.policy.backoff());
+                    match schedule.next_delay(e.retry_after_hint()) {
+                        Some(delay) => {
+                            tracing::debug!(error = %e, ?delay, "retrying export");
+                            tokio::time::sleep(delay).await;
                         }
+                        None => return Err(e),
                     }
-                    Err(e) => return Err(e),
                 }
+                Err(e) => return Err(e),
             }
         }
     }

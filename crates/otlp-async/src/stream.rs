@@ -55,6 +55,9 @@ impl<T> fmt::Debug for SendError<T> {
     }
 }
 
+/// An optional weight function and the most weight per batch.
+type Weigher<T> = Option<(fn(&T) -> usize, usize)>;
+
 enum Msg<T> {
     Item(T),
     Flush,
@@ -128,7 +131,7 @@ pub struct AsyncDataStreamBuilder<T> {
     batch_size: usize,
     max_delay: Duration,
     capacity: Option<usize>,
-    weigher: Option<(fn(&T) -> usize, usize)>,
+    weigher: Weigher<T>,
 }
 
 impl<T> fmt::Debug for AsyncDataStreamBuilder<T> {
@@ -207,7 +210,7 @@ struct Batcher<T> {
     /// otherwise return `Pending`: a batch that fills up quickly costs no
     /// timer registration at all.
     sleep: Option<Pin<Box<Sleep>>>,
-    weigher: Option<(fn(&T) -> usize, usize)>,
+    weigher: Weigher<T>,
     weight: usize,
     /// An item that would have pushed the batch past `max_weight`; it opens
     /// the next batch.
@@ -216,7 +219,7 @@ struct Batcher<T> {
 }
 
 impl<T> Batcher<T> {
-    fn new(size: usize, delay: Duration, weigher: Option<(fn(&T) -> usize, usize)>) -> Self {
+    fn new(size: usize, delay: Duration, weigher: Weigher<T>) -> Self {
         Self {
             buf: Vec::new(),
             size,

@@ -48,7 +48,7 @@ impl Exporter<u64> for Sink {
         if self.panic_on_first && call == 0 {
             panic!("exporter panic on purpose");
         }
-        if self.fail_every != 0 && call % self.fail_every == 0 {
+        if self.fail_every != 0 && call.is_multiple_of(self.fail_every) {
             return Err(ExportError::permanent("failing on purpose"));
         }
         self.export_times
@@ -195,7 +195,7 @@ async fn overload_drops_and_counts() {
     let p = BatchProcessor::spawn_on(config, sink, &tokio::runtime::Handle::current()).unwrap();
     for i in 0..100 {
         p.emit(i);
-        if i % 10 == 0 {
+        if i.is_multiple_of(10) {
             tokio::task::yield_now().await;
         }
     }

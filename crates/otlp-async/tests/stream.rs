@@ -111,7 +111,7 @@ async fn next_is_cancel_safe() {
     let producer = tokio::spawn(async move {
         for i in 0..5000u32 {
             tx.send(i).await.unwrap();
-            if i % 7 == 0 {
+            if i.is_multiple_of(7) {
                 tokio::task::yield_now().await;
             }
         }
