@@ -111,7 +111,7 @@ impl<T> Ring<T> {
                 // are exhausted: close the ring; the caller moves on to the
                 // next one. Closing a ring whose consumer is just finishing is
                 // harmless, it only makes the queue grow one ring early.
-                tail = self.tail.fetch_or(CLOSED, Ordering::SeqCst);
+                tail = self.tail.fetch_or(CLOSED, Ordering::SeqCst) | CLOSED;
             } else {
                 backoff.snooze();
                 tail = self.tail.load(Ordering::Relaxed);

@@ -1,0 +1,64 @@
+//! Loom models: wrap-around of a capacity-2 `BoundedQueue` with two
+//! producers and a consumer; `force_push` racing with `pop_batch`.
+#![cfg(loom)]
+
+use loom::sync::Arc;
+use loom::thread;
+use otlp_lockfree::BoundedQueue;
+
+#[test]
+fn capacity_two_wraps_with_two_producers_and_a_consumer() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(2).unwrap());
+        // Move head and tail to index 1 so the concurrent pushes wrap.
+        q.push(0).unwrap();
+        assert_eq!(q.pop(), Some(0));
+        let producers: Vec<_> = [1, 2]
+            .into_iter()
+            .map(|v| {
+                let q = q.clone();
+                thread::spawn(move || q.push(v))
+            })
+            .collect();
+        let qc = q.clone();
+        let consumer = thread::spawn(move || qc.pop());
+        for p in producers {
+            // Capacity 2 and only two concurrent pushes: none may fail.
+            assert_eq!(p.join().unwrap(), Ok(()));
+        }
+        let mut got: Vec<i32> = consumer.join().unwrap().into_iter().collect();
+        let mut rest = Vec::new();
+        q.pop_batch(&mut rest, 8);
+        got.extend(rest);
+        got.sort_unstable();
+        assert_eq!(got, [1, 2]);
+        assert!(q.is_empty());
+    });
+}
+
+#[test]
+fn force_push_races_pop_batch() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(2).unwrap());
+        assert!(q.push_batch([1, 2]).is_empty());
+        let qp = q.clone();
+        let producer = thread::spawn(move || qp.force_push(3));
+        let qc = q.clone();
+        let consumer = thread::spawn(move || {
+            let mut out = Vec::new();
+            qc.pop_batch(&mut out, 2);
+            out
+        });
+        let evicted = producer.join().unwrap();
+        let popped = consumer.join().unwrap();
+        // FIFO within what the consumer got.
+        assert!(popped.windows(2).all(|w| w[0] < w[1]));
+        let mut all: Vec<i32> = popped;
+        all.extend(evicted);
+        while let Some(v) = q.pop() {
+            all.push(v);
+        }
+        all.sort_unstable();
+        assert_eq!(all, [1, 2, 3]);
+    });
+}
