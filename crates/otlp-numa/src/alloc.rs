@@ -19,29 +19,26 @@
 //!   (`fetch_add`), correct but slower.
 //! * Nothing in `alloc`/`dealloc` allocates, locks or panics.
 
+use crate::registry::{SlotRegistry, bump_owned};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering::*};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::ptr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::*};
 
 use crate::memory::{MIN_PAGE, MPOL_BIND, mbind_raw, single_node_mask};
 
 /// Node ids below this get their own counters; allocations on higher (or
-/// unknown) nodes are charged to [`AllocationStats::unattributed`].
-pub const MAX_TRACKED_NODES: usize = 64;
-/// How many live threads get private (uncontended) counter slots.
-pub const THREAD_SLOTS: usize = 32;
+/// unknown) nodes are charged to [`AllocationStats::unattributed`]. (4
+/// under Miri, to keep the interpreted runs short.)
+pub const MAX_TRACKED_NODES: usize = if cfg!(miri) { 4 } else { 64 };
+/// How many live threads get private (uncontended) counter slots (4 under
+/// Miri).
+pub const THREAD_SLOTS: usize = if cfg!(miri) { 4 } else { 32 };
 /// Allocations between two `getcpu` refreshes of a thread's cached node.
 pub const NODE_REFRESH_INTERVAL: u32 = 64;
 
 const BUCKETS: usize = MAX_TRACKED_NODES + 1;
 const OTHER: usize = MAX_TRACKED_NODES;
-const SLOT_MASK: u64 = if THREAD_SLOTS == 64 {
-    u64::MAX
-} else {
-    (1 << THREAD_SLOTS) - 1
-};
-
 /// A cache-line (pair) aligned wrapper: 128 bytes covers the adjacent-line
 /// prefetcher on x86_64.
 #[repr(align(128))]
@@ -67,12 +64,6 @@ impl Counters {
     }
 }
 
-/// Adds to a counter that only the calling thread writes: no locked RMW.
-#[inline(always)]
-fn bump_owned(counter: &AtomicU64, n: u64) {
-    counter.store(counter.load(Relaxed).wrapping_add(n), Relaxed);
-}
-
 // ---- per-thread state ------------------------------------------------------
 
 /// Packed thread state: bits 0..32 countdown to the next node refresh,
@@ -84,8 +75,8 @@ thread_local! {
     static STATE: Cell<u64> = const { Cell::new(SLOT_UNCLAIMED << 48) };
 }
 
-/// Which slot bits are taken, process-wide.
-static SLOTS_USED: AtomicU64 = AtomicU64::new(0);
+/// Which slot ids are taken, process-wide.
+static SLOTS: SlotRegistry = SlotRegistry::new(THREAD_SLOTS as u32);
 /// The pthread key whose destructor gives a slot back: 0 = not yet
 /// created, otherwise key + 1.
 static EXIT_KEY: AtomicUsize = AtomicUsize::new(0);
@@ -123,7 +114,7 @@ unsafe extern "C" fn release_slot(value: *mut libc::c_void) {
     if id < THREAD_SLOTS as u64 {
         // Release: this thread's last counter writes happen-before the next
         // owner's claim (Acquire).
-        SLOTS_USED.fetch_and(!(1 << id), Release);
+        SLOTS.release(id as u32);
     }
 }
 
@@ -153,27 +144,17 @@ fn claim_slot() -> u64 {
     let Some(key) = exit_key() else {
         return SLOT_NONE;
     };
-    let mut used = SLOTS_USED.load(Relaxed);
-    loop {
-        let free = !used & SLOT_MASK;
-        if free == 0 {
-            return SLOT_NONE;
-        }
-        let id = u64::from(free.trailing_zeros());
-        match SLOTS_USED.compare_exchange_weak(used, used | (1 << id), Acquire, Relaxed) {
-            Ok(_) => {
-                // SAFETY: `key` is a live key; the value is a non-null tag
-                // (id + 1), never dereferenced.
-                let rc = unsafe { libc::pthread_setspecific(key, (id as usize + 1) as *const _) };
-                if rc != 0 {
-                    SLOTS_USED.fetch_and(!(1 << id), Release);
-                    return SLOT_NONE;
-                }
-                return id;
-            }
-            Err(now) => used = now,
-        }
+    let Some(id) = SLOTS.claim() else {
+        return SLOT_NONE;
+    };
+    // SAFETY: `key` is a live key; the value is a non-null tag (id + 1),
+    // never dereferenced.
+    let rc = unsafe { libc::pthread_setspecific(key, (id as usize + 1) as *const _) };
+    if rc != 0 {
+        SLOTS.release(id);
+        return SLOT_NONE;
     }
+    u64::from(id)
 }
 
 /// This thread's (slot, node bucket), refreshing the node every

@@ -135,6 +135,7 @@ pub(crate) unsafe fn mbind_raw(
 
 /// The single-node mask of `node`, for the allocator (no checks, no
 /// allocation); `None` when the node is past [`MAX_NODE`].
+#[cfg_attr(loom, allow(dead_code))]
 pub(crate) fn single_node_mask(node: usize) -> Option<[libc::c_ulong; NODEMASK_WORDS]> {
     if node > MAX_NODE {
         return None;
