@@ -43,6 +43,7 @@
 //! and asserts no reader ever clones from one) and needs no dependency.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -135,6 +136,8 @@ pub struct ConfigCell<C> {
     watchers: WakerSet,
     #[cfg(loom)]
     graveyard: Mutex<Vec<*mut Node<C>>>,
+    /// The cell owns `Arc<C>`s through raw pointers.
+    _owns: PhantomData<Arc<C>>,
 }
 
 // SAFETY: the cell owns an `Arc<C>` (through the node) and hands out clones
@@ -180,6 +183,7 @@ impl<C> ConfigCell<C> {
             watchers: WakerSet::new(),
             #[cfg(loom)]
             graveyard: Mutex::new(Vec::new()),
+            _owns: PhantomData,
         }
     }
 

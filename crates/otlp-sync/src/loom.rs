@@ -110,14 +110,17 @@ pub(crate) fn reader_stripe() -> usize {
     thread_local! {
         static STRIPE: Cell<usize> = const { Cell::new(usize::MAX) };
     }
-    STRIPE.with(|stripe| {
-        let mut s = stripe.get();
-        if s == usize::MAX {
-            s = NEXT.fetch_add(1, Ordering::Relaxed) % READER_STRIPES;
-            stripe.set(s);
-        }
-        s
-    })
+    STRIPE
+        .try_with(|stripe| {
+            let mut s = stripe.get();
+            if s == usize::MAX {
+                s = NEXT.fetch_add(1, Ordering::Relaxed) % READER_STRIPES;
+                stripe.set(s);
+            }
+            s
+        })
+        // During thread-local destruction: any stripe is correct.
+        .unwrap_or(0)
 }
 
 /// Under loom every reader uses stripe 0 (the drain still visits all).

@@ -33,7 +33,10 @@ pub(crate) fn thread_waker() -> Waker {
     thread_local! {
         static WAKER: Waker = Waker::from(Arc::new(ThreadWaker(current_thread())));
     }
-    WAKER.with(Waker::clone)
+    // During thread-local destruction the cached waker is gone; build one.
+    WAKER
+        .try_with(Waker::clone)
+        .unwrap_or_else(|_| Waker::from(Arc::new(ThreadWaker(current_thread()))))
 }
 
 #[cfg(loom)]
