@@ -101,3 +101,8 @@ pub use stream::{
     AsyncDataStream, AsyncDataStreamBuilder, Batched, BatchedExt, SendError, StreamConfigError,
     StreamSender,
 };
+
+/// The code blocks of `docs/async.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/async.md")]
+pub struct GuideDoctests;

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use crate::config::{BatchConfig, ConfigError};
 use crate::export::{ExportError, Exporter};
 use crate::sync::{AtomicBool, AtomicU64, Ordering, thread_slot};
+use crate::util::CatchUnwind;
 use crate::wake::WakeFlag;
 
 /// Why `force_flush` or `shutdown` did not succeed.
@@ -753,9 +754,17 @@ where
             self.on_export_done(done);
         }
         let remaining = pending.deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(remaining, self.exporter.shutdown()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => {
+        let exporter_shutdown = CatchUnwind::new(self.exporter.shutdown());
+        match tokio::time::timeout(remaining, exporter_shutdown).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Err(_panic)) => {
+                if result.is_ok() {
+                    result = Err(ProcessorError::Exporter(ExportError::permanent(
+                        "the exporter's shutdown panicked",
+                    )));
+                }
+            }
+            Ok(Ok(Err(e))) => {
                 if result.is_ok() {
                     result = Err(ProcessorError::Exporter(e));
                 }

@@ -193,7 +193,6 @@ impl<T> AsyncDataStreamBuilder<T> {
         let stream = AsyncDataStream {
             rx,
             batcher: Batcher::new(self.batch_size, self.max_delay, self.weigher),
-            flush_requested: false,
         };
         Ok((stream, StreamSender { tx }))
     }
@@ -358,7 +357,6 @@ impl<T> Batcher<T> {
 pub struct AsyncDataStream<T> {
     rx: mpsc::Receiver<Msg<T>>,
     batcher: Batcher<T>,
-    flush_requested: bool,
 }
 
 impl<T> fmt::Debug for AsyncDataStream<T> {
@@ -411,8 +409,7 @@ impl<T> Stream for AsyncDataStream<T> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Vec<T>>> {
         let this = self.get_mut();
         let b = &mut this.batcher;
-        if b.has_items() && (b.ready_now() || this.flush_requested) {
-            this.flush_requested = false;
+        if b.has_items() && b.ready_now() {
             return Poll::Ready(Some(b.take()));
         }
         if b.done {
