@@ -244,17 +244,25 @@ fn sched_sum(c: &mut Criterion) {
 }
 
 /// CPU time (ms) used so far by this process's threads whose name starts
-/// with `prefix`, from `/proc/self/task/*/stat` (utime + stime, USER_HZ =
-/// 100). Returns `None` off Linux.
+/// with `prefix`, from `/proc/self/task/*/`: `schedstat`'s first field
+/// (nanoseconds on a CPU) where the kernel provides it, else `stat`'s utime
+/// + stime (ticks of 10 ms). Returns `None` off Linux.
 fn cpu_ms(prefix: &str) -> Option<f64> {
     let dir = std::fs::read_dir("/proc/self/task").ok()?;
-    let mut ticks = 0u64;
+    let mut ms = 0.0;
     for entry in dir.flatten() {
         let path = entry.path();
         let Ok(comm) = std::fs::read_to_string(path.join("comm")) else {
             continue;
         };
         if !comm.trim_end().starts_with(prefix) {
+            continue;
+        }
+        if let Some(ns) = std::fs::read_to_string(path.join("schedstat"))
+            .ok()
+            .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+        {
+            ms += ns as f64 / 1e6;
             continue;
         }
         let Ok(stat) = std::fs::read_to_string(path.join("stat")) else {
@@ -266,9 +274,9 @@ fn cpu_ms(prefix: &str) -> Option<f64> {
         let fields: Vec<&str> = stat[close + 2..].split_whitespace().collect();
         let utime: u64 = fields.get(11).and_then(|f| f.parse().ok()).unwrap_or(0);
         let stime: u64 = fields.get(12).and_then(|f| f.parse().ok()).unwrap_or(0);
-        ticks += utime + stime;
+        ms += (utime + stime) as f64 * 10.0;
     }
-    Some(ticks as f64 * 10.0)
+    Some(ms)
 }
 
 /// Runs a burst of `n` tiny tasks through `spawn`, waits, then measures the
@@ -308,18 +316,19 @@ fn sched_idle(_c: &mut Criterion) {
     let spawn_rayon = |f: Box<dyn FnOnce() + Send>| rayon.spawn(f);
     let seed = SeedPool::new(workers(), "bi-seed");
     let spawn_seed = |f: Box<dyn FnOnce() + Send>| seed.spawn(f);
-    let pools: [(&str, &str, &dyn Fn(Box<dyn FnOnce() + Send>)); 3] = [
+    type Spawner<'a> = &'a dyn Fn(Box<dyn FnOnce() + Send>);
+    let pools: [(&str, &str, Spawner<'_>); 3] = [
         (OURS, "bi-ours", &spawn_ours),
         ("rayon", "bi-rayon", &spawn_rayon),
         ("seed", "bi-seed", &spawn_seed),
     ];
     for (imp, prefix, spawn) in pools {
         if let Some(ms) = idle_after_burst(prefix, spawn) {
-            println!("sched_idle/idle_1s_after_burst/{imp}: {ms:.0} cpu_ms");
+            println!("sched_idle/idle_1s_after_burst/{imp}: {ms:.2} cpu_ms");
             record_extra("sched_idle", "idle_1s_after_burst", imp, ms, "cpu_ms");
         }
         if let Some(ms) = sparse_spawns(prefix, spawn) {
-            println!("sched_idle/spawn_every_10ms_1s/{imp}: {ms:.0} cpu_ms");
+            println!("sched_idle/spawn_every_10ms_1s/{imp}: {ms:.2} cpu_ms");
             record_extra("sched_idle", "spawn_every_10ms_1s", imp, ms, "cpu_ms");
         }
     }

@@ -45,8 +45,9 @@ impl Counters {
 pub struct WorkerStats {
     /// The worker's index (0-based).
     pub worker: usize,
-    /// Jobs the worker ran: tasks, scope tasks and the halves of `join`
-    /// that were queued (a `join`'s inline half is not counted).
+    /// Jobs the worker ran: tasks, scope tasks, and the queued `b` half of
+    /// each `join` (whether stolen or popped back by its owner; the inline
+    /// `a` half is not counted).
     pub executed: u64,
     /// Successful steals from other workers' deques (each may move a batch).
     pub stolen: u64,
