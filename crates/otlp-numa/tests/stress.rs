@@ -22,6 +22,11 @@ fn sizes() -> (usize, usize, usize) {
     }
 }
 
+/// A block handed to another thread to free.
+struct Block(*mut u8, Layout);
+// SAFETY: the block is plain memory owned by whoever holds the Block.
+unsafe impl Send for Block {}
+
 fn layout(i: usize) -> Layout {
     Layout::from_size_align(1 + (i * 37) % 3000, 8).unwrap()
 }
@@ -48,16 +53,16 @@ fn waves_of_threads_count_exactly() {
                         assert!(!p.is_null());
                         // SAFETY: p is valid for l.size() >= 1 bytes.
                         unsafe { p.write(i as u8) };
-                        live.push((p as usize, l));
+                        live.push((p, l));
                         if i % 3 == 0 {
                             let (p, l) = live.swap_remove(live.len() / 2);
                             // SAFETY: allocated above with layout l.
-                            unsafe { a.dealloc(p as *mut u8, l) };
+                            unsafe { a.dealloc(p, l) };
                         }
                     }
                     for (p, l) in live {
                         // SAFETY: allocated above with layout l.
-                        unsafe { a.dealloc(p as *mut u8, l) };
+                        unsafe { a.dealloc(p, l) };
                     }
                 })
             })
@@ -83,7 +88,7 @@ fn waves_of_threads_count_exactly() {
 fn frees_on_another_thread_and_resets_while_running() {
     let a = Arc::new(NumaAwareAllocator::new());
     let (ops, _, _) = sizes();
-    let (tx, rx) = mpsc::channel::<(usize, Layout)>();
+    let (tx, rx) = mpsc::channel::<Block>();
     let producer = {
         let a = a.clone();
         std::thread::spawn(move || {
@@ -92,16 +97,16 @@ fn frees_on_another_thread_and_resets_while_running() {
                 // SAFETY: non-zero size; the consumer frees it with `l`.
                 let p = unsafe { a.alloc(l) };
                 assert!(!p.is_null());
-                tx.send((p as usize, l)).unwrap();
+                tx.send(Block(p, l)).unwrap();
             }
         })
     };
     let consumer = {
         let a = a.clone();
         std::thread::spawn(move || {
-            for (p, l) in rx {
+            for Block(p, l) in rx {
                 // SAFETY: allocated by the producer with layout l.
-                unsafe { a.dealloc(p as *mut u8, l) };
+                unsafe { a.dealloc(p, l) };
             }
         })
     };
