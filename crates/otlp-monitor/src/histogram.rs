@@ -545,7 +545,8 @@ mod tests {
     #[test]
     fn index_is_monotonic_and_contiguous() {
         let mut prev = 0;
-        for v in 0..100_000u64 {
+        let end = if cfg!(miri) { 3_000u64 } else { 100_000 };
+        for v in 0..end {
             let idx = bucket_index(v);
             assert!(
                 idx == prev || idx == prev + 1,

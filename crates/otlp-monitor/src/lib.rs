@@ -8,14 +8,16 @@
 //! under contention each record bounced the same cache lines between cores,
 //! and it had no percentiles. Here:
 //!
-//! * **Sharded, lock-free recording.** A [`ConcurrencyMonitor`] owns a
-//!   power-of-two number of shards, each on its own cache lines
-//!   ([`crossbeam_utils::CachePadded`]) with its own histogram arrays. A
-//!   thread picks its shard from a per-thread number drawn once from a
-//!   process-wide counter, so concurrent recorders normally touch disjoint
-//!   memory. A record is a few relaxed/release atomic adds on that shard
-//!   plus two loads for min/max (a CAS only when the value improves on the
-//!   shard's min or max): no lock, no allocation, no shared line.
+//! * **Sharded, lock-free recording.** A [`ConcurrencyMonitor`] owns one
+//!   shard per thread slot (plus a few shared ones), each on its own cache
+//!   lines ([`crossbeam_utils::CachePadded`]) with its own histogram
+//!   arrays. Every thread gets a process-wide slot id, unique among live
+//!   threads and reused after a thread exits; thread `i` is the only writer
+//!   of owned shard `i`, so it records with plain atomic loads and stores —
+//!   no locked instruction, no shared cache line. Threads beyond the shard
+//!   count fall back to shared shards updated with `fetch_add`. Min/max
+//!   change with a CAS only when a value beats them. No lock, no
+//!   allocation.
 //! * **Merged on read.** [`get_stats`](ConcurrencyMonitor::get_stats) sums
 //!   the shards. Event counters are incremented with `Release` after the
 //!   histogram and min/max are updated, and read with `Acquire` before the
