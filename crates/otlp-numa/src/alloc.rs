@@ -66,13 +66,13 @@ impl Counters {
 
 // ---- per-thread state ------------------------------------------------------
 
-/// Packed thread state: bits 0..32 countdown to the next node refresh,
-/// 32..48 node bucket, 48..56 slot id (or one of the markers below).
+/// Packed thread state: bits 0..16 node bucket, 16..24 slot id (or one of
+/// the markers below).
 const SLOT_UNCLAIMED: u64 = 0xFF;
 const SLOT_NONE: u64 = 0xFE;
 
 thread_local! {
-    static STATE: Cell<u64> = const { Cell::new(SLOT_UNCLAIMED << 48) };
+    static STATE: Cell<u64> = const { Cell::new(SLOT_UNCLAIMED << 16) };
 }
 
 /// Which slot ids are taken, process-wide.
@@ -81,14 +81,14 @@ static SLOTS: SlotRegistry = SlotRegistry::new(THREAD_SLOTS as u32);
 /// created, otherwise key + 1.
 static EXIT_KEY: AtomicUsize = AtomicUsize::new(0);
 
-#[inline]
-fn unpack(state: u64) -> (u64, usize, u32) {
-    (state >> 48, ((state >> 32) & 0xFFFF) as usize, state as u32)
+#[inline(always)]
+fn unpack(state: u64) -> (u64, usize) {
+    (state >> 16, (state & 0xFFFF) as usize)
 }
 
-#[inline]
-fn pack(slot: u64, bucket: usize, countdown: u32) -> u64 {
-    (slot << 48) | ((bucket as u64) << 32) | u64::from(countdown)
+#[inline(always)]
+fn pack(slot: u64, bucket: usize) -> u64 {
+    (slot << 16) | bucket as u64
 }
 
 /// The bucket of the node this thread runs on now.
@@ -110,7 +110,7 @@ fn current_bucket() -> usize {
 unsafe extern "C" fn release_slot(value: *mut libc::c_void) {
     let id = (value as usize).wrapping_sub(1) as u64;
     // From now on this thread uses the shared counters.
-    let _ = STATE.try_with(|s| s.set(pack(SLOT_NONE, OTHER, 0)));
+    let _ = STATE.try_with(|s| s.set(pack(SLOT_NONE, OTHER)));
     if id < THREAD_SLOTS as u64 {
         // Release: this thread's last counter writes happen-before the next
         // owner's claim (Acquire).
@@ -157,38 +157,23 @@ fn claim_slot() -> u64 {
     u64::from(id)
 }
 
-/// This thread's (slot, node bucket), refreshing the node every
-/// [`NODE_REFRESH_INTERVAL`] calls (allocations only: frees just read the
-/// cached state).
+/// This thread's cached (slot, node bucket).
 #[inline(always)]
-fn thread_state(tick: bool) -> (u64, usize) {
-    STATE
-        .try_with(|cell| {
-            let state = cell.get();
-            let countdown = state as u32;
-            if countdown == 0 {
-                return refresh(cell, state);
-            }
-            if tick {
-                cell.set(state - 1);
-            }
-            let (slot, bucket, _) = unpack(state);
-            (slot, bucket)
-        })
-        .unwrap_or((SLOT_NONE, OTHER))
+fn thread_state() -> (u64, usize) {
+    unpack(STATE.try_with(Cell::get).unwrap_or(pack(SLOT_NONE, OTHER)))
 }
 
-/// Slow path of [`thread_state`]: claim a slot on first use, re-read the
-/// node.
+/// Re-reads the node this thread runs on (and claims a slot on first use);
+/// returns the new (slot, bucket).
 #[cold]
 #[inline(never)]
-fn refresh(cell: &Cell<u64>, state: u64) -> (u64, usize) {
-    let (mut slot, _, _) = unpack(state);
+fn refresh() -> (u64, usize) {
+    let (mut slot, _) = thread_state();
     if slot == SLOT_UNCLAIMED {
         slot = claim_slot();
     }
     let bucket = current_bucket();
-    cell.set(pack(slot, bucket, NODE_REFRESH_INTERVAL - 1));
+    let _ = STATE.try_with(|s| s.set(pack(slot, bucket)));
     (slot, bucket)
 }
 
@@ -435,10 +420,49 @@ impl<A> NumaAwareAllocator<A> {
             .store(self.bind_failures.load(Relaxed), Relaxed);
     }
 
+    /// Charges one allocation or free to this thread's node. The owned
+    /// allocation counter doubles as the refresh clock: every
+    /// [`NODE_REFRESH_INTERVAL`]th allocation re-reads the node, so the hot
+    /// path writes no thread-local state.
     #[inline(always)]
     fn charge(&self, bytes: usize, alloc: bool) {
-        let (slot, bucket) = thread_state(alloc);
+        let (slot, bucket) = thread_state();
+        if let Some(row) = self.slots.get(slot as usize) {
+            let c = &row.0[bucket];
+            let bytes = bytes as u64;
+            if alloc {
+                let n = c.allocations.load(Relaxed).wrapping_add(1);
+                c.allocations.store(n, Relaxed);
+                bump_owned(&c.bytes_allocated, bytes);
+                if n.is_multiple_of(u64::from(NODE_REFRESH_INTERVAL)) {
+                    refresh();
+                }
+            } else {
+                bump_owned(&c.frees, 1);
+                bump_owned(&c.bytes_freed, bytes);
+            }
+        } else {
+            self.charge_unslotted(slot, bucket, bytes, alloc);
+        }
+    }
+
+    /// Threads without a private slot: first use (claim one), or no slot
+    /// free (shared atomics).
+    #[cold]
+    #[inline(never)]
+    fn charge_unslotted(&self, slot: u64, bucket: usize, bytes: usize, alloc: bool) {
+        let (slot, bucket) = if slot == SLOT_UNCLAIMED {
+            refresh()
+        } else {
+            (slot, bucket)
+        };
         self.charge_in(slot, bucket, bytes, alloc);
+        if alloc && slot == SLOT_NONE {
+            let n = self.shared[bucket].0.allocations.load(Relaxed);
+            if n.is_multiple_of(u64::from(NODE_REFRESH_INTERVAL)) {
+                refresh();
+            }
+        }
     }
 
     #[inline(always)]
@@ -498,7 +522,10 @@ impl<A> NumaAwareAllocator<A> {
             // SAFETY: `addr..addr+len` is the mapping just created.
             unsafe { mbind_raw(addr, len, MPOL_BIND, &mask, 0) }.is_ok()
         });
-        let (slot, _) = thread_state(false);
+        let (mut slot, _) = thread_state();
+        if slot == SLOT_UNCLAIMED {
+            slot = refresh().0;
+        }
         self.charge_in(slot, bucket, layout.size(), true);
         if bound {
             self.bound[bucket].fetch_add(1, Relaxed);
@@ -588,8 +615,8 @@ mod tests {
 
     #[test]
     fn pack_round_trips() {
-        for (slot, bucket, cd) in [(0, 0, 0), (31, 64, 63), (SLOT_NONE, OTHER, u32::MAX)] {
-            assert_eq!(unpack(pack(slot, bucket, cd)), (slot, bucket, cd));
+        for (slot, bucket) in [(0, 0), (31, 64), (SLOT_NONE, OTHER), (SLOT_UNCLAIMED, 3)] {
+            assert_eq!(unpack(pack(slot, bucket)), (slot, bucket));
         }
     }
 
