@@ -393,3 +393,105 @@ fn dropping_without_shutdown_still_exports() {
     assert_eq!(sink.shutdowns.load(Ordering::SeqCst), 1);
     assert_eq!(sorted(&sink), (0..50).collect::<Vec<_>>());
 }
+
+/// Fails with a retryable error `fail_first` times per batch content, then
+/// succeeds; counts attempts.
+struct Flaky {
+    attempts: AtomicUsize,
+    fail_first: usize,
+    permanent: bool,
+    delivered: Mutex<Vec<u64>>,
+}
+
+impl Exporter<u64> for Flaky {
+    async fn export(&self, batch: &[u64]) -> Result<(), ExportError> {
+        let attempt = self.attempts.fetch_add(1, Ordering::SeqCst);
+        if attempt < self.fail_first {
+            return Err(if self.permanent {
+                ExportError::permanent("bad request")
+            } else {
+                ExportError::retryable("unavailable")
+            });
+        }
+        self.delivered.lock().unwrap().extend_from_slice(batch);
+        Ok(())
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_wrapper_backs_off_and_delivers() {
+    use otlp_async::{Retry, RetryPolicy};
+    let flaky = Flaky {
+        attempts: AtomicUsize::new(0),
+        fail_first: 3,
+        permanent: false,
+        delivered: Mutex::new(Vec::new()),
+    };
+    // Default policy: waits of ~5 s, ~7.5 s, ~11 s (±50 %) fit in a 60 s
+    // export timeout; the paused clock skips them.
+    let config = BatchConfig::default().with_export_timeout(Duration::from_secs(60));
+    let exporter = Retry::new(flaky, RetryPolicy::default());
+    let p = BatchProcessor::spawn_on(config, exporter, &tokio::runtime::Handle::current()).unwrap();
+    let start = tokio::time::Instant::now();
+    for i in 0..10 {
+        p.emit(i);
+    }
+    p.force_flush(Duration::from_secs(120)).await.unwrap();
+    let waited = start.elapsed();
+    assert!(
+        waited >= Duration::from_millis(2500 + 3750 + 5625),
+        "{waited:?}"
+    );
+    let flaky = p.exporter().inner();
+    assert_eq!(flaky.attempts.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        *flaky.delivered.lock().unwrap(),
+        (0..10).collect::<Vec<_>>()
+    );
+    p.shutdown(Duration::from_secs(1)).await.unwrap();
+    assert_conserved(p.stats(), 10);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_gives_up_on_permanent_errors_and_after_max_elapsed() {
+    use otlp_async::{Retry, RetryPolicy};
+    let permanent = Retry::new(
+        Flaky {
+            attempts: AtomicUsize::new(0),
+            fail_first: usize::MAX,
+            permanent: true,
+            delivered: Mutex::new(Vec::new()),
+        },
+        RetryPolicy::default(),
+    );
+    assert_eq!(
+        permanent.export(&[1]).await,
+        Err(ExportError::permanent("bad request"))
+    );
+    assert_eq!(
+        permanent.inner().attempts.load(Ordering::SeqCst),
+        1,
+        "no retry"
+    );
+
+    let policy = RetryPolicy::default()
+        .with_initial_interval(Duration::from_secs(1))
+        .with_max_interval(Duration::from_secs(4))
+        .with_max_elapsed_time(Duration::from_secs(20))
+        .with_randomization_factor(0.0);
+    let unavailable = Retry::new(
+        Flaky {
+            attempts: AtomicUsize::new(0),
+            fail_first: usize::MAX,
+            permanent: false,
+            delivered: Mutex::new(Vec::new()),
+        },
+        policy,
+    );
+    let start = tokio::time::Instant::now();
+    let result = unavailable.export(&[1]).await;
+    assert!(result.unwrap_err().is_retryable());
+    // Waits 1, 1.5, 2.25, 3.375, 4, 4 = 16.125 s; the next 4 s would pass 20 s.
+    assert_eq!(start.elapsed(), Duration::from_millis(16_125));
+    assert_eq!(unavailable.inner().attempts.load(Ordering::SeqCst), 7);
+}
