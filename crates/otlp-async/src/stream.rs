@@ -1,6 +1,7 @@
 //! [`AsyncDataStream`]: a bounded channel whose receiving end is a stream of
 //! batches, and [`BatchedExt::batched`], the same batching for any stream.
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -193,6 +194,8 @@ impl<T> AsyncDataStreamBuilder<T> {
         let stream = AsyncDataStream {
             rx,
             batcher: Batcher::new(self.batch_size, self.max_delay, self.weigher),
+            scratch: Vec::new(),
+            pending: VecDeque::new(),
         };
         Ok((stream, StreamSender { tx }))
     }
@@ -357,6 +360,20 @@ impl<T> Batcher<T> {
 pub struct AsyncDataStream<T> {
     rx: mpsc::Receiver<Msg<T>>,
     batcher: Batcher<T>,
+    /// Messages taken from the channel in one go (`poll_recv_many` releases
+    /// their channel slots together, instead of one at a time).
+    scratch: Vec<Msg<T>>,
+    /// Messages received but not yet batched (a batch filled up first).
+    pending: VecDeque<Msg<T>>,
+}
+
+/// Feeds one message to the batcher; `true` when a batch is ready.
+#[inline]
+fn feed<T>(b: &mut Batcher<T>, msg: Msg<T>) -> bool {
+    match msg {
+        Msg::Item(item) => b.push(item),
+        Msg::Flush => b.has_items(),
+    }
 }
 
 impl<T> fmt::Debug for AsyncDataStream<T> {
@@ -397,7 +414,12 @@ impl<T> AsyncDataStream<T> {
 
     /// Items buffered for the next batch.
     pub fn buffered(&self) -> usize {
-        self.batcher.buf.len() + usize::from(self.batcher.carry.is_some())
+        let pending = self
+            .pending
+            .iter()
+            .filter(|m| matches!(m, Msg::Item(_)))
+            .count();
+        self.batcher.buf.len() + usize::from(self.batcher.carry.is_some()) + pending
     }
 }
 
@@ -412,24 +434,30 @@ impl<T> Stream for AsyncDataStream<T> {
         if b.has_items() && b.ready_now() {
             return Poll::Ready(Some(b.take()));
         }
+        while let Some(msg) = this.pending.pop_front() {
+            if feed(b, msg) {
+                return Poll::Ready(Some(b.take()));
+            }
+        }
         if b.done {
             return Poll::Ready(if b.has_items() { Some(b.take()) } else { None });
         }
         loop {
-            match this.rx.poll_recv(cx) {
-                Poll::Ready(Some(Msg::Item(item))) => {
-                    if b.push(item) {
-                        return Poll::Ready(Some(b.take()));
-                    }
-                }
-                Poll::Ready(Some(Msg::Flush)) => {
-                    if b.has_items() {
-                        return Poll::Ready(Some(b.take()));
-                    }
-                }
-                Poll::Ready(None) => {
+            let want = b.size.saturating_sub(b.buf.len()).clamp(1, 1024);
+            match this.rx.poll_recv_many(cx, &mut this.scratch, want) {
+                Poll::Ready(0) => {
+                    // Every sender is gone and the channel is empty.
                     b.done = true;
                     return Poll::Ready(if b.has_items() { Some(b.take()) } else { None });
+                }
+                Poll::Ready(_) => {
+                    let mut msgs = this.scratch.drain(..);
+                    while let Some(msg) = msgs.next() {
+                        if feed(b, msg) {
+                            this.pending.extend(msgs);
+                            return Poll::Ready(Some(b.take()));
+                        }
+                    }
                 }
                 Poll::Pending => break,
             }
