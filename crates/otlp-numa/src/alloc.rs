@@ -108,7 +108,7 @@ fn current_bucket() -> usize {
 }
 
 unsafe extern "C" fn release_slot(value: *mut libc::c_void) {
-    let id = (value as usize).wrapping_sub(1) as u64;
+    let id = value.addr().wrapping_sub(1) as u64;
     // From now on this thread uses the shared counters.
     let _ = STATE.try_with(|s| s.set(pack(SLOT_NONE, OTHER)));
     if id < THREAD_SLOTS as u64 {
@@ -149,7 +149,7 @@ fn claim_slot() -> u64 {
     };
     // SAFETY: `key` is a live key; the value is a non-null tag (id + 1),
     // never dereferenced.
-    let rc = unsafe { libc::pthread_setspecific(key, (id as usize + 1) as *const _) };
+    let rc = unsafe { libc::pthread_setspecific(key, ptr::without_provenance(id as usize + 1)) };
     if rc != 0 {
         SLOTS.release(id);
         return SLOT_NONE;
