@@ -372,7 +372,10 @@ fn map_get_or_insert_with_creates_one_value_per_key() {
     assert_eq!(map.len(), keys);
     for k in 0..keys {
         let ptr = results[0][&k];
-        assert!(results.iter().all(|r| r[&k] == ptr), "key {k}: threads saw different values");
+        assert!(
+            results.iter().all(|r| r[&k] == ptr),
+            "key {k}: threads saw different values"
+        );
         assert_eq!(map.with(&k, |v| v.load(Ordering::Relaxed)), Some(threads));
     }
 }
@@ -409,9 +412,15 @@ fn map_mixed_ops_drop_values_once() {
         h.join().unwrap();
     }
     let remaining = map.len();
-    assert_eq!(drops.load(Ordering::Relaxed) + remaining, created.load(Ordering::Relaxed));
+    assert_eq!(
+        drops.load(Ordering::Relaxed) + remaining,
+        created.load(Ordering::Relaxed)
+    );
     drop(map);
-    assert_eq!(drops.load(Ordering::Relaxed), created.load(Ordering::Relaxed));
+    assert_eq!(
+        drops.load(Ordering::Relaxed),
+        created.load(Ordering::Relaxed)
+    );
 }
 
 #[test]
@@ -441,7 +450,11 @@ fn vec_pushes_are_unique_stable_and_dropped_once() {
     indices.sort_unstable();
     assert_eq!(indices, (0..threads * n).collect::<Vec<_>>());
     for &(i, addr) in results.iter().flatten() {
-        assert_eq!(vec.get(i).unwrap() as *const Item as usize, addr, "address moved");
+        assert_eq!(
+            vec.get(i).unwrap() as *const Item as usize,
+            addr,
+            "address moved"
+        );
     }
     assert_eq!(vec.iter().count(), threads * n);
     assert_eq!(drops.load(Ordering::Relaxed), 0);
