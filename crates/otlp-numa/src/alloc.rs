@@ -66,13 +66,22 @@ impl Counters {
 
 // ---- per-thread state ------------------------------------------------------
 
-/// Packed thread state: bits 0..16 node bucket, 16..24 slot id (or one of
-/// the markers below).
+/// Counters per slot row: the buckets, rounded up to whole 128-byte lines.
+const ROW: usize = BUCKETS.next_multiple_of(4);
+/// Counters of all slot rows.
+const FLAT: usize = THREAD_SLOTS * ROW;
+/// Marks a thread state that has no slot (bits 16..24 say why, 0..16 hold
+/// the bucket).
+const UNSLOTTED: u64 = 1 << 30;
 const SLOT_UNCLAIMED: u64 = 0xFF;
 const SLOT_NONE: u64 = 0xFE;
 
 thread_local! {
-    static STATE: Cell<u64> = const { Cell::new(SLOT_UNCLAIMED << 16) };
+    /// The thread's state: for a thread with a slot, the index of its
+    /// current node's counters in the flat slot array (so the hot path is
+    /// one load and one bounds check); otherwise `UNSLOTTED | marker << 16 |
+    /// bucket`.
+    static STATE: Cell<u64> = const { Cell::new(UNSLOTTED | (SLOT_UNCLAIMED << 16) | OTHER as u64) };
 }
 
 /// Which slot ids are taken, process-wide.
@@ -83,12 +92,21 @@ static EXIT_KEY: AtomicUsize = AtomicUsize::new(0);
 
 #[inline(always)]
 fn unpack(state: u64) -> (u64, usize) {
-    (state >> 16, (state & 0xFFFF) as usize)
+    if state < UNSLOTTED {
+        (state / ROW as u64, (state % ROW as u64) as usize)
+    } else {
+        ((state >> 16) & 0xFF, ((state & 0xFFFF) as usize).min(OTHER))
+    }
 }
 
 #[inline(always)]
 fn pack(slot: u64, bucket: usize) -> u64 {
-    (slot << 16) | bucket as u64
+    let bucket = bucket.min(OTHER) as u64;
+    if slot < THREAD_SLOTS as u64 {
+        slot * ROW as u64 + bucket
+    } else {
+        UNSLOTTED | ((slot & 0xFF) << 16) | bucket
+    }
 }
 
 /// The bucket of the node this thread runs on now.
@@ -273,7 +291,7 @@ impl AllocationStats {
 pub struct NumaAwareAllocator<A = System> {
     inner: A,
     bind_threshold: usize,
-    slots: [CachePadded<[Counters; BUCKETS]>; THREAD_SLOTS],
+    slots: CachePadded<[Counters; FLAT]>,
     shared: [CachePadded<Counters>; BUCKETS],
     bound: [AtomicU64; BUCKETS],
     bind_failures: AtomicU64,
@@ -304,7 +322,7 @@ impl<A> NumaAwareAllocator<A> {
         NumaAwareAllocator {
             inner,
             bind_threshold: usize::MAX,
-            slots: [const { CachePadded([const { Counters::new() }; BUCKETS]) }; THREAD_SLOTS],
+            slots: CachePadded([const { Counters::new() }; FLAT]),
             shared: [const { CachePadded(Counters::new()) }; BUCKETS],
             bound: [const { AtomicU64::new(0) }; BUCKETS],
             bind_failures: AtomicU64::new(0),
@@ -344,8 +362,8 @@ impl<A> NumaAwareAllocator<A> {
             bound_allocations: 0,
         };
         let mut s = load(&self.shared[b].0);
-        for slot in &self.slots {
-            s.add(&load(&slot.0[b]));
+        for row in self.slots.0.chunks_exact(ROW) {
+            s.add(&load(&row[b]));
         }
         s.bound_allocations = self.bound[b].load(Relaxed);
         s
@@ -426,23 +444,28 @@ impl<A> NumaAwareAllocator<A> {
     /// path writes no thread-local state.
     #[inline(always)]
     fn charge(&self, bytes: usize, alloc: bool) {
-        let (slot, bucket) = thread_state();
-        if let Some(row) = self.slots.get(slot as usize) {
-            let c = &row.0[bucket];
-            let bytes = bytes as u64;
-            if alloc {
-                let n = c.allocations.load(Relaxed).wrapping_add(1);
-                c.allocations.store(n, Relaxed);
-                bump_owned(&c.bytes_allocated, bytes);
-                if n.is_multiple_of(u64::from(NODE_REFRESH_INTERVAL)) {
-                    refresh();
+        let state = STATE
+            .try_with(Cell::get)
+            .unwrap_or(UNSLOTTED | (SLOT_NONE << 16) | OTHER as u64);
+        match usize::try_from(state)
+            .ok()
+            .and_then(|i| self.slots.0.get(i))
+        {
+            Some(c) => {
+                let bytes = bytes as u64;
+                if alloc {
+                    let n = c.allocations.load(Relaxed).wrapping_add(1);
+                    c.allocations.store(n, Relaxed);
+                    bump_owned(&c.bytes_allocated, bytes);
+                    if n.is_multiple_of(u64::from(NODE_REFRESH_INTERVAL)) {
+                        refresh();
+                    }
+                } else {
+                    bump_owned(&c.frees, 1);
+                    bump_owned(&c.bytes_freed, bytes);
                 }
-            } else {
-                bump_owned(&c.frees, 1);
-                bump_owned(&c.bytes_freed, bytes);
             }
-        } else {
-            self.charge_unslotted(slot, bucket, bytes, alloc);
+            None => self.charge_unslotted(state, bytes, alloc),
         }
     }
 
@@ -450,14 +473,13 @@ impl<A> NumaAwareAllocator<A> {
     /// free (shared atomics).
     #[cold]
     #[inline(never)]
-    fn charge_unslotted(&self, slot: u64, bucket: usize, bytes: usize, alloc: bool) {
-        let (slot, bucket) = if slot == SLOT_UNCLAIMED {
-            refresh()
-        } else {
-            (slot, bucket)
-        };
+    fn charge_unslotted(&self, state: u64, bytes: usize, alloc: bool) {
+        let (mut slot, mut bucket) = unpack(state);
+        if slot == SLOT_UNCLAIMED {
+            (slot, bucket) = refresh();
+        }
         self.charge_in(slot, bucket, bytes, alloc);
-        if alloc && slot == SLOT_NONE {
+        if alloc && slot >= THREAD_SLOTS as u64 {
             let n = self.shared[bucket].0.allocations.load(Relaxed);
             if n.is_multiple_of(u64::from(NODE_REFRESH_INTERVAL)) {
                 refresh();
@@ -468,8 +490,14 @@ impl<A> NumaAwareAllocator<A> {
     #[inline(always)]
     fn charge_in(&self, slot: u64, bucket: usize, bytes: usize, alloc: bool) {
         let bytes = bytes as u64;
-        if let Some(slot) = self.slots.get(slot as usize) {
-            let c = &slot.0[bucket];
+        let owned = if slot < THREAD_SLOTS as u64 {
+            usize::try_from(pack(slot, bucket))
+                .ok()
+                .and_then(|i| self.slots.0.get(i))
+        } else {
+            None
+        };
+        if let Some(c) = owned {
             if alloc {
                 bump_owned(&c.allocations, 1);
                 bump_owned(&c.bytes_allocated, bytes);
@@ -478,7 +506,7 @@ impl<A> NumaAwareAllocator<A> {
                 bump_owned(&c.bytes_freed, bytes);
             }
         } else {
-            let c = &self.shared[bucket].0;
+            let c = &self.shared[bucket.min(OTHER)].0;
             if alloc {
                 c.allocations.fetch_add(1, Relaxed);
                 c.bytes_allocated.fetch_add(bytes, Relaxed);
@@ -615,9 +643,17 @@ mod tests {
 
     #[test]
     fn pack_round_trips() {
-        for (slot, bucket) in [(0, 0), (31, 64), (SLOT_NONE, OTHER), (SLOT_UNCLAIMED, 3)] {
+        let last = THREAD_SLOTS as u64 - 1;
+        for (slot, bucket) in [
+            (0, 0),
+            (last, OTHER),
+            (SLOT_NONE, OTHER),
+            (SLOT_UNCLAIMED, 3),
+        ] {
             assert_eq!(unpack(pack(slot, bucket)), (slot, bucket));
         }
+        assert!(pack(last, OTHER) < FLAT as u64);
+        assert!(pack(SLOT_NONE, 0) >= FLAT as u64);
     }
 
     #[test]
