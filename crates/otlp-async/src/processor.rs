@@ -413,6 +413,32 @@ impl<T, X> BatchProcessor<T, X> {
             .map_err(|_| ProcessorError::Stopped)
     }
 
+    /// The loop answers by the deadline itself; the extra second only covers
+    /// a loop that has stopped answering altogether.
+    fn wait_blocking(
+        &self,
+        rx: &std::sync::mpsc::Receiver<Result<(), ProcessorError>>,
+        timeout: Duration,
+    ) -> Result<(), ProcessorError> {
+        match rx.recv_timeout(timeout.saturating_add(Duration::from_secs(1))) {
+            Ok(result) => result,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                Err(ProcessorError::Timeout(timeout))
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(self.gone()),
+        }
+    }
+
+    /// Why the loop did not answer: it finished a shutdown that raced this
+    /// call, or it stopped.
+    fn gone(&self) -> ProcessorError {
+        if self.shared.counters.finished.load(Ordering::Acquire) {
+            ProcessorError::AlreadyShutdown
+        } else {
+            ProcessorError::Stopped
+        }
+    }
+
     /// Exports everything emitted before this call, waiting at most
     /// `timeout`. Safe on any executor (see the type docs).
     pub async fn force_flush(&self, timeout: Duration) -> Result<(), ProcessorError> {
@@ -421,7 +447,7 @@ impl<T, X> BatchProcessor<T, X> {
         }
         let (tx, rx) = oneshot::channel();
         self.request(|reply| Control::Flush { timeout, reply }, Reply::Async(tx))?;
-        rx.await.unwrap_or(Err(ProcessorError::Stopped))
+        rx.await.unwrap_or_else(|_| Err(self.gone()))
     }
 
     /// [`force_flush`](Self::force_flush) for synchronous callers: parks the
@@ -435,7 +461,7 @@ impl<T, X> BatchProcessor<T, X> {
             |reply| Control::Flush { timeout, reply },
             Reply::Blocking(tx),
         )?;
-        wait_blocking(&rx, timeout)
+        self.wait_blocking(&rx, timeout)
     }
 
     fn begin_shutdown(&self) -> Result<(), ProcessorError> {
@@ -457,7 +483,7 @@ impl<T, X> BatchProcessor<T, X> {
             |reply| Control::Shutdown { timeout, reply },
             Reply::Async(tx),
         )?;
-        rx.await.unwrap_or(Err(ProcessorError::Stopped))
+        rx.await.unwrap_or_else(|_| Err(self.gone()))
     }
 
     /// [`shutdown`](Self::shutdown) for synchronous callers.
@@ -468,20 +494,7 @@ impl<T, X> BatchProcessor<T, X> {
             |reply| Control::Shutdown { timeout, reply },
             Reply::Blocking(tx),
         )?;
-        wait_blocking(&rx, timeout)
-    }
-}
-
-/// The loop answers by the deadline itself; the extra second only covers a
-/// loop that has stopped answering altogether.
-fn wait_blocking(
-    rx: &std::sync::mpsc::Receiver<Result<(), ProcessorError>>,
-    timeout: Duration,
-) -> Result<(), ProcessorError> {
-    match rx.recv_timeout(timeout.saturating_add(Duration::from_secs(1))) {
-        Ok(result) => result,
-        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => Err(ProcessorError::Timeout(timeout)),
-        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => Err(ProcessorError::Stopped),
+        self.wait_blocking(&rx, timeout)
     }
 }
 
