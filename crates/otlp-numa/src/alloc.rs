@@ -3,11 +3,13 @@
 //!
 //! # How it stays cheap
 //!
-//! * The node comes from `getcpu` (vDSO), cached in a const-initialised,
-//!   destructor-free `thread_local!` and refreshed every
-//!   [`NODE_REFRESH_INTERVAL`] allocations of that thread: a thread that
-//!   migrates is charged to its old node for at most that many more
-//!   allocations.
+//! * The node comes from `getcpu` (vDSO). The thread's state is one
+//!   const-initialised, destructor-free `thread_local!` `Cell<u64>`
+//!   holding the index of its current node's counters; the owned
+//!   allocation counter doubles as the refresh clock, so every
+//!   [`NODE_REFRESH_INTERVAL`]th allocation re-reads the node and the hot
+//!   path writes no thread-local state. A thread that migrates is charged
+//!   to its old node for at most that many more allocations.
 //! * Counters are per thread *slot*, not shared: each of the first
 //!   [`THREAD_SLOTS`] live threads owns a slot (a process-wide bitmap hands
 //!   out slot ids) whose per-node counters only it writes, with a plain

@@ -46,7 +46,7 @@
 //! depth since hwloc 2.0), and keeps memory binding and synthetic topologies
 //! out of its safe API. hwlocality lists NUMA nodes correctly and builds
 //! synthetic topologies through its builder
-//! ([`Topology::from_hwloc_synthetic`] with e.g. `"pack:2 numa:1 core:4
+//! (`Topology::from_hwloc_synthetic`, feature `hwloc`, with e.g. `"pack:2 numa:1 core:4
 //! pu:2"`: 2 nodes, 8 cores, 16 PUs) without touching `HWLOC_SYNTHETIC`.
 //! Both backends fill the same [`Topology`]; a test checks they agree on the
 //! machine it runs on.
@@ -87,8 +87,9 @@
 //! # The allocator's design
 //!
 //! The calling thread's node is cached in a const-initialised,
-//! destructor-free `thread_local!` and refreshed with `getcpu` (vDSO) every
-//! [`NODE_REFRESH_INTERVAL`] allocations. Counters live in per-thread slots
+//! destructor-free `thread_local!` (as the index of its counters) and
+//! re-read with `getcpu` (vDSO) on every [`NODE_REFRESH_INTERVAL`]th
+//! allocation. Counters live in per-thread slots
 //! (cache-padded, written only by their owner with a plain load + store, no
 //! locked instruction); a thread that exits gives its slot back through a
 //! `pthread` key destructor, and the next owner keeps adding to the same
