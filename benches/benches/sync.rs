@@ -15,6 +15,9 @@
 //! - `sync_mutex`: lock+increment+unlock, one and two threads;
 //!   `InstrumentedMutex` against `parking_lot::Mutex` and `std::sync::Mutex`.
 
+// `criterion_group!` generates an undocumented `pub fn`.
+#![allow(missing_docs)]
+
 use std::hint::black_box;
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
