@@ -162,3 +162,8 @@ pub use semaphore::{
     AcquireError, MAX_PERMITS, MergeError, OwnedPermit, Permit, Semaphore, SemaphoreError,
 };
 pub use state::{ConcurrentState, Config, ConfigError, CounterUnderflow};
+
+/// The guide's examples (`docs/sync.md`) run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/sync.md")]
+pub struct GuideDoctests;
