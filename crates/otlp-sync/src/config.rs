@@ -256,8 +256,12 @@ impl<C> ConfigCell<C> {
     /// Replaces the configuration with an existing `Arc<C>`; returns the new
     /// version.
     pub fn store_arc(&self, config: Arc<C>) -> u64 {
-        let _writer = self.writer.lock();
-        self.install(config)
+        let version = {
+            let _writer = self.writer.lock();
+            self.install(config)
+        };
+        self.watchers.notify_all();
+        version
     }
 
     /// Read-copy-update with validation: clones the current configuration,
@@ -273,10 +277,14 @@ impl<C> ConfigCell<C> {
     where
         C: Clone,
     {
-        let _writer = self.writer.lock();
-        let mut next = C::clone(&self.load());
-        f(&mut next)?;
-        Ok(self.install(Arc::new(next)))
+        let version = {
+            let _writer = self.writer.lock();
+            let mut next = C::clone(&self.load());
+            f(&mut next)?;
+            self.install(Arc::new(next))
+        };
+        self.watchers.notify_all();
+        Ok(version)
     }
 
     /// Like [`update`](Self::update), but `f` builds the new value from a
@@ -286,12 +294,17 @@ impl<C> ConfigCell<C> {
     ///
     /// Whatever `f` returns; the old configuration stays in place.
     pub fn try_replace<E>(&self, f: impl FnOnce(&C) -> Result<C, E>) -> Result<u64, E> {
-        let _writer = self.writer.lock();
-        let next = f(&self.load())?;
-        Ok(self.install(Arc::new(next)))
+        let version = {
+            let _writer = self.writer.lock();
+            let next = f(&self.load())?;
+            self.install(Arc::new(next))
+        };
+        self.watchers.notify_all();
+        Ok(version)
     }
 
-    /// Installs `config` as the next version. Caller holds `self.writer`.
+    /// Installs `config` as the next version. Caller holds `self.writer`
+    /// and calls `watchers.notify_all()` after releasing it.
     fn install(&self, config: Arc<C>) -> u64 {
         let version = self.version.load(Ordering::Relaxed) + 1;
         let new = Self::node(config, version);
@@ -301,7 +314,7 @@ impl<C> ConfigCell<C> {
         self.version.store(version, Ordering::SeqCst);
         self.wait_for_readers();
         self.retire(old);
-        self.watchers.notify_all();
+        // Watchers are woken by the caller once the writer lock is released.
         version
     }
 
