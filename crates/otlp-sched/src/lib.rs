@@ -61,7 +61,7 @@
 //! # Ok::<(), otlp_sched::BuildError>(())
 //! ```
 //!
-//! A [`TaskHandle`] is also a [`Future`](std::future::Future), so async code
+//! A [`TaskHandle`] is also a [`Future`], so async code
 //! can `pool.submit(work)?.await` without blocking its runtime.
 //!
 //! [`Worker`]: crossbeam_deque::Worker

@@ -11,11 +11,11 @@ use std::thread;
 
 use otlp_sched::{Priority, SubmitError, TaskError, WorkStealingScheduler};
 
-/// `full` normally, a tenth under `OTLP_STRESS_SMALL`, a thousandth (at
-/// least 10) under Miri.
+/// `full` normally, a tenth under `OTLP_STRESS_SMALL`, a 5000th (at
+/// least 8) under Miri.
 fn size(full: usize) -> usize {
     if cfg!(miri) {
-        (full / 1000).max(10)
+        (full / 5000).max(8)
     } else if std::env::var_os("OTLP_STRESS_SMALL").is_some() {
         full / 10
     } else {
