@@ -40,6 +40,7 @@ unsafe impl Send for JobRef {}
 
 impl JobRef {
     /// Whether both refer to the same job (same data pointer).
+    #[inline]
     pub(crate) fn same_job(self, other: JobRef) -> bool {
         std::ptr::eq(self.pointer, other.pointer)
     }
@@ -141,6 +142,7 @@ impl ThreadLatch {
     }
 
     /// Whether the latch is set.
+    #[inline]
     pub(crate) fn probe(&self) -> bool {
         self.state.load(Ordering::Acquire) == SET
     }
@@ -234,6 +236,7 @@ where
     }
 
     /// The job's latch.
+    #[inline]
     pub(crate) fn latch(&self) -> &ThreadLatch {
         &self.latch
     }

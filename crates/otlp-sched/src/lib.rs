@@ -136,6 +136,7 @@ impl Priority {
 
     /// The queue index of this priority (0 = High).
     #[cfg_attr(loom, allow(dead_code))]
+    #[inline]
     pub(crate) const fn index(self) -> usize {
         match self {
             Priority::High => 0,

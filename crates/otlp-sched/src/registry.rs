@@ -339,11 +339,13 @@ impl WorkerThread {
     }
 
     /// Whether this worker belongs to `registry`.
+    #[inline]
     pub(crate) fn belongs_to(&self, registry: &Registry) -> bool {
         ptr::eq(Arc::as_ptr(&self.registry), registry)
     }
 
     /// This worker's index in its pool.
+    #[inline]
     pub(crate) fn index(&self) -> usize {
         self.index
     }
@@ -354,6 +356,7 @@ impl WorkerThread {
 
     /// Pushes a job on this worker's own deque and wakes a worker if none
     /// is searching.
+    #[inline]
     pub(crate) fn push(&self, p: Priority, job: JobRef) {
         self.locals[p.index()].push(job);
         self.registry.sleep.notify_work();
@@ -362,6 +365,7 @@ impl WorkerThread {
     /// Pushes the `b` side of a `join` on this worker's own deque. The
     /// worker pops it back or waits for it itself, so the wake-up may be
     /// the cheap unfenced one (see [`Sleep::notify_work_unfenced`]).
+    #[inline]
     fn push_join(&self, p: Priority, job: JobRef) {
         self.locals[p.index()].push(job);
         self.registry.sleep.notify_work_unfenced();
@@ -452,8 +456,18 @@ impl WorkerThread {
         }
     }
 
+    /// [`WorkerThread::execute`] kept out of line, for `join`'s rare path
+    /// (a job pushed on top of `b` by `a`), so the hot path stays small.
+    #[cold]
+    #[inline(never)]
+    fn execute_cold(&self, job: JobRef, p: Priority) {
+        self.execute(job, p);
+    }
+
     /// Helps with other work until `latch` is set, then parks if nothing
     /// is left to help with.
+    #[cold]
+    #[inline(never)]
     pub(crate) fn wait_until(&self, latch: &ThreadLatch) {
         let backoff = Backoff::new();
         while !latch.probe() {
@@ -503,7 +517,7 @@ impl WorkerThread {
             }
             match self.locals[p.index()].pop() {
                 Some(job) if job.same_job(job_b_ref) => break true,
-                Some(job) => self.execute(job, p),
+                Some(job) => self.execute_cold(job, p),
                 None => {
                     self.wait_until(job_b.latch());
                     break false;
@@ -515,7 +529,7 @@ impl WorkerThread {
                 Ok(value) => value,
                 Err(payload) => panic::resume_unwind(payload),
             };
-            self.counters().bump_executed();
+            // Popped back by its owner: a plain call, not counted as a job.
             return (result_a, job_b.run_inline());
         }
         let result_b = job_b.into_result();

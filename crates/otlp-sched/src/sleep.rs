@@ -117,6 +117,7 @@ impl Sleep {
     /// Called by a producer after it pushed a task (and by the last searcher
     /// that found work while more is queued): wakes one sleeper when no
     /// worker is searching.
+    #[inline]
     pub fn notify_work(&self) {
         fence(Ordering::SeqCst);
         let s = self.state.load(Ordering::SeqCst);
@@ -131,6 +132,7 @@ impl Sleep {
     /// costs parallelism — the pusher runs the job itself if nobody steals
     /// it, so it is never stranded.
     #[cfg_attr(loom, allow(dead_code))]
+    #[inline]
     pub fn notify_work_unfenced(&self) {
         let s = self.state.load(Ordering::Relaxed);
         if searching(s) == 0 && sleeping(s) > 0 {

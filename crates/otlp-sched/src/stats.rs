@@ -12,15 +12,18 @@ pub(crate) struct Counters {
     parked: AtomicU64,
 }
 
+#[inline]
 fn bump(counter: &AtomicU64) {
     counter.store(counter.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
 }
 
 impl Counters {
+    #[inline]
     pub(crate) fn bump_executed(&self) {
         bump(&self.executed);
     }
 
+    #[inline]
     pub(crate) fn bump_stolen(&self) {
         bump(&self.stolen);
     }
@@ -45,9 +48,9 @@ impl Counters {
 pub struct WorkerStats {
     /// The worker's index (0-based).
     pub worker: usize,
-    /// Jobs the worker ran: tasks, scope tasks, and the queued `b` half of
-    /// each `join` (whether stolen or popped back by its owner; the inline
-    /// `a` half is not counted).
+    /// Jobs the worker took from a queue and ran: tasks, scope tasks, and
+    /// the `b` halves of `join` that it stole (a `b` popped back by the
+    /// worker that pushed it runs as a plain call and is not counted).
     pub executed: u64,
     /// Successful steals from other workers' deques (each may move a batch).
     pub stolen: u64,
