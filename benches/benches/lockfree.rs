@@ -13,6 +13,9 @@
 //! - `lockfree_vec`: push then read back, 1 thread and 2 threads, against
 //!   `boxcar` and `std::sync::Mutex<Vec>`.
 
+// `criterion_group!` generates an undocumented `pub fn`.
+#![allow(missing_docs)]
+
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hasher};
 use std::hint::black_box;
