@@ -71,6 +71,7 @@ mod tests {
             has_stress: false,
             uses_epoch: false,
             has_unsafe: false,
+            miri_flags: None,
         };
         assert_eq!(rustflags(&krate), "--cfg loom");
         krate.uses_epoch = true;

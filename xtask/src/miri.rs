@@ -27,7 +27,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
         let mut command = cargo_nightly();
         command
             .current_dir(&root)
-            .env("MIRIFLAGS", miri_flags(seeds))
+            .env("MIRIFLAGS", miri_flags(krate.miri_flags.as_deref(), seeds))
             .env("CARGO_TARGET_DIR", root.join("target/miri"))
             .args(["miri", "test", "-p", &krate.name, "--lib", "--tests"]);
         steps.push(run_step(&format!("miri {}", krate.name), &mut command));
@@ -35,11 +35,16 @@ pub fn run(args: &[String]) -> Result<(), String> {
     summarize(&format!("miri ({seeds} seeds)"), &steps)
 }
 
-/// The MIRIFLAGS for a run over `seeds` seeds.
-pub fn miri_flags(seeds: u32) -> String {
-    // Strict provenance catches pointer/integer round trips, and seeds vary
-    // scheduling and weak-memory choices: a race in one interleaving fails.
-    format!("-Zmiri-strict-provenance -Zmiri-many-seeds=0..{seeds}")
+/// Miri flags for crates that do not set their own: strict provenance
+/// catches pointer/integer round trips in our code.
+const DEFAULT_FLAGS: &str = "-Zmiri-strict-provenance";
+
+/// The MIRIFLAGS for a run over `seeds` seeds: the crate's own flags (from
+/// `[package.metadata.otlp] miri-flags`) or the default ones. The seeds vary
+/// scheduling and weak-memory choices, so a race in one interleaving fails.
+pub fn miri_flags(crate_flags: Option<&str>, seeds: u32) -> String {
+    let base = crate_flags.unwrap_or(DEFAULT_FLAGS);
+    format!("{base} -Zmiri-many-seeds=0..{seeds}")
 }
 
 fn parse_args(args: &[String]) -> Result<(u32, Vec<String>), String> {
@@ -84,8 +89,12 @@ mod tests {
         assert!(parse_args(&args(&["--seeds", "0"])).is_err());
         assert!(parse_args(&args(&["--seeds"])).is_err());
         assert_eq!(
-            miri_flags(4),
+            miri_flags(None, 4),
             "-Zmiri-strict-provenance -Zmiri-many-seeds=0..4"
+        );
+        assert_eq!(
+            miri_flags(Some("-Zmiri-tree-borrows"), 2),
+            "-Zmiri-tree-borrows -Zmiri-many-seeds=0..2"
         );
     }
 }

@@ -21,6 +21,9 @@ pub struct CrateInfo {
     pub uses_epoch: bool,
     /// Whether any file under `src/` contains an `unsafe` block or impl.
     pub has_unsafe: bool,
+    /// `miri-flags` from `[package.metadata.otlp]`: the crate's own Miri
+    /// flags, replacing the default strict ones.
+    pub miri_flags: Option<String>,
 }
 
 impl CrateInfo {
@@ -60,6 +63,7 @@ pub fn crates(root: &Path) -> Result<Vec<CrateInfo>, String> {
             has_stress: dir.join("tests/stress.rs").is_file(),
             uses_epoch: manifest.contains("crossbeam-epoch"),
             has_unsafe: contains_unsafe(&dir.join("src")),
+            miri_flags: table_value(&manifest, "[package.metadata.otlp]", "miri-flags"),
             dir,
         });
     }
@@ -87,19 +91,25 @@ pub fn select<'a>(all: &'a [CrateInfo], args: &[String]) -> Result<Vec<&'a Crate
 
 /// The `name = "..."` of the `[package]` table.
 fn package_name(manifest: &str) -> Option<String> {
-    let mut in_package = false;
+    table_value(manifest, "[package]", "name")
+}
+
+/// The string value of `key` in `table` (a simple `key = "value"` line).
+fn table_value(manifest: &str, table: &str, key: &str) -> Option<String> {
+    let mut in_table = false;
     for line in manifest.lines() {
         let line = line.trim();
         if line.starts_with('[') {
-            in_package = line == "[package]";
+            in_table = line == table;
             continue;
         }
-        if !in_package {
+        if !in_table {
             continue;
         }
-        if let Some(value) = line.strip_prefix("name") {
-            let value = value.trim_start().strip_prefix('=')?.trim();
-            return Some(value.trim_matches('"').to_owned());
+        if let Some(rest) = line.strip_prefix(key)
+            && let Some(value) = rest.trim_start().strip_prefix('=')
+        {
+            return Some(value.trim().trim_matches('"').to_owned());
         }
     }
     None
@@ -165,7 +175,8 @@ mod tests {
         let root = scratch("find");
         write(
             &root.join("crates/a/Cargo.toml"),
-            "[package]\nname = \"otlp-a\"\n\n[dependencies]\ncrossbeam-epoch.workspace = true\n",
+            "[package]\nname = \"otlp-a\"\n\n[dependencies]\ncrossbeam-epoch.workspace = true\n\n\
+             [package.metadata.otlp]\nmiri-flags = \"-Zmiri-tree-borrows\"\n",
         );
         write(
             &root.join("crates/a/src/lib.rs"),
@@ -192,10 +203,12 @@ mod tests {
         assert_eq!(a.short(), "a");
         assert_eq!(a.loom_tests, vec!["loom_a", "loom_b"]);
         assert!(a.has_stress && a.uses_epoch && a.has_unsafe);
+        assert_eq!(a.miri_flags.as_deref(), Some("-Zmiri-tree-borrows"));
         let b = &found[1];
         assert_eq!(b.name, "otlp-b");
         assert!(b.loom_tests.is_empty());
         assert!(!b.has_stress && !b.uses_epoch && !b.has_unsafe);
+        assert_eq!(b.miri_flags, None);
         let _ = fs::remove_dir_all(&root);
     }
 
@@ -208,6 +221,7 @@ mod tests {
             has_stress: false,
             uses_epoch: false,
             has_unsafe: false,
+            miri_flags: None,
         };
         let all = vec![info("otlp-lockfree"), info("otlp-sync")];
         assert_eq!(select(&all, &[]).expect("all").len(), 2);
