@@ -10,6 +10,8 @@
 //! * `monitor_stats`: read totals, mean, min/max and p50/p90/p99/p99.9 with
 //!   1M values recorded (`get_stats_1m`); peer `hdrhistogram`.
 
+#![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
+
 use std::hint::black_box;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
