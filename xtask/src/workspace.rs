@@ -61,7 +61,7 @@ pub fn crates(root: &Path) -> Result<Vec<CrateInfo>, String> {
             name,
             loom_tests: loom_tests(&dir.join("tests")),
             has_stress: dir.join("tests/stress.rs").is_file(),
-            uses_epoch: manifest.contains("crossbeam-epoch"),
+            uses_epoch: declares_dependency(&manifest, "crossbeam-epoch"),
             has_unsafe: contains_unsafe(&dir.join("src")),
             miri_flags: table_value(&manifest, "[package.metadata.otlp]", "miri-flags"),
             dir,
@@ -87,6 +87,16 @@ pub fn select<'a>(all: &'a [CrateInfo], args: &[String]) -> Result<Vec<&'a Crate
                 })
         })
         .collect()
+}
+
+/// Whether a `name = ...` or `name.workspace = ...` dependency line names
+/// `name` (comments that mention it do not count).
+fn declares_dependency(manifest: &str, name: &str) -> bool {
+    manifest.lines().any(|line| {
+        line.trim_start()
+            .strip_prefix(name)
+            .is_some_and(|rest| rest.starts_with([' ', '=', '.']))
+    })
 }
 
 /// The `name = "..."` of the `[package]` table.
