@@ -35,7 +35,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
     command
         .current_dir(&root)
         .env("CRITERION_HOME", &home)
-        .args(["bench", "-p", "otlp-benches"]);
+        .args(["bench", "-p", "otlp-benches", "--benches"]);
     if no_run {
         command.arg("--no-run");
     } else {
