@@ -1,5 +1,8 @@
 //! Loom models of the semaphore: acquire/release, close with a waiter, and
-//! a cancelled async acquire that must pass its wake-up on.
+//! a cancelled async acquire that must pass its wake-up on. The blocking
+//! models exercise the spin-then-park hand-off (`SpinParker`: the waker
+//! unparks only a waiter that announced `PARKED`), including a parker reused
+//! by a second wait on the same thread.
 #![cfg(all(loom, feature = "async"))]
 
 use std::future::Future;
@@ -29,6 +32,27 @@ fn mutual_exclusion_and_conservation() {
         for h in handles {
             h.join().unwrap();
         }
+        assert_eq!(sem.available(), 1);
+        assert_eq!(sem.waiters(), 0);
+    });
+}
+
+#[test]
+fn repeated_blocking_handoffs_reuse_the_parker() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(1).unwrap());
+        let held = sem.try_acquire_owned(1).unwrap();
+        let s = Arc::clone(&sem);
+        // Two waits in a row on one thread: the second may start with the
+        // first one's notification still set, and must still be woken.
+        let waiter = thread::spawn(move || {
+            for _ in 0..2 {
+                drop(s.acquire_blocking(1).unwrap());
+            }
+        });
+        drop(held);
+        drop(sem.acquire_blocking(1).unwrap());
+        waiter.join().unwrap();
         assert_eq!(sem.available(), 1);
         assert_eq!(sem.waiters(), 0);
     });
