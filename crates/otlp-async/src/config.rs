@@ -22,6 +22,28 @@ impl Signal {
     }
 }
 
+/// What [`BatchProcessor::emit`](crate::BatchProcessor::emit) does when the
+/// queue is full.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum OverflowPolicy {
+    /// Drop the new item and count it in
+    /// [`ProcessorStats::dropped_queue_full`](crate::ProcessorStats::dropped_queue_full)
+    /// (the OpenTelemetry specification's behaviour; `emit` never blocks).
+    #[default]
+    Drop,
+    /// Block the emitting thread until the loop frees a slot or `timeout`
+    /// passes, like the Collector's `block_on_overflow`; an item still
+    /// refused then is dropped and counted (by `emit`) or handed back (by
+    /// [`try_emit`](crate::BatchProcessor::try_emit)). For pipelines where
+    /// loss costs more than a stalled producer. Only the emitting thread
+    /// waits: call it from a thread that may block, not from an async task.
+    Block {
+        /// Longest time one `emit` waits for a free slot.
+        timeout: Duration,
+    },
+}
+
 /// A configuration the processor cannot run with.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -79,7 +101,14 @@ pub struct BatchConfig {
     pub export_timeout: Duration,
     /// How many exports may run at once.
     pub max_concurrent_exports: usize,
+    /// What `emit` does when the queue is full.
+    pub overflow: OverflowPolicy,
 }
+
+/// Upper bounds for values read from the environment: a larger value is
+/// treated as a typo and ignored (a value set in code is taken as given).
+const ENV_MAX_ITEMS: u64 = 1 << 24;
+const ENV_MAX_CONCURRENT: u64 = 1024;
 
 impl Default for BatchConfig {
     fn default() -> Self {
@@ -89,6 +118,7 @@ impl Default for BatchConfig {
             max_export_batch_size: 512,
             export_timeout: Duration::from_millis(30_000),
             max_concurrent_exports: 1,
+            overflow: OverflowPolicy::Drop,
         }
     }
 }
@@ -106,9 +136,14 @@ impl BatchConfig {
     /// Defaults for `signal`, overridden by the process environment:
     /// `<P>MAX_QUEUE_SIZE`, `<P>SCHEDULE_DELAY` (ms), `<P>MAX_EXPORT_BATCH_SIZE`,
     /// `<P>EXPORT_TIMEOUT` (ms) and `<P>MAX_CONCURRENT_EXPORTS`, where `<P>`
-    /// is `OTEL_BSP_` or `OTEL_BLRP_`. Values that do not parse as a
-    /// non-negative integer are ignored with a `tracing` warning, as the
-    /// specification asks.
+    /// is `OTEL_BSP_` or `OTEL_BLRP_`.
+    ///
+    /// As the specification asks, a value that is not a positive integer in
+    /// range (unparsable, negative, `0`, or above 2^24 items / 1024
+    /// concurrent exports) is ignored with one `tracing` warning naming the
+    /// variable, and the default stays: the environment never makes a
+    /// processor fail to start. Values passed to the setters are checked by
+    /// [`validated`](Self::validated) instead, which returns a typed error.
     pub fn from_env(signal: Signal) -> Self {
         Self::from_lookup(signal, |name| std::env::var(name).ok())
     }
@@ -118,31 +153,36 @@ impl BatchConfig {
     /// environment.
     pub fn from_lookup(signal: Signal, lookup: impl Fn(&str) -> Option<String>) -> Self {
         let mut config = Self::for_signal(signal);
-        let read = |suffix: &str| -> Option<u64> {
+        let read = |suffix: &str, max: u64| -> Option<u64> {
             let name = format!("{}{suffix}", signal.prefix());
             let raw = lookup(&name)?;
             match raw.trim().parse::<u64>() {
-                Ok(value) => Some(value),
-                Err(_) => {
-                    tracing::warn!(variable = %name, value = %raw, "ignoring unparsable batch processor setting");
+                Ok(value) if (1..=max).contains(&value) => Some(value),
+                _ => {
+                    tracing::warn!(
+                        variable = %name,
+                        value = %raw,
+                        "ignoring batch processor setting: not an integer between 1 and {max}; using the default"
+                    );
                     None
                 }
             }
         };
-        if let Some(v) = read("MAX_QUEUE_SIZE") {
-            config.max_queue_size = usize::try_from(v).unwrap_or(usize::MAX);
+        let items = |v: u64| usize::try_from(v).unwrap_or(usize::MAX);
+        if let Some(v) = read("MAX_QUEUE_SIZE", ENV_MAX_ITEMS) {
+            config.max_queue_size = items(v);
         }
-        if let Some(v) = read("SCHEDULE_DELAY") {
+        if let Some(v) = read("SCHEDULE_DELAY", u64::MAX) {
             config.scheduled_delay = Duration::from_millis(v);
         }
-        if let Some(v) = read("MAX_EXPORT_BATCH_SIZE") {
-            config.max_export_batch_size = usize::try_from(v).unwrap_or(usize::MAX);
+        if let Some(v) = read("MAX_EXPORT_BATCH_SIZE", ENV_MAX_ITEMS) {
+            config.max_export_batch_size = items(v);
         }
-        if let Some(v) = read("EXPORT_TIMEOUT") {
+        if let Some(v) = read("EXPORT_TIMEOUT", u64::MAX) {
             config.export_timeout = Duration::from_millis(v);
         }
-        if let Some(v) = read("MAX_CONCURRENT_EXPORTS") {
-            config.max_concurrent_exports = usize::try_from(v).unwrap_or(usize::MAX);
+        if let Some(v) = read("MAX_CONCURRENT_EXPORTS", ENV_MAX_CONCURRENT) {
+            config.max_concurrent_exports = items(v);
         }
         config
     }
@@ -182,6 +222,13 @@ impl BatchConfig {
         self
     }
 
+    /// Sets what `emit` does when the queue is full.
+    #[must_use]
+    pub fn with_overflow(mut self, policy: OverflowPolicy) -> Self {
+        self.overflow = policy;
+        self
+    }
+
     /// Checks the limits and clamps the batch size to the queue size.
     pub fn validated(mut self) -> Result<Self, ConfigError> {
         if self.max_queue_size == 0 {
@@ -216,6 +263,7 @@ mod tests {
         assert_eq!(c.max_export_batch_size, 512);
         assert_eq!(c.export_timeout, Duration::from_secs(30));
         assert_eq!(c.max_concurrent_exports, 1);
+        assert_eq!(c.overflow, OverflowPolicy::Drop);
         assert_eq!(
             BatchConfig::for_signal(Signal::Logs).scheduled_delay,
             Duration::from_secs(1)
@@ -242,6 +290,26 @@ mod tests {
         assert_eq!(c.max_export_batch_size, 64, "batch clamped to queue");
         let spans = BatchConfig::from_lookup(Signal::Spans, env);
         assert_eq!(spans.max_queue_size, 9);
+    }
+
+    #[test]
+    fn env_out_of_range_values_keep_the_defaults() {
+        for bad in ["0", "-5", "", "1e3", "99999999999999999999"] {
+            let env = |_: &str| Some(bad.to_owned());
+            let c = BatchConfig::from_lookup(Signal::Spans, env);
+            assert_eq!(c, BatchConfig::default(), "value {bad:?}");
+            assert!(c.validated().is_ok());
+        }
+        let env = |name: &str| (name == "OTEL_BSP_MAX_QUEUE_SIZE").then(|| "16777217".to_owned());
+        assert_eq!(
+            BatchConfig::from_lookup(Signal::Spans, env).max_queue_size,
+            2048
+        );
+        let env = |name: &str| (name == "OTEL_BSP_MAX_CONCURRENT_EXPORTS").then(|| "4".to_owned());
+        assert_eq!(
+            BatchConfig::from_lookup(Signal::Spans, env).max_concurrent_exports,
+            4
+        );
     }
 
     #[test]

@@ -103,6 +103,18 @@ pub trait Exporter<T>: Send + Sync + 'static {
     /// returned future by its export timeout and drops it when that passes.
     fn export(&self, batch: &[T]) -> impl Future<Output = Result<(), ExportError>> + Send;
 
+    /// Sends one batch the processor no longer needs; the processor calls
+    /// this one. The default lends the batch to [`export`](Self::export);
+    /// override it when the destination wants the items by value (an
+    /// OpenTelemetry SDK exporter takes `Vec<SpanData>`), so that nothing is
+    /// cloned.
+    fn export_owned(&self, batch: Vec<T>) -> impl Future<Output = Result<(), ExportError>> + Send
+    where
+        T: Send + Sync,
+    {
+        async move { self.export(&batch).await }
+    }
+
     /// Releases the exporter's resources; called once by the processor's
     /// `shutdown` after the final flush. The default does nothing.
     fn shutdown(&self) -> impl Future<Output = Result<(), ExportError>> + Send {
@@ -123,9 +135,9 @@ impl<F> fmt::Debug for ExporterFn<F> {
 }
 
 /// Builds an [`Exporter`] from a closure `Fn(Vec<T>) -> impl Future<Output =
-/// Result<(), ExportError>>`. The closure gets its own copy of each batch
-/// (`T: Clone`), which keeps it free of borrow lifetimes; implement
-/// [`Exporter`] directly to avoid the copy.
+/// Result<(), ExportError>>`. A processor hands the closure its batch by
+/// value; only wrappers that lend the batch (such as [`Retry`](crate::Retry))
+/// make the closure work on a copy (`T: Clone`).
 ///
 /// ```
 /// use otlp_async::{ExportError, exporter_fn};
@@ -154,11 +166,26 @@ where
     fn export(&self, batch: &[T]) -> impl Future<Output = Result<(), ExportError>> + Send {
         (self.f)(batch.to_vec())
     }
+
+    /// The processor's batch goes to the closure as it is, uncopied.
+    fn export_owned(&self, batch: Vec<T>) -> impl Future<Output = Result<(), ExportError>> + Send
+    where
+        T: Send + Sync,
+    {
+        (self.f)(batch)
+    }
 }
 
 impl<T, X: Exporter<T>> Exporter<T> for std::sync::Arc<X> {
     fn export(&self, batch: &[T]) -> impl Future<Output = Result<(), ExportError>> + Send {
         (**self).export(batch)
+    }
+
+    fn export_owned(&self, batch: Vec<T>) -> impl Future<Output = Result<(), ExportError>> + Send
+    where
+        T: Send + Sync,
+    {
+        (**self).export_owned(batch)
     }
 
     fn shutdown(&self) -> impl Future<Output = Result<(), ExportError>> + Send {

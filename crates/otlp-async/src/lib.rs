@@ -77,6 +77,7 @@ mod export;
 mod manager;
 mod processor;
 mod retry;
+mod space;
 mod stream;
 mod sync;
 mod util;
@@ -86,16 +87,17 @@ mod wake;
 #[cfg(loom)]
 #[doc(hidden)]
 pub mod loom_api {
+    pub use crate::space::SpaceWaiters;
     pub use crate::wake::{SubmitGate, WakeFlag};
 }
 
-pub use config::{BatchConfig, ConfigError, Signal};
+pub use config::{BatchConfig, ConfigError, OverflowPolicy, Signal};
 pub use export::{ExportError, Exporter, ExporterFn, exporter_fn};
 pub use manager::{
     AsyncTaskManager, AsyncTaskManagerBuilder, HandlerFn, ManagerError, ManagerStats,
     ShutdownReport, SubmitError, TaskHandler, handler_fn,
 };
-pub use processor::{BatchProcessor, ProcessorError, ProcessorStats};
+pub use processor::{BatchProcessor, EmitError, ProcessorError, ProcessorStats};
 pub use retry::{Backoff, Retry, RetryPolicy};
 pub use stream::{
     AsyncDataStream, AsyncDataStreamBuilder, Batched, BatchedExt, SendError, StreamConfigError,

@@ -13,8 +13,9 @@ use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::task::{Id, JoinSet};
 use tokio::time::Instant;
 
-use crate::config::{BatchConfig, ConfigError};
+use crate::config::{BatchConfig, ConfigError, OverflowPolicy};
 use crate::export::{ExportError, Exporter};
+use crate::space::SpaceWaiters;
 use crate::sync::{AtomicBool, AtomicU64, Ordering, thread_slot};
 use crate::util::CatchUnwind;
 use crate::wake::WakeFlag;
@@ -43,6 +44,36 @@ pub enum ProcessorError {
     /// The processor's loop is gone (its thread could not keep running).
     #[error("the batch processor's loop has stopped")]
     Stopped,
+}
+
+/// An item [`BatchProcessor::try_emit`] could not queue, handed back.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EmitError<T> {
+    /// The queue stayed full (for the whole wait, under
+    /// [`OverflowPolicy::Block`]).
+    #[error("the batch processor's queue is full")]
+    Full(T),
+    /// `shutdown` has begun; the processor takes no more items.
+    #[error("the batch processor is shut down")]
+    Closed(T),
+}
+
+impl<T> EmitError<T> {
+    /// The refused item.
+    pub fn into_inner(self) -> T {
+        match self {
+            Self::Full(item) | Self::Closed(item) => item,
+        }
+    }
+}
+
+impl<T> fmt::Debug for EmitError<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Full(_) => f.write_str("Full(..)"),
+            Self::Closed(_) => f.write_str("Closed(..)"),
+        }
+    }
 }
 
 /// A snapshot of a processor's counters.
@@ -84,6 +115,7 @@ struct Hot {
     closed: AtomicBool,
     warned_full: AtomicBool,
     threshold: usize,
+    overflow: OverflowPolicy,
 }
 
 /// Written by the loop after each batch.
@@ -134,6 +166,8 @@ struct Shared<T> {
     dropped_full: ShardedCounter,
     notify: Notify,
     counters: CachePadded<LoopCounters>,
+    /// Emitters blocked on a full queue under `OverflowPolicy::Block`.
+    space: SpaceWaiters,
 }
 
 impl<T> Shared<T> {
@@ -272,7 +306,12 @@ where
             .map_err(|e| ConfigError::Spawn(e.to_string()))?;
         std::thread::Builder::new()
             .name("otlp-batch-processor".into())
-            .spawn(move || runtime.block_on(event_loop.run()))
+            .spawn(move || {
+                runtime.block_on(event_loop.run());
+                // An export stuck in a blocking call (abandoned at its
+                // timeout) must not keep this thread waiting for it.
+                runtime.shutdown_background();
+            })
             .map_err(|e| ConfigError::Spawn(e.to_string()))?;
         Ok(this)
     }
@@ -299,6 +338,7 @@ where
                 closed: AtomicBool::new(false),
                 warned_full: AtomicBool::new(false),
                 threshold: config.max_export_batch_size,
+                overflow: config.overflow,
             }),
             wake: CachePadded::new(WakeFlag::new()),
             dropped_full: ShardedCounter::new(),
@@ -312,6 +352,7 @@ where
                 dropped_closed: AtomicU64::new(0),
                 finished: AtomicBool::new(false),
             }),
+            space: SpaceWaiters::new(),
         });
         let exporter = Arc::new(exporter);
         let (tx, rx) = mpsc::unbounded_channel();
@@ -341,25 +382,79 @@ where
 }
 
 impl<T, X> BatchProcessor<T, X> {
-    /// Queues `item` for export. Never blocks, never awaits, never makes a
-    /// system call on its own behalf: a lock-free push, and, once per batch,
-    /// a wake-up of the loop. A full queue, or a processor that is shutting
-    /// down, drops the item and counts it (a full queue also logs one
-    /// `tracing` warning per processor).
+    /// Queues `item` for export; an item the processor cannot take is
+    /// dropped and counted.
+    ///
+    /// With the default [`OverflowPolicy::Drop`] it never blocks, never
+    /// awaits and never makes a system call on its own behalf: a lock-free
+    /// push and, once per batch, a wake-up of the loop. A full queue drops
+    /// the item into [`ProcessorStats::dropped_queue_full`] (logging one
+    /// `tracing` warning per processor); a processor that is shutting down
+    /// drops it into [`ProcessorStats::dropped_after_shutdown`]. With
+    /// [`OverflowPolicy::Block`] a full queue first blocks the calling
+    /// thread for up to the policy's timeout.
     #[inline]
     pub fn emit(&self, item: T) {
+        match self.try_emit(item) {
+            Ok(()) => {}
+            Err(EmitError::Full(item)) => self.shared.drop_full(item),
+            Err(EmitError::Closed(item)) => self.shared.drop_closed(item),
+        }
+    }
+
+    /// Queues `item` for export, or hands it back: [`EmitError::Full`] when
+    /// the queue stayed full (at once under [`OverflowPolicy::Drop`], after
+    /// the policy's timeout under [`OverflowPolicy::Block`]),
+    /// [`EmitError::Closed`] once `shutdown` has begun. A handed-back item
+    /// is not counted in [`ProcessorStats`]: it is still the caller's.
+    #[inline]
+    pub fn try_emit(&self, item: T) -> Result<(), EmitError<T>> {
         let shared = &*self.shared;
         if shared.hot.closed.load(Ordering::Relaxed) {
-            shared.drop_closed(item);
-            return;
+            return Err(EmitError::Closed(item));
         }
         match shared.queue.push(item) {
             Ok(()) => {
-                if shared.queue.len() >= shared.hot.threshold && shared.wake.should_wake() {
-                    shared.notify.notify_one();
-                }
+                self.pushed();
+                Ok(())
             }
-            Err(item) => shared.drop_full(item),
+            Err(item) => match shared.hot.overflow {
+                OverflowPolicy::Drop => Err(EmitError::Full(item)),
+                OverflowPolicy::Block { timeout } => self.emit_blocking(item, timeout),
+            },
+        }
+    }
+
+    /// Wakes the loop once the queue holds a full batch.
+    #[inline]
+    fn pushed(&self) {
+        let shared = &*self.shared;
+        if shared.queue.len() >= shared.hot.threshold && shared.wake.should_wake() {
+            shared.notify.notify_one();
+        }
+    }
+
+    #[cold]
+    fn emit_blocking(&self, item: T, timeout: Duration) -> Result<(), EmitError<T>> {
+        let shared = &*self.shared;
+        // A full queue holds at least a batch, so the loop has been woken;
+        // make sure it has (a producer may have lost the wake-up race only
+        // to a push that is already counted).
+        if shared.wake.should_wake() {
+            shared.notify.notify_one();
+        }
+        let deadline = std::time::Instant::now().checked_add(timeout);
+        let closed = || shared.hot.closed.load(Ordering::Acquire);
+        match shared
+            .space
+            .wait(item, deadline, |item| shared.queue.push(item), closed)
+        {
+            Ok(()) => {
+                self.pushed();
+                Ok(())
+            }
+            Err(item) if closed() => Err(EmitError::Closed(item)),
+            Err(item) => Err(EmitError::Full(item)),
         }
     }
 
@@ -468,6 +563,8 @@ impl<T, X> BatchProcessor<T, X> {
         if self.shared.hot.closed.swap(true, Ordering::AcqRel) {
             Err(ProcessorError::AlreadyShutdown)
         } else {
+            // Emitters blocked on a full queue give up now (`Closed`).
+            self.shared.space.notify();
             Ok(())
         }
     }
@@ -503,6 +600,7 @@ impl<T, X> Drop for BatchProcessor<T, X> {
     /// by the export timeout, without waiting for it.
     fn drop(&mut self) {
         if !self.shared.hot.closed.swap(true, Ordering::AcqRel) {
+            self.shared.space.notify();
             let _ = self.control.send(Control::Shutdown {
                 timeout: self.config.export_timeout,
                 reply: Reply::None,
@@ -611,6 +709,7 @@ where
                 self.control_open = false;
                 if self.shutdown.is_none() {
                     self.shared.hot.closed.store(true, Ordering::Release);
+                    self.shared.space.notify();
                     let target = self.queued_target();
                     self.eager_until = self.eager_until.max(target);
                     self.shutdown = Some(PendingFlush {
@@ -644,6 +743,7 @@ where
             if n == 0 {
                 break;
             }
+            self.shared.space.notify();
             let start = self.popped;
             self.popped += n as u64;
             self.shared
@@ -653,7 +753,7 @@ where
             let exporter = Arc::clone(&self.exporter);
             let timeout = self.config.export_timeout;
             let handle = self.inflight.spawn(async move {
-                match tokio::time::timeout(timeout, exporter.export(&batch)).await {
+                match tokio::time::timeout(timeout, exporter.export_owned(batch)).await {
                     Ok(result) => result,
                     Err(_) => Err(ExportError::Timeout(timeout)),
                 }
