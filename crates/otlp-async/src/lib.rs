@@ -97,7 +97,7 @@ pub use manager::{
     AsyncTaskManager, AsyncTaskManagerBuilder, HandlerFn, ManagerError, ManagerStats,
     ShutdownReport, SubmitError, TaskHandler, handler_fn,
 };
-pub use processor::{BatchProcessor, EmitError, ProcessorError, ProcessorStats};
+pub use processor::{BatchProcessor, EmitError, ProcessorError, ProcessorStats, StatsReader};
 pub use retry::{Backoff, Retry, RetryPolicy};
 pub use stream::{
     AsyncDataStream, AsyncDataStreamBuilder, Batched, BatchedExt, SendError, StreamConfigError,

@@ -191,6 +191,28 @@ impl<T> Shared<T> {
         self.counters.dropped_closed.fetch_add(1, Ordering::Relaxed);
     }
 
+    fn stats(&self) -> ProcessorStats {
+        self.sweep_after_finish();
+        let popped = self.counters.popped.load(Ordering::Acquire);
+        let exported = self.counters.exported.load(Ordering::Acquire);
+        let failed = self.counters.failed_items.load(Ordering::Acquire);
+        let queue_depth = self.queue.len() as u64;
+        let dropped_queue_full = self.dropped_full.sum();
+        let dropped_after_shutdown = self.counters.dropped_closed.load(Ordering::Relaxed);
+        ProcessorStats {
+            emitted: popped + queue_depth + dropped_queue_full + dropped_after_shutdown,
+            exported,
+            dropped: dropped_queue_full + dropped_after_shutdown + failed,
+            dropped_queue_full,
+            dropped_after_shutdown,
+            dropped_export_failed: failed,
+            batches: self.counters.batches.load(Ordering::Relaxed),
+            failed_batches: self.counters.failed_batches.load(Ordering::Relaxed),
+            queue_depth,
+            in_flight: popped.saturating_sub(exported + failed),
+        }
+    }
+
     /// After the loop has finished, items pushed by emits that raced with
     /// shutdown are dropped and counted here.
     fn sweep_after_finish(&self) {
@@ -199,6 +221,41 @@ impl<T> Shared<T> {
                 self.drop_closed(item);
             }
         }
+    }
+}
+
+/// The counters behind a [`StatsReader`], without the item type.
+trait StatsSource: Send + Sync {
+    fn snapshot(&self) -> ProcessorStats;
+}
+
+impl<T: Send> StatsSource for Shared<T> {
+    fn snapshot(&self) -> ProcessorStats {
+        self.stats()
+    }
+}
+
+/// A read-only handle on a processor's counters, for when the processor
+/// itself has been handed away (to an OpenTelemetry provider, say).
+///
+/// It keeps the counters alive, not the processor: dropping the last
+/// processor handle still shuts the processor down, and a reader taken
+/// from it then reports the final, exact figures.
+#[derive(Clone)]
+pub struct StatsReader {
+    source: Arc<dyn StatsSource>,
+}
+
+impl StatsReader {
+    /// The processor's counters now; see [`ProcessorStats`].
+    pub fn stats(&self) -> ProcessorStats {
+        self.source.snapshot()
+    }
+}
+
+impl fmt::Debug for StatsReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("StatsReader").field(&self.stats()).finish()
     }
 }
 
@@ -458,6 +515,17 @@ impl<T, X> BatchProcessor<T, X> {
         }
     }
 
+    /// A handle that reads this processor's counters from anywhere, also
+    /// after the processor has been moved away or dropped.
+    pub fn stats_reader(&self) -> StatsReader
+    where
+        T: Send + 'static,
+    {
+        StatsReader {
+            source: Arc::clone(&self.shared) as Arc<dyn StatsSource>,
+        }
+    }
+
     /// The configuration in force (batch size already clamped).
     pub fn config(&self) -> &BatchConfig {
         &self.config
@@ -476,26 +544,7 @@ impl<T, X> BatchProcessor<T, X> {
     /// A snapshot of the counters; see [`ProcessorStats`] for when it is
     /// exact.
     pub fn stats(&self) -> ProcessorStats {
-        let s = &*self.shared;
-        s.sweep_after_finish();
-        let popped = s.counters.popped.load(Ordering::Acquire);
-        let exported = s.counters.exported.load(Ordering::Acquire);
-        let failed = s.counters.failed_items.load(Ordering::Acquire);
-        let queue_depth = s.queue.len() as u64;
-        let dropped_queue_full = s.dropped_full.sum();
-        let dropped_after_shutdown = s.counters.dropped_closed.load(Ordering::Relaxed);
-        ProcessorStats {
-            emitted: popped + queue_depth + dropped_queue_full + dropped_after_shutdown,
-            exported,
-            dropped: dropped_queue_full + dropped_after_shutdown + failed,
-            dropped_queue_full,
-            dropped_after_shutdown,
-            dropped_export_failed: failed,
-            batches: s.counters.batches.load(Ordering::Relaxed),
-            failed_batches: s.counters.failed_batches.load(Ordering::Relaxed),
-            queue_depth,
-            in_flight: popped.saturating_sub(exported + failed),
-        }
+        self.shared.stats()
     }
 
     fn request(

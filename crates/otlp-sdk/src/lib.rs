@@ -1,0 +1,91 @@
+//! OpenTelemetry SDK processors on `otlp-async`: a drop-in
+//! [`BatchSpanProcessor`] and [`BatchLogProcessor`] for `opentelemetry_sdk`
+//! 0.33 that wrap any SDK [`SpanExporter`](opentelemetry_sdk::trace::SpanExporter)
+//! or [`LogExporter`](opentelemetry_sdk::logs::LogExporter), the
+//! opentelemetry-otlp exporters included.
+//!
+//! # The one-line swap
+//!
+//! ```
+//! # use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+//! # let exporter = InMemorySpanExporter::default();
+//! let provider = SdkTracerProvider::builder()
+//!     // was: .with_batch_exporter(exporter)
+//!     .with_span_processor(otlp_sdk::BatchSpanProcessor::new(exporter))
+//!     .build();
+//! # provider.shutdown().unwrap();
+//! ```
+//!
+//! # What differs from the SDK's processors, and why
+//!
+//! Read in opentelemetry_sdk 0.33's source and measured (figures in
+//! `docs/sdk.md` and `docs/benchmarks.md`):
+//!
+//! * **Concurrent exports with a timeout.** The SDK's thread-based
+//!   processors export one batch at a time with `futures_executor::block_on`
+//!   and apply no export timeout, so an exporter that hangs stops all
+//!   export. Here up to `max_concurrent_exports` exports overlap and each is
+//!   cut at `export_timeout` (counted as failed; the next batch goes out),
+//!   also when the exporter blocks its thread ([`ExportMode::Threaded`]).
+//! * **Flush and shutdown that cannot hang.** The loop lives on its own
+//!   thread and enforces the callers' time limits; `shutdown_with_timeout`
+//!   returns by its timeout whatever the exporter does. (The SDK's
+//!   experimental async-runtime processors hang in `force_flush` on a
+//!   current-thread runtime and inside a task on a one-worker runtime.)
+//! * **A lock-free queue.** `on_end` / `emit` push into
+//!   `otlp_lockfree::BoundedQueue` and signal the loop once per full batch
+//!   (the SDK's `sync_channel` also signals once per batch, through an
+//!   atomic counter and flag). Under overload the loop drains in whole
+//!   batches, so fewer items are dropped.
+//! * **Accounting.** [`BatchSpanProcessor::stats`] says where every item
+//!   went: `emitted == exported + dropped`, with drops split by cause.
+//! * **Opt-in back-pressure.** [`OverflowPolicy::Block`] makes a producer
+//!   wait (bounded) for room instead of dropping.
+//!
+//! `set_resource` reaches the exporter before its first export, so an OTLP
+//! exporter behind these processors sends `service.name`.
+//!
+//! # Example: logs
+//!
+//! ```
+//! use std::time::Duration;
+//! use opentelemetry::logs::{LogRecord, Logger, LoggerProvider};
+//! use opentelemetry_sdk::logs::{InMemoryLogExporter, SdkLoggerProvider};
+//! use otlp_sdk::{BatchConfig, BatchLogProcessor, Signal};
+//!
+//! let exporter = InMemoryLogExporter::default();
+//! let processor = BatchLogProcessor::builder(exporter.clone())
+//!     .with_batch_config(
+//!         BatchConfig::from_env(Signal::Logs)
+//!             .with_max_export_batch_size(256)
+//!             .with_max_concurrent_exports(2),
+//!     )
+//!     .build()
+//!     .expect("a valid configuration");
+//! let provider = SdkLoggerProvider::builder()
+//!     .with_log_processor(processor)
+//!     .build();
+//! let logger = provider.logger("example");
+//! for i in 0..1000 {
+//!     let mut record = logger.create_log_record();
+//!     record.set_body(format!("line {i}").into());
+//!     logger.emit(record);
+//! }
+//! provider.shutdown_with_timeout(Duration::from_secs(5)).unwrap();
+//! assert_eq!(exporter.get_emitted_logs().unwrap().len(), 1000);
+//! ```
+//!
+//! See `docs/sdk.md` in the repository for the guide: when to use these
+//! instead of the SDK's, the configuration and environment variables, and
+//! the measured figures.
+
+mod export;
+mod log;
+mod span;
+
+pub use export::ExportMode;
+pub use log::{BatchLogProcessor, BatchLogProcessorBuilder};
+pub use otlp_async::{
+    BatchConfig, ConfigError, OverflowPolicy, ProcessorError, ProcessorStats, Signal, StatsReader,
+};
+pub use span::{BatchSpanProcessor, BatchSpanProcessorBuilder};

@@ -1,0 +1,200 @@
+//! [`BatchSpanProcessor`]: the SDK's `SpanProcessor` on an
+//! [`otlp_async::BatchProcessor`].
+
+use std::fmt;
+use std::time::Duration;
+
+use opentelemetry::Context;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
+use otlp_async::{BatchConfig, ConfigError, ProcessorStats, Signal, StatsReader};
+
+use crate::export::{self, ExportMode, Kind, Pipeline};
+
+struct Spans<E>(std::marker::PhantomData<E>);
+
+impl<E: SpanExporter + 'static> Kind for Spans<E> {
+    type Item = SpanData;
+    type Exporter = E;
+
+    fn export(
+        exporter: &E,
+        batch: Vec<SpanData>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send + '_ {
+        exporter.export(batch)
+    }
+
+    fn shutdown(exporter: &E, timeout: Duration) -> OTelSdkResult {
+        exporter.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(exporter: &mut E, resource: &Resource) {
+        exporter.set_resource(resource);
+    }
+}
+
+/// A batch span processor for `opentelemetry_sdk`, in place of the SDK's own
+/// [`opentelemetry_sdk::trace::BatchSpanProcessor`].
+///
+/// Ended, sampled spans go into a lock-free bounded queue (`on_end` never
+/// blocks under the default [`OverflowPolicy::Drop`](crate::OverflowPolicy));
+/// a loop on the processor's own thread exports them in batches through the
+/// wrapped [`SpanExporter`], up to `max_concurrent_exports` at a time, each
+/// cut at `export_timeout`. Every span handed to `on_end` is exported or
+/// counted as dropped by cause in [`stats`](Self::stats); unsampled spans
+/// are ignored, as the SDK's processor ignores them.
+///
+/// `force_flush` and `shutdown_with_timeout` only message the loop and wait
+/// for its answer, so they return from a plain thread, a current-thread
+/// runtime or a task on a one-worker runtime alike; the loop enforces their
+/// time limits.
+///
+/// ```
+/// use opentelemetry::trace::{Tracer, TracerProvider};
+/// use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+///
+/// let exporter = InMemorySpanExporter::default();
+/// let provider = SdkTracerProvider::builder()
+///     .with_span_processor(otlp_sdk::BatchSpanProcessor::new(exporter.clone()))
+///     .build();
+/// provider.tracer("example").in_span("work", |_cx| {});
+/// provider.force_flush().unwrap();
+/// assert_eq!(exporter.get_finished_spans().unwrap().len(), 1);
+/// provider.shutdown().unwrap();
+/// ```
+pub struct BatchSpanProcessor {
+    inner: Box<dyn Pipeline<SpanData>>,
+    flush_timeout: Duration,
+}
+
+impl BatchSpanProcessor {
+    /// A processor for `exporter` configured from the environment
+    /// (`OTEL_BSP_*`, see [`BatchConfig::from_env`]; bad values there are
+    /// ignored with a warning), exporting in [`ExportMode::Threaded`].
+    ///
+    /// # Panics
+    ///
+    /// If the operating system refuses to start the processor's thread, as
+    /// [`std::thread::spawn`] does. [`builder`](Self::builder)'s `build`
+    /// returns that as an error instead.
+    pub fn new<E: SpanExporter + 'static>(exporter: E) -> Self {
+        match Self::builder(exporter).build() {
+            Ok(processor) => processor,
+            Err(e) => panic!("cannot start the batch span processor: {e}"),
+        }
+    }
+
+    /// A builder for a processor around `exporter`, starting from the
+    /// environment's configuration.
+    pub fn builder<E: SpanExporter + 'static>(exporter: E) -> BatchSpanProcessorBuilder<E> {
+        BatchSpanProcessorBuilder {
+            exporter,
+            config: BatchConfig::from_env(Signal::Spans),
+            mode: ExportMode::default(),
+            flush_timeout: None,
+        }
+    }
+
+    /// The processor's counters: spans emitted, exported, dropped by cause,
+    /// queued and in flight. Exact once shutdown has returned.
+    pub fn stats(&self) -> ProcessorStats {
+        self.inner.stats()
+    }
+
+    /// A handle on [`stats`](Self::stats) that stays usable after the
+    /// processor has been handed to a provider.
+    pub fn stats_reader(&self) -> StatsReader {
+        self.inner.stats_reader()
+    }
+
+    /// The configuration in force (batch size clamped to the queue size).
+    pub fn config(&self) -> &BatchConfig {
+        self.inner.config()
+    }
+}
+
+impl fmt::Debug for BatchSpanProcessor {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchSpanProcessor")
+            .field("config", self.inner.config())
+            .field("stats", &self.inner.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SpanProcessor for BatchSpanProcessor {
+    fn on_start(&self, _span: &mut Span, _cx: &Context) {}
+
+    #[inline]
+    fn on_end(&self, span: SpanData) {
+        if span.span_context.is_sampled() {
+            self.inner.emit(span);
+        }
+    }
+
+    /// Waits until every span ended before the call is exported or
+    /// accounted, for at most the flush timeout (see
+    /// [`BatchSpanProcessorBuilder::with_flush_timeout`]).
+    fn force_flush(&self) -> OTelSdkResult {
+        self.inner
+            .force_flush(self.flush_timeout)
+            .map_err(export::sdk_error)
+    }
+
+    /// Stops taking spans, exports what is queued and shuts the exporter
+    /// down, all within `timeout`; a timeout is reported as
+    /// `OTelSdkError::Timeout`.
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown(timeout).map_err(export::sdk_error)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// Builds a [`BatchSpanProcessor`]; see [`BatchSpanProcessor::builder`].
+#[derive(Debug)]
+pub struct BatchSpanProcessorBuilder<E> {
+    exporter: E,
+    config: BatchConfig,
+    mode: ExportMode,
+    flush_timeout: Option<Duration>,
+}
+
+impl<E: SpanExporter + 'static> BatchSpanProcessorBuilder<E> {
+    /// Replaces the configuration (queue, batch size, delay, export timeout,
+    /// concurrency, overflow policy).
+    #[must_use]
+    pub fn with_batch_config(mut self, config: BatchConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// Where each export runs; [`ExportMode::Threaded`] unless set.
+    #[must_use]
+    pub fn with_export_mode(mut self, mode: ExportMode) -> Self {
+        self.mode = mode;
+        self
+    }
+
+    /// How long `force_flush` waits; the export timeout unless set.
+    #[must_use]
+    pub fn with_flush_timeout(mut self, timeout: Duration) -> Self {
+        self.flush_timeout = Some(timeout);
+        self
+    }
+
+    /// Starts the processor. A configuration set in code that cannot work
+    /// (a zero queue, batch size, delay, timeout or concurrency) is a typed
+    /// [`ConfigError`], as is a thread the system refused to start.
+    pub fn build(self) -> Result<BatchSpanProcessor, ConfigError> {
+        let flush_timeout = self.flush_timeout.unwrap_or(self.config.export_timeout);
+        let inner = export::start::<Spans<E>>(self.exporter, self.config, self.mode)?;
+        Ok(BatchSpanProcessor {
+            inner,
+            flush_timeout,
+        })
+    }
+}
