@@ -71,8 +71,9 @@
 //!     record.set_body(format!("line {i}").into());
 //!     logger.emit(record);
 //! }
-//! provider.shutdown_with_timeout(Duration::from_secs(5)).unwrap();
+//! provider.force_flush().unwrap();
 //! assert_eq!(exporter.get_emitted_logs().unwrap().len(), 1000);
+//! provider.shutdown_with_timeout(Duration::from_secs(5)).unwrap();
 //! ```
 //!
 //! See `docs/sdk.md` in the repository for the guide: when to use these
