@@ -225,60 +225,38 @@ impl Exporter<Record> for NoopExporter {
     }
 }
 
-/// The OpenTelemetry SDK's batch processor message: data and control share
-/// one channel, so each record is boxed into an enum.
-#[allow(dead_code)]
-enum SdkMessage {
-    Export(Box<Record>),
-    Flush,
-}
-
-/// A bounded std channel drained by a dedicated thread. `boxed: false` sends
-/// the record itself (the bare `try_send` cost); `boxed: true` boxes it into
-/// an enum message first, as the SDK's `BatchLogProcessor::emit` does.
+/// A bounded std `sync_channel` drained by a dedicated thread: the bare
+/// `try_send` cost. (The OpenTelemetry SDK's own processors are measured
+/// through the SDK's API in `sdk.rs`.)
 struct SyncChannel {
-    tx: std::sync::mpsc::SyncSender<SdkMessage>,
-    bare: Option<std::sync::mpsc::SyncSender<Record>>,
+    tx: std::sync::mpsc::SyncSender<Record>,
     dropped: AtomicU64,
     received: Arc<AtomicU64>,
-    consumers: Vec<std::thread::JoinHandle<()>>,
+    consumer: std::thread::JoinHandle<()>,
 }
 
 impl SyncChannel {
-    fn new(capacity: usize, boxed: bool) -> Self {
+    fn new(capacity: usize) -> Self {
         let received = Arc::new(AtomicU64::new(0));
-        let (tx, rx) = std::sync::mpsc::sync_channel::<SdkMessage>(capacity);
-        let (btx, brx) = std::sync::mpsc::sync_channel::<Record>(capacity);
-        let r1 = Arc::clone(&received);
-        let c1 = std::thread::spawn(move || {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Record>(capacity);
+        let r = Arc::clone(&received);
+        let consumer = std::thread::spawn(move || {
             while let Ok(m) = rx.recv() {
                 black_box(&m);
-                r1.fetch_add(1, Ordering::Relaxed);
-            }
-        });
-        let r2 = Arc::clone(&received);
-        let c2 = std::thread::spawn(move || {
-            while let Ok(m) = brx.recv() {
-                black_box(&m);
-                r2.fetch_add(1, Ordering::Relaxed);
+                r.fetch_add(1, Ordering::Relaxed);
             }
         });
         Self {
             tx,
-            bare: (!boxed).then_some(btx),
             dropped: AtomicU64::new(0),
             received,
-            consumers: vec![c1, c2],
+            consumer,
         }
     }
 
     #[inline]
     fn emit(&self, r: Record) {
-        let sent = match &self.bare {
-            Some(tx) => tx.try_send(r).is_ok(),
-            None => self.tx.try_send(SdkMessage::Export(Box::new(r))).is_ok(),
-        };
-        if !sent {
+        if self.tx.try_send(r).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -290,17 +268,9 @@ impl SyncChannel {
     fn finish(self) -> f64 {
         let dropped = self.dropped.load(Ordering::Relaxed);
         let received = Arc::clone(&self.received);
-        let Self {
-            tx,
-            bare,
-            consumers,
-            ..
-        } = self;
+        let Self { tx, consumer, .. } = self;
         drop(tx);
-        drop(bare);
-        for c in consumers {
-            c.join().expect("consumer");
-        }
+        consumer.join().expect("consumer");
         let received = received.load(Ordering::Relaxed);
         100.0 * dropped as f64 / (dropped + received).max(1) as f64
     }
@@ -451,8 +421,9 @@ fn emit(c: &mut Criterion) {
                 "%",
             );
 
-            for (peer, boxed) in [("sync_channel", false), ("sdk_channel", true)] {
-                let chan = Arc::new(SyncChannel::new(2048, boxed));
+            {
+                let peer = "sync_channel";
+                let chan = Arc::new(SyncChannel::new(2048));
                 g.bench_function(BenchmarkId::new(&scenario, peer), |b| {
                     b.iter_custom(|iters| {
                         if mode == "emit" {

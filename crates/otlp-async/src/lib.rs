@@ -6,7 +6,7 @@
 //! |---|---|
 //! | [`AsyncTaskManager`] | N async workers over a bounded queue, with backpressure, hand-back, per-task timeouts, panic isolation and an accounted shutdown |
 //! | [`AsyncDataStream`], [`BatchedExt::batched`] | streams of batches cut by size, time since the first item, weight, or an explicit flush |
-//! | [`BatchProcessor`] | the OTel batch span / log record processor: non-blocking `emit`, export on size or timer, `force_flush`, `shutdown` |
+//! | [`BatchProcessor`] | the OTel batch span / log record processor: non-blocking `emit`, export on size or timer, `force_flush`, `shutdown` (plugged into `opentelemetry_sdk` by the `otlp-sdk` crate) |
 //! | [`Exporter`], [`Retry`] | where batches go, and exponential back-off with jitter for retryable errors |
 //!
 //! # Design, and why
@@ -19,16 +19,24 @@
 //!   `otlp_lockfree::BoundedQueue`; a producer makes a system call only when
 //!   its push brings the queue to the batch size and no wake-up is already
 //!   pending (a one-flag protocol, model-checked with loom); the export
-//!   timer covers partial batches. The OpenTelemetry SDK instead sends every
-//!   record through a `std::sync::mpsc::sync_channel`, which wakes the
-//!   export thread on each record when it is idle.
+//!   timer covers partial batches. (opentelemetry_sdk 0.33's thread-based
+//!   processors also signal their thread once per full batch, with an
+//!   atomic counter and a flag, but queue through a `sync_channel`.)
 //! * **Flush and shutdown cannot deadlock.** The processor's loop runs on its
 //!   own thread with its own current-thread runtime; `force_flush` and
 //!   `shutdown` send it a message and wait for the answer, and the loop
 //!   enforces their time limits. They therefore work from a current-thread
 //!   runtime, a one-worker runtime, another executor, or a plain thread
-//!   (`*_blocking`) — the situations in which the SDK's processors are
-//!   reported to hang.
+//!   (`*_blocking`). (The SDK's experimental async-runtime processors hung
+//!   in `force_flush` in the first two situations when measured here; its
+//!   thread-based ones did not.)
+//! * **Exports overlap and time out.** Up to `max_concurrent_exports`
+//!   exports run at once, each cut at `export_timeout`; the SDK's
+//!   thread-based processors export one batch at a time with no timeout.
+//! * **Overflow is a policy.** Drop-and-count by default
+//!   ([`OverflowPolicy::Drop`]), or block the producer for a bounded time
+//!   ([`OverflowPolicy::Block`]); [`BatchProcessor::try_emit`] hands a
+//!   refused item back.
 //! * **Time is tokio's.** Every timer uses `tokio::time`, so tests drive
 //!   them with the paused clock instead of sleeping.
 //! * **Cancel safety.** Dropping a `submit` future queues nothing and leaks no

@@ -14,6 +14,7 @@
 //! | [`numa`] | `otlp-numa` | `numa` | yes (sysfs backend; `hwloc` adds the hwloc backend) |
 //! | [`sched`] | `otlp-sched` | `sched` | yes |
 //! | [`async_rt`] | `otlp-async` | `async` | yes |
+//! | [`sdk`] | `otlp-sdk` | `sdk` | yes (pulls in `opentelemetry_sdk`) |
 //!
 //! Features also switch on the integrations between crates: with `numa` and
 //! `sched` both on, the scheduler can pin its workers to a placement plan;
@@ -87,6 +88,10 @@ pub use otlp_sched as sched;
 #[doc(inline)]
 pub use otlp_async as async_rt;
 
+#[cfg(feature = "sdk")]
+#[doc(inline)]
+pub use otlp_sdk as sdk;
+
 /// The types people reach for first, from every enabled crate.
 pub mod prelude {
     #[cfg(feature = "lockfree")]
@@ -114,4 +119,7 @@ pub mod prelude {
     pub use otlp_async::{
         AsyncDataStream, AsyncTaskManager, BatchConfig, BatchProcessor, BatchedExt, Exporter,
     };
+
+    #[cfg(feature = "sdk")]
+    pub use otlp_sdk::{BatchLogProcessor, BatchSpanProcessor};
 }

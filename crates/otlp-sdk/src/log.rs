@@ -21,15 +21,12 @@ impl<E: LogExporter + 'static> Kind for Logs<E> {
     type Item = Record;
     type Exporter = E;
 
-    fn export(
-        exporter: &E,
-        batch: Vec<Record>,
-    ) -> impl std::future::Future<Output = OTelSdkResult> + Send + '_ {
-        async move {
-            let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> =
-                batch.iter().map(|(record, scope)| (record, scope)).collect();
-            exporter.export(LogBatch::new(&refs)).await
-        }
+    async fn export(exporter: &E, batch: Vec<Record>) -> OTelSdkResult {
+        let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> = batch
+            .iter()
+            .map(|(record, scope)| (record, scope))
+            .collect();
+        exporter.export(LogBatch::new(&refs)).await
     }
 
     fn shutdown(exporter: &E, timeout: Duration) -> OTelSdkResult {

@@ -92,7 +92,10 @@ fn resource_flush_and_shutdown_from_a_current_thread_runtime() {
         assert_eq!(stats.stats().exported, 50);
     });
     let names = record.names_at_export.lock().unwrap().clone();
-    assert!(names.iter().all(|n| n.as_deref() == Some("checkout")), "{names:?}");
+    assert!(
+        names.iter().all(|n| n.as_deref() == Some("checkout")),
+        "{names:?}"
+    );
 }
 
 #[test]

@@ -155,7 +155,10 @@ fn shutdown_returns_within_its_timeout_whatever_the_exporter_does() {
             other => panic!("{behaviour:?}: expected a timeout, got {other:?}"),
         }
         // A bound on a wait that would otherwise hang, not a speed claim.
-        assert!(took < Duration::from_secs(10), "{behaviour:?} took {took:?}");
+        assert!(
+            took < Duration::from_secs(10),
+            "{behaviour:?} took {took:?}"
+        );
         let stats = stats.stats();
         assert_eq!(stats.emitted, stats.exported + stats.dropped, "{stats:?}");
         assert_eq!(stats.dropped_export_failed, 10, "{stats:?}");
@@ -271,9 +274,18 @@ fn failed_exports_are_reported_by_flush_and_counted() {
 #[test]
 fn concurrent_exports_really_overlap() {
     for (behaviour, mode) in [
-        (Behaviour::AsyncSleep(Duration::from_millis(150)), ExportMode::Inline),
-        (Behaviour::AsyncSleep(Duration::from_millis(150)), ExportMode::Threaded),
-        (Behaviour::BlockingSleep(Duration::from_millis(150)), ExportMode::Threaded),
+        (
+            Behaviour::AsyncSleep(Duration::from_millis(150)),
+            ExportMode::Inline,
+        ),
+        (
+            Behaviour::AsyncSleep(Duration::from_millis(150)),
+            ExportMode::Threaded,
+        ),
+        (
+            Behaviour::BlockingSleep(Duration::from_millis(150)),
+            ExportMode::Threaded,
+        ),
     ] {
         let exporter = TestExporter::new(behaviour);
         let record = Arc::clone(&exporter.record);

@@ -150,7 +150,10 @@ impl LogExporter for TestExporter {
 pub fn eventually(what: &str, cond: impl Fn() -> bool) {
     let give_up = std::time::Instant::now() + Duration::from_secs(20);
     while !cond() {
-        assert!(std::time::Instant::now() < give_up, "never happened: {what}");
+        assert!(
+            std::time::Instant::now() < give_up,
+            "never happened: {what}"
+        );
         std::thread::sleep(Duration::from_millis(2));
     }
 }
