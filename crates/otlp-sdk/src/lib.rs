@@ -90,3 +90,8 @@ pub use otlp_async::{
     BatchConfig, ConfigError, OverflowPolicy, ProcessorError, ProcessorStats, Signal, StatsReader,
 };
 pub use span::{BatchSpanProcessor, BatchSpanProcessorBuilder};
+
+/// The code blocks of `docs/sdk.md`, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/sdk.md")]
+pub struct GuideDoctests;
