@@ -495,3 +495,17 @@ async fn retry_gives_up_on_permanent_errors_and_after_max_elapsed() {
     assert_eq!(start.elapsed(), Duration::from_millis(16_125));
     assert_eq!(unavailable.inner().attempts.load(Ordering::SeqCst), 7);
 }
+
+#[test]
+fn a_stats_reader_outlives_the_processor_and_sees_the_final_figures() {
+    let p = BatchProcessor::new(BatchConfig::default(), Sink::default()).unwrap();
+    let reader = p.stats_reader();
+    for i in 0..100 {
+        p.emit(i);
+    }
+    p.shutdown_blocking(Duration::from_secs(10)).unwrap();
+    drop(p);
+    let stats = reader.clone().stats();
+    assert_conserved(stats, 100);
+    assert_eq!(stats.exported, 100);
+}
