@@ -292,7 +292,8 @@ pub fn table(series: &[Series]) -> String {
 pub fn svg(series: &[Series]) -> String {
     let pairs = comparisons(series);
     let (row, top, label_w, half) = (20.0_f64, 40.0_f64, 380.0_f64, 260.0_f64);
-    let width = label_w + 2.0 * half + 40.0;
+    // Room right of the axis for the longest "N.NN×" label past a full bar.
+    let width = label_w + 2.0 * half + 90.0;
     let height = top + row * pairs.len() as f64 + 30.0;
     // log₂ of "times better" for a ratio ours/peer.
     let log_adv = |c: &Comparison<'_>, ratio: f64| {
