@@ -60,19 +60,23 @@ pub struct Options {
     pub no_run: bool,
     pub rounds: usize,
     pub callgrind: bool,
+    /// Whether the timed rounds run (`--callgrind-only` turns them off).
+    pub timing: bool,
     /// Where benchmarks.md and .svg go (default `docs/`).
     pub out: Option<PathBuf>,
     pub filter: Option<String>,
 }
 
 impl Options {
-    /// Parses `[--quick] [--no-run] [--rounds N] [--no-callgrind] [--out DIR] [FILTER]`.
+    /// Parses `[--quick] [--no-run] [--rounds N] [--no-callgrind | --callgrind-only]
+    /// [--out DIR] [FILTER]`.
     pub fn parse(args: &[String]) -> Result<Options, String> {
         let mut options = Options {
             quick: false,
             no_run: false,
             rounds: DEFAULT_ROUNDS,
             callgrind: true,
+            timing: true,
             out: None,
             filter: None,
         };
@@ -92,6 +96,7 @@ impl Options {
                 "--quick" => options.quick = true,
                 "--no-run" => options.no_run = true,
                 "--no-callgrind" => options.callgrind = false,
+                "--callgrind-only" => options.timing = false,
                 "--rounds" => {
                     let text = value("--rounds")?;
                     options.rounds = text
@@ -111,6 +116,9 @@ impl Options {
                     options.filter = Some(text.to_owned());
                 }
             }
+        }
+        if !options.callgrind && !options.timing {
+            return Err("`--no-callgrind` and `--callgrind-only` leave nothing to run".to_owned());
         }
         Ok(options)
     }
@@ -151,6 +159,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let home = root.join("target/criterion");
     let filter = options.filter.as_deref();
     let mut failures = Vec::new();
+    let icount = executables.iter().find(|(n, _)| n == ICOUNT_TARGET);
+
+    if !options.timing {
+        // Counts only: load-independent, so safe on a busy machine. The page
+        // is left alone; `cargo xtask report` puts the counts into it.
+        let (_, exe) = icount.ok_or(format!("no `{ICOUNT_TARGET}` bench target"))?;
+        if filter.is_none() {
+            let _ = std::fs::remove_file(home.join(callgrind::RESULTS_FILE));
+        }
+        if let Some(counts) = count_instructions(exe, &home, &options, &[], &mut failures)? {
+            print!("{}", report::icount_table(&counts));
+        }
+        return finish(failures);
+    }
 
     let mut targets = Vec::new();
     for (name, exe) in executables.iter().filter(|(n, _)| n != ICOUNT_TARGET) {
@@ -213,13 +235,20 @@ pub fn run(args: &[String]) -> Result<(), String> {
             .flat_map(|t| &t.scenarios)
             .flat_map(|(_, ids)| ids.iter().map(String::as_str))
             .collect();
-        match executables.iter().find(|(n, _)| n == ICOUNT_TARGET) {
-            Some((_, exe)) => count_instructions(exe, &home, &options, &timed, &mut failures)?,
+        match icount {
+            Some((_, exe)) => {
+                count_instructions(exe, &home, &options, &timed, &mut failures)?;
+            }
             None => eprintln!("xtask: no `{ICOUNT_TARGET}` bench target; no instruction counts"),
         }
     }
 
     write_report(&root, &home, &options.describe(), options.out.as_deref())?;
+    finish(failures)
+}
+
+/// Success, or an error naming every run that failed.
+fn finish(failures: Vec<String>) -> Result<(), String> {
     if failures.is_empty() {
         Ok(())
     } else {
@@ -404,20 +433,23 @@ fn prepare_rounds(home: &Path, options: &Options) -> Result<(), String> {
     Ok(())
 }
 
-/// Runs the callgrind pass and merges its counts into `callgrind.json`.
+/// Runs the callgrind pass, merges its counts into `callgrind.json` and
+/// returns them all; `None` when valgrind is not installed. `timed` are the
+/// criterion ids this run measures (empty: no cross-check).
 fn count_instructions(
     exe: &Path,
     home: &Path,
     options: &Options,
     timed: &[&str],
     failures: &mut Vec<String>,
-) -> Result<(), String> {
+) -> Result<Option<IcountReport>, String> {
     let Some(valgrind) = callgrind::valgrind_version() else {
         eprintln!("xtask: valgrind not found; no instruction counts (apt-get install valgrind)");
-        return Ok(());
+        return Ok(None);
     };
     let scenarios = callgrind::list(exe, options.filter.as_deref())?;
-    for s in scenarios.iter().filter(|s| !timed.contains(&s.id.as_str())) {
+    let mirrors_nothing = |id: &str| !timed.is_empty() && !timed.contains(&id);
+    for s in scenarios.iter().filter(|s| mirrors_nothing(&s.id)) {
         eprintln!(
             "xtask: warning: icount scenario {} mirrors no criterion benchmark run now",
             s.id
@@ -465,7 +497,7 @@ fn count_instructions(
     report.valgrind = valgrind;
     callgrind::merge(&mut report, counts);
     callgrind::save(home, &report)?;
-    Ok(())
+    Ok(Some(report))
 }
 
 fn write_report(root: &Path, home: &Path, command: &str, out: Option<&Path>) -> Result<(), String> {
@@ -531,6 +563,9 @@ mod tests {
         assert!(Options::parse(&strings(&["--rounds", "x"])).is_err());
         assert!(Options::parse(&strings(&["--fast"])).is_err());
         assert!(Options::parse(&strings(&["a", "b"])).is_err());
+        let o = Options::parse(&strings(&["--callgrind-only", "lockfree_stack"])).expect("ok");
+        assert!(!o.timing && o.callgrind);
+        assert!(Options::parse(&strings(&["--callgrind-only", "--no-callgrind"])).is_err());
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde_json::Value;
 
 use crate::stats::{Spread, Verdict, median};
 
-pub use render::{Machine, markdown, svg, table};
+pub use render::{Machine, icount_table, markdown, svg, table};
 
 /// The id segment that marks our implementation.
 pub const OURS: &str = "ours";

@@ -198,6 +198,11 @@ pub fn markdown(
     out
 }
 
+/// The callgrind section of the page alone (for `--callgrind-only`).
+pub fn icount_table(icounts: &IcountReport) -> String {
+    icount_section(Some(icounts))
+}
+
 /// The callgrind table: instructions per element, ours/peer.
 fn icount_section(icounts: Option<&IcountReport>) -> String {
     let mut out = String::new();
