@@ -6,6 +6,9 @@
 //! `impl` is `ours` or the peer's name; `cargo xtask bench` relies on that.
 //!
 //! Run them with `cargo xtask bench` (or `cargo bench -p otlp-benches`).
+//! The peers written for the benches live in [`peers`], shared with the
+//! `icount` target, which mirrors the single-thread scenarios as plain
+//! loops for callgrind's instruction counts.
 
 /// The benchmark id segment that marks our implementation in every group.
 pub const OURS: &str = "ours";
