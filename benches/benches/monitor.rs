@@ -13,135 +13,16 @@
 #![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
 
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use otlp_benches::OURS;
+use otlp_benches::peers::{HdrMonitor, MONITOR_BATCH, MutexStats, SeedMonitor, latencies};
 use otlp_monitor::ConcurrencyMonitor;
-use parking_lot::Mutex;
 
 /// Records per iteration.
-const BATCH: usize = 1024;
-
-/// Deterministic latencies spread over 1 µs .. ~10 ms (log-uniform-ish).
-fn latencies() -> Vec<Duration> {
-    let mut rng = fastrand::Rng::with_seed(0x5eed);
-    (0..BATCH)
-        .map(|_| {
-            let exp = rng.u32(10..24);
-            Duration::from_nanos((1u64 << exp) + rng.u64(0..(1u64 << exp)))
-        })
-        .collect()
-}
-
-/// The seed's design: every thread updates the same atomics.
-struct SeedMonitor {
-    task_count: AtomicU64,
-    completed_tasks: AtomicU64,
-    failed_tasks: AtomicU64,
-    total_execution_time: AtomicU64,
-    max_execution_time: AtomicU64,
-    min_execution_time: AtomicU64,
-}
-
-impl SeedMonitor {
-    fn new() -> Self {
-        Self {
-            task_count: AtomicU64::new(0),
-            completed_tasks: AtomicU64::new(0),
-            failed_tasks: AtomicU64::new(0),
-            total_execution_time: AtomicU64::new(0),
-            max_execution_time: AtomicU64::new(0),
-            min_execution_time: AtomicU64::new(u64::MAX),
-        }
-    }
-
-    fn record_task_completion(&self, execution_time: Duration) {
-        self.completed_tasks.fetch_add(1, Ordering::AcqRel);
-        let time_ns = execution_time.as_nanos() as u64;
-        self.total_execution_time
-            .fetch_add(time_ns, Ordering::AcqRel);
-        let mut current = self.max_execution_time.load(Ordering::Acquire);
-        while time_ns > current {
-            match self.max_execution_time.compare_exchange_weak(
-                current,
-                time_ns,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(actual) => current = actual,
-            }
-        }
-        let mut current = self.min_execution_time.load(Ordering::Acquire);
-        while time_ns < current {
-            match self.min_execution_time.compare_exchange_weak(
-                current,
-                time_ns,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => break,
-                Err(actual) => current = actual,
-            }
-        }
-    }
-
-    fn total(&self) -> u64 {
-        self.completed_tasks.load(Ordering::Acquire)
-            + self.failed_tasks.load(Ordering::Acquire)
-            + self.task_count.load(Ordering::Acquire)
-    }
-}
-
-/// Counters and min/max behind one lock.
-#[derive(Default)]
-struct Stats {
-    completed: u64,
-    total_ns: u64,
-    min_ns: u64,
-    max_ns: u64,
-}
-
-struct MutexStats(Mutex<Stats>);
-
-impl MutexStats {
-    fn new() -> Self {
-        Self(Mutex::new(Stats {
-            min_ns: u64::MAX,
-            ..Stats::default()
-        }))
-    }
-
-    fn record_task_completion(&self, d: Duration) {
-        let ns = d.as_nanos() as u64;
-        let mut s = self.0.lock();
-        s.completed += 1;
-        s.total_ns += ns;
-        s.min_ns = s.min_ns.min(ns);
-        s.max_ns = s.max_ns.max(ns);
-    }
-}
-
-/// hdrhistogram (2 significant digits, 1 ns .. 1 h) plus counters, one lock.
-struct HdrMonitor(Mutex<(u64, hdrhistogram::Histogram<u64>)>);
-
-impl HdrMonitor {
-    fn new() -> Self {
-        let h = hdrhistogram::Histogram::new_with_bounds(1, 3_600_000_000_000, 2)
-            .expect("valid hdrhistogram bounds");
-        Self(Mutex::new((0, h)))
-    }
-
-    fn record_task_completion(&self, d: Duration) {
-        let ns = d.as_nanos() as u64;
-        let mut g = self.0.lock();
-        g.0 += 1;
-        g.1.saturating_record(ns);
-    }
-}
+const BATCH: usize = MONITOR_BATCH;
 
 trait Recorder: Send + Sync + 'static {
     fn record(&self, d: Duration);
@@ -266,20 +147,7 @@ fn monitor_stats(c: &mut Criterion) {
         b.iter(|| black_box(ours.get_stats()));
     });
     group.bench_function(BenchmarkId::new("get_stats_1m", "hdrhistogram"), |b| {
-        b.iter(|| {
-            let g = hdr.0.lock();
-            let h = &g.1;
-            black_box((
-                g.0,
-                h.mean(),
-                h.min(),
-                h.max(),
-                h.value_at_quantile(0.5),
-                h.value_at_quantile(0.9),
-                h.value_at_quantile(0.99),
-                h.value_at_quantile(0.999),
-            ))
-        });
+        b.iter(|| black_box(hdr.stats()));
     });
     group.finish();
 }

@@ -14,57 +14,15 @@
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use otlp_benches::OURS;
+use otlp_benches::peers::{SeedRoundRobin, alloc_free};
 use otlp_numa::NumaAwareAllocator;
 
-/// The seed's design, written correctly: the "node" is a shared round-robin
-/// counter and each allocation bumps a shared per-node counter.
-struct SeedRoundRobin {
-    node_count: usize,
-    current_node: AtomicUsize,
-    allocations_per_node: Vec<AtomicUsize>,
-}
-
-impl SeedRoundRobin {
-    fn new(node_count: usize) -> Self {
-        SeedRoundRobin {
-            node_count,
-            current_node: AtomicUsize::new(0),
-            allocations_per_node: (0..node_count).map(|_| AtomicUsize::new(0)).collect(),
-        }
-    }
-}
-
-// SAFETY: forwards every block to System unchanged.
-unsafe impl GlobalAlloc for SeedRoundRobin {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let node = self.current_node.fetch_add(1, Ordering::Relaxed) % self.node_count;
-        self.allocations_per_node[node].fetch_add(1, Ordering::Relaxed);
-        // SAFETY: forwarded under the caller's contract.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: forwarded under the caller's contract.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 static NUMA: NumaAwareAllocator = NumaAwareAllocator::new();
-
-#[inline(always)]
-fn alloc_free<A: GlobalAlloc>(a: &A, layout: Layout) {
-    // SAFETY: non-zero size; freed with the same layout.
-    unsafe {
-        let p = a.alloc(layout);
-        black_box(p);
-        a.dealloc(p, layout);
-    }
-}
 
 fn bench_one<A: GlobalAlloc + Sync>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
@@ -108,7 +66,7 @@ fn numa_alloc(c: &mut Criterion) {
     bench_one(&mut group, "system", &SYSTEM);
     bench_one(&mut group, "seed_round_robin", seed);
     group.finish();
-    black_box(seed.allocations_per_node[0].load(Ordering::Relaxed));
+    black_box(seed.first_node_allocations());
     black_box(NUMA.total_stats());
 }
 

@@ -17,7 +17,7 @@ use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use otlp_benches::{OURS, record_extra};
+use otlp_benches::{OURS, extra_selected, record_extra};
 use otlp_sched::{Builder, WorkStealingScheduler};
 
 /// Workers in every pool (the bench machine has 2 cores).
@@ -309,28 +309,40 @@ fn sparse_spawns(prefix: &str, spawn: &dyn Fn(Box<dyn FnOnce() + Send>)) -> Opti
     Some(cpu_ms(prefix)? - before)
 }
 
+/// CPU used while idle, per pool. Each pool exists only while its own two
+/// measurements run, so no other pool's threads (the seed's spin) compete
+/// for the cores meanwhile. Only the extras selected by
+/// [`otlp_benches::extra_selected`] are measured.
 fn sched_idle(_c: &mut Criterion) {
-    let ours_pool = ours("bi-ours");
-    let spawn_ours = |f: Box<dyn FnOnce() + Send>| ours_pool.spawn(f).ok().unwrap();
-    let rayon = rayon_pool("bi-rayon");
-    let spawn_rayon = |f: Box<dyn FnOnce() + Send>| rayon.spawn(f);
-    let seed = SeedPool::new(workers(), "bi-seed");
-    let spawn_seed = |f: Box<dyn FnOnce() + Send>| seed.spawn(f);
     type Spawner<'a> = &'a dyn Fn(Box<dyn FnOnce() + Send>);
-    let pools: [(&str, &str, Spawner<'_>); 3] = [
-        (OURS, "bi-ours", &spawn_ours),
-        ("rayon", "bi-rayon", &spawn_rayon),
-        ("seed", "bi-seed", &spawn_seed),
-    ];
-    for (imp, prefix, spawn) in pools {
-        if let Some(ms) = idle_after_burst(prefix, spawn) {
-            println!("sched_idle/idle_1s_after_burst/{imp}: {ms:.2} cpu_ms");
-            record_extra("sched_idle", "idle_1s_after_burst", imp, ms, "cpu_ms");
+    const SCENARIOS: [&str; 2] = ["idle_1s_after_burst", "spawn_every_10ms_1s"];
+    let selected = |imp: &str| {
+        SCENARIOS.map(|scenario| extra_selected(&format!("sched_idle/{scenario}/{imp}")))
+    };
+    let measure = |imp: &str, prefix: &str, [idle, sparse]: [bool; 2], spawn: Spawner<'_>| {
+        if idle && let Some(ms) = idle_after_burst(prefix, spawn) {
+            println!("sched_idle/{}/{imp}: {ms:.2} cpu_ms", SCENARIOS[0]);
+            record_extra("sched_idle", SCENARIOS[0], imp, ms, "cpu_ms");
         }
-        if let Some(ms) = sparse_spawns(prefix, spawn) {
-            println!("sched_idle/spawn_every_10ms_1s/{imp}: {ms:.2} cpu_ms");
-            record_extra("sched_idle", "spawn_every_10ms_1s", imp, ms, "cpu_ms");
+        if sparse && let Some(ms) = sparse_spawns(prefix, spawn) {
+            println!("sched_idle/{}/{imp}: {ms:.2} cpu_ms", SCENARIOS[1]);
+            record_extra("sched_idle", SCENARIOS[1], imp, ms, "cpu_ms");
         }
+    };
+    let wanted = selected(OURS);
+    if wanted.contains(&true) {
+        let pool = ours("bi-ours");
+        measure(OURS, "bi-ours", wanted, &|f| pool.spawn(f).ok().unwrap());
+    }
+    let wanted = selected("rayon");
+    if wanted.contains(&true) {
+        let pool = rayon_pool("bi-rayon");
+        measure("rayon", "bi-rayon", wanted, &|f| pool.spawn(f));
+    }
+    let wanted = selected("seed");
+    if wanted.contains(&true) {
+        let pool = SeedPool::new(workers(), "bi-seed");
+        measure("seed", "bi-seed", wanted, &|f| pool.spawn(f));
     }
 }
 

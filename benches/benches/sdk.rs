@@ -26,7 +26,7 @@ use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLoggerProvider};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use otlp_benches::{OURS, record_extra};
+use otlp_benches::{OURS, extra_selected, record_extra};
 
 const SDK: &str = "sdk";
 const QUEUE: usize = 2048;
@@ -223,6 +223,10 @@ fn overload(_c: &mut Criterion) {
     const PER_THREAD: u64 = 200_000;
     for threads in [1usize, 2] {
         for imp in [OURS, SDK] {
+            let scenario = format!("overload_{threads}t_dropped_pct");
+            if !extra_selected(&format!("sdk_overload/{scenario}/{imp}")) {
+                continue;
+            }
             let mut shares = Vec::new();
             for _ in 0..3 {
                 let exporter = Counting::default();
@@ -249,13 +253,7 @@ fn overload(_c: &mut Criterion) {
                 shares.push(100.0 * (ended - got) as f64 / ended as f64);
             }
             shares.sort_by(f64::total_cmp);
-            record_extra(
-                "sdk_overload",
-                &format!("overload_{threads}t_dropped_pct"),
-                imp,
-                shares[1],
-                "%",
-            );
+            record_extra("sdk_overload", &scenario, imp, shares[1], "%");
         }
     }
 }
@@ -265,6 +263,9 @@ fn overload(_c: &mut Criterion) {
 fn slow_exporter(_c: &mut Criterion) {
     const RUN: Duration = Duration::from_secs(2);
     for imp in [OURS, SDK] {
+        if !extra_selected(&format!("sdk_slow_exporter/export_5ms_spans_per_s/{imp}")) {
+            continue;
+        }
         let exporter = Counting {
             delay: Some(Duration::from_millis(5)),
             ..Counting::default()

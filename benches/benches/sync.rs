@@ -23,6 +23,7 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use otlp_benches::peers::{CondvarSemaphore, sample_config};
 
 /// Runs `work(thread_index, iters_for_this_thread)` on `threads` threads
 /// started together; returns the wall time from the start signal to the
@@ -52,34 +53,6 @@ where
 }
 
 // ---- semaphores -----------------------------------------------------------
-
-/// The textbook blocking semaphore the issue compares against.
-struct CondvarSemaphore {
-    permits: std::sync::Mutex<usize>,
-    cond: std::sync::Condvar,
-}
-
-impl CondvarSemaphore {
-    fn new(permits: usize) -> Self {
-        CondvarSemaphore {
-            permits: std::sync::Mutex::new(permits),
-            cond: std::sync::Condvar::new(),
-        }
-    }
-
-    fn acquire(&self) {
-        let mut permits = self.permits.lock().unwrap();
-        while *permits == 0 {
-            permits = self.cond.wait(permits).unwrap();
-        }
-        *permits -= 1;
-    }
-
-    fn release(&self) {
-        *self.permits.lock().unwrap() += 1;
-        self.cond.notify_one();
-    }
-}
 
 fn current_thread_rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
@@ -247,24 +220,6 @@ fn semaphore_blocking(c: &mut Criterion) {
 
 // ---- config reads ---------------------------------------------------------
 
-#[derive(Clone, Debug)]
-#[allow(dead_code)] // read through black_box only
-struct Config {
-    max_connections: usize,
-    timeout_ms: u64,
-    retry_count: u32,
-    endpoint: String,
-}
-
-fn sample_config() -> Config {
-    Config {
-        max_connections: 100,
-        timeout_ms: 10_000,
-        retry_count: 3,
-        endpoint: "http://collector:4317".into(),
-    }
-}
-
 fn config_read(c: &mut Criterion) {
     let mut g = c.benchmark_group("sync_config_read");
     g.throughput(Throughput::Elements(1));
@@ -287,7 +242,7 @@ fn config_read(c: &mut Criterion) {
         b.iter(|| black_box(swap.load_full()))
     });
     g.bench_function(BenchmarkId::new("read_1t", "arcswap_guard"), |b| {
-        b.iter(|| black_box(swap.load().max_connections))
+        b.iter(|| black_box(swap.load().max_connections()))
     });
 
     {

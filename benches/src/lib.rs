@@ -6,12 +6,51 @@
 //! `impl` is `ours` or the peer's name; `cargo xtask bench` relies on that.
 //!
 //! Run them with `cargo xtask bench` (or `cargo bench -p otlp-benches`).
+//! The peers written for the benches live in [`peers`], shared with the
+//! `icount` target, which mirrors the single-thread scenarios as plain
+//! loops for callgrind's instruction counts.
 
 /// The benchmark id segment that marks our implementation in every group.
 pub const OURS: &str = "ours";
 
+pub mod peers;
+
 use std::io::Write as _;
 use std::path::PathBuf;
+
+/// The environment variable that selects standalone extra measurements (ones
+/// not tied to a criterion benchmark, such as CPU used while idle): a regex
+/// over their `group/scenario/impl` ids, the same syntax as criterion's
+/// FILTER. Unset, every extra runs, as a plain `cargo bench` expects.
+/// `cargo xtask bench` sets it to `$^` (matches nothing) while it runs one
+/// criterion benchmark per process, and to the user's filter in the one pass
+/// per round that measures the extras.
+pub const EXTRAS_ENV: &str = "OTLP_BENCH_EXTRAS";
+
+/// Whether this process should measure the standalone extra `id`
+/// (`group/scenario/impl`).
+///
+/// Under criterion's `--list` it prints `id: extra` for a selected extra and
+/// returns `false`, so a listing shows the extras without measuring them.
+pub fn extra_selected(id: &str) -> bool {
+    let selected = match std::env::var(EXTRAS_ENV) {
+        Err(_) => true,
+        Ok(pattern) => match regex::Regex::new(&pattern) {
+            Ok(re) => re.is_match(id),
+            Err(err) => {
+                eprintln!("{EXTRAS_ENV}: not a regex ({err}); measuring no extras");
+                false
+            }
+        },
+    };
+    if std::env::args().any(|arg| arg == "--list") {
+        if selected {
+            println!("{id}: extra");
+        }
+        return false;
+    }
+    selected
+}
 
 /// Where criterion writes its results: `$CRITERION_HOME`, else the
 /// workspace's `target/criterion`.

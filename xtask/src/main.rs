@@ -4,11 +4,13 @@
 //! runs and what a developer runs are the same commands. See `--help`.
 
 mod bench;
+mod callgrind;
 mod ci;
 mod cmd;
 mod loom;
 mod miri;
 mod report;
+mod stats;
 mod tsan;
 mod workspace;
 
@@ -24,10 +26,18 @@ Commands:
                             run the unsafe crates' tests under Miri with -Zmiri-many-seeds=0..N
                             (default N = 8; installs the miri component when missing)
   tsan [CRATE...]           run tests/stress.rs of each crate under ThreadSanitizer (nightly, -Zbuild-std)
-  bench [--quick] [--no-run] [FILTER]
-                            run the criterion benches in benches/ and write docs/benchmarks.md
-                            and docs/benchmarks.svg (ours vs peers, medians and ratios)
-  report                    rebuild docs/benchmarks.md and .svg from existing criterion results
+  bench [--quick] [--rounds N] [--no-callgrind | --callgrind-only] [--out DIR] [--no-run] [FILTER]
+                            run every criterion bench in benches/ in N rounds (default 3), one
+                            process per benchmark, ours and the peers alternating (ours first in
+                            odd rounds, last in even); count the single-thread scenarios'
+                            instructions under callgrind; write docs/benchmarks.md and .svg
+                            (median over rounds, median and range of the ratio ours/peer, a
+                            verdict only when the range stays on one side of 1.0).
+                            --quick: fewer criterion samples. --callgrind-only: just the counts
+                            (load-independent), printed; the page is left alone. --out DIR:
+                            write the page there instead of docs/. FILTER: a criterion regex
+                            over group/scenario/impl
+  report                    rebuild docs/benchmarks.md and .svg from the rounds on disk
   ci [--skip STEP...]       everything CI runs: fmt, clippy, test, bench-build, loom, miri, tsan
   help                      this text
 

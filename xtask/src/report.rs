@@ -5,18 +5,27 @@
 //! benchmark `group/scenario/impl` with `impl = "ours"` for ours, so each
 //! scenario compares `ours` with every other `impl`. Measurements that are
 //! not times per iteration come from `<home>/otlp-extra/*.json`.
+//!
+//! `cargo xtask bench` gives every round its own home,
+//! `<criterion>/rounds/round-N`; [`collect_rounds`] reads them all and
+//! [`merge`] turns the readings into one [`Series`] per benchmark.
 
 mod render;
 
 use std::fs;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
-pub use render::{Machine, markdown, svg, table};
+use crate::stats::{Spread, Verdict, median};
+
+pub use render::{Machine, icount_table, markdown, svg, table};
 
 /// The id segment that marks our implementation.
 pub const OURS: &str = "ours";
+
+/// Where the rounds live under the criterion home.
+pub const ROUNDS_DIR: &str = "rounds";
 
 /// What a value measures, which decides how it is printed and compared.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,7 +45,7 @@ impl Unit {
     }
 }
 
-/// One benchmark result.
+/// One benchmark result of one round.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Measurement {
     pub group: String,
@@ -47,13 +56,31 @@ pub struct Measurement {
     pub unit: Unit,
 }
 
-impl Measurement {
-    /// Items per second, for timed benches that declared a throughput.
+/// One benchmark over every round that measured it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub group: String,
+    pub scenario: String,
+    pub imp: String,
+    pub unit: Unit,
+    /// `(round index, that round's value)`, in round order.
+    pub rounds: Vec<(usize, f64)>,
+}
+
+impl Series {
+    /// The median of the per-round values (for times: of the per-round
+    /// criterion medians).
+    pub fn value(&self) -> f64 {
+        let values: Vec<f64> = self.rounds.iter().map(|&(_, v)| v).collect();
+        median(&values).unwrap_or(f64::NAN)
+    }
+
+    /// Items per second at the median, for timed benches that declared a
+    /// throughput.
     pub fn items_per_sec(&self) -> Option<f64> {
+        let value = self.value();
         match self.unit {
-            Unit::Time { elements: Some(n) } if self.value > 0.0 => {
-                Some(n as f64 * 1e9 / self.value)
-            }
+            Unit::Time { elements: Some(n) } if value > 0.0 => Some(n as f64 * 1e9 / value),
             _ => None,
         }
     }
@@ -63,32 +90,54 @@ impl Measurement {
     pub fn section(&self) -> &str {
         self.group.split('_').next().unwrap_or(&self.group)
     }
+
+    /// The value measured in round `round`, if that round measured it.
+    fn in_round(&self, round: usize) -> Option<f64> {
+        self.rounds
+            .iter()
+            .find_map(|&(r, v)| (r == round).then_some(v))
+    }
 }
 
-/// Ours against one peer in one scenario.
+/// Ours against one peer in one scenario, over the rounds that measured both.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comparison<'a> {
-    pub ours: &'a Measurement,
-    pub peer: &'a Measurement,
+    pub ours: &'a Series,
+    pub peer: &'a Series,
+    /// ours / peer in each round that has both (positive) values.
+    pub ratios: Vec<f64>,
 }
 
 impl Comparison<'_> {
-    /// ours / peer of the measured values (for times: of the medians).
-    pub fn ratio(&self) -> f64 {
-        self.ours.value / self.peer.value
+    /// Median and range of the per-round ratio ours/peer.
+    pub fn ratio(&self) -> Spread {
+        Spread::of(&self.ratios).unwrap_or(Spread {
+            median: f64::NAN,
+            min: f64::NAN,
+            max: f64::NAN,
+            rounds: 0,
+        })
     }
 
-    /// How many times better ours is (below 1: the peer is better).
+    /// How many times better ours is at the median ratio (below 1: the peer
+    /// is better).
     pub fn advantage(&self) -> f64 {
+        let ratio = self.ratio().median;
         if self.ours.unit.higher_is_better() {
-            self.ratio()
+            ratio
         } else {
-            1.0 / self.ratio()
+            1.0 / ratio
         }
+    }
+
+    /// The verdict rule of [`Verdict::of`] applied to this pair.
+    pub fn verdict(&self) -> Verdict {
+        Verdict::of(&self.ratio(), self.ours.unit.higher_is_better())
     }
 }
 
-/// Every result under `home`, sorted by group, scenario, then `ours` first.
+/// Every result under `home`, one round's worth, sorted by group, scenario,
+/// then `ours` first.
 pub fn collect(home: &Path) -> Result<Vec<Measurement>, String> {
     let mut results = Vec::new();
     if home.is_dir() {
@@ -106,16 +155,87 @@ pub fn collect(home: &Path) -> Result<Vec<Measurement>, String> {
     Ok(results)
 }
 
-/// Pairs `ours` with every peer of the same scenario.
-pub fn comparisons(results: &[Measurement]) -> Vec<Comparison<'_>> {
+/// The directories `<home>/rounds/round-N`, in order of N.
+pub fn round_dirs(home: &Path) -> Vec<(usize, PathBuf)> {
+    let mut dirs: Vec<(usize, PathBuf)> = fs::read_dir(home.join(ROUNDS_DIR))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name();
+            let n = name.to_str()?.strip_prefix("round-")?.parse().ok()?;
+            entry.path().is_dir().then(|| (n, entry.path()))
+        })
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+/// Every round's results. Without round directories (results of a plain
+/// `cargo bench`), the home itself is one round.
+pub fn collect_rounds(home: &Path) -> Result<Vec<Vec<Measurement>>, String> {
+    let dirs = round_dirs(home);
+    if dirs.is_empty() {
+        let single = collect(home)?;
+        return Ok(if single.is_empty() {
+            Vec::new()
+        } else {
+            vec![single]
+        });
+    }
+    dirs.iter().map(|(_, dir)| collect(dir)).collect()
+}
+
+/// One series per benchmark from per-round results (`rounds[i]` is round
+/// i), sorted by group, scenario, then `ours` first.
+pub fn merge(rounds: &[Vec<Measurement>]) -> Vec<Series> {
+    let mut series: Vec<Series> = Vec::new();
+    for (round, results) in rounds.iter().enumerate() {
+        for m in results {
+            let same =
+                |s: &&mut Series| s.group == m.group && s.scenario == m.scenario && s.imp == m.imp;
+            match series.iter_mut().find(same) {
+                Some(s) => s.rounds.push((round, m.value)),
+                None => series.push(Series {
+                    group: m.group.clone(),
+                    scenario: m.scenario.clone(),
+                    imp: m.imp.clone(),
+                    unit: m.unit.clone(),
+                    rounds: vec![(round, m.value)],
+                }),
+            }
+        }
+    }
+    series.sort_by(|a, b| {
+        (&a.group, &a.scenario, a.imp != OURS, &a.imp).cmp(&(
+            &b.group,
+            &b.scenario,
+            b.imp != OURS,
+            &b.imp,
+        ))
+    });
+    series
+}
+
+/// Pairs `ours` with every peer of the same scenario, round by round; a pair
+/// with no round where both values are positive gives no comparison.
+pub fn comparisons(series: &[Series]) -> Vec<Comparison<'_>> {
     let mut pairs = Vec::new();
-    for ours in results.iter().filter(|m| m.imp == OURS) {
-        for peer in results
+    for ours in series.iter().filter(|s| s.imp == OURS) {
+        for peer in series
             .iter()
-            .filter(|m| m.imp != OURS && m.group == ours.group && m.scenario == ours.scenario)
+            .filter(|s| s.imp != OURS && s.group == ours.group && s.scenario == ours.scenario)
         {
-            if peer.value > 0.0 && ours.value > 0.0 {
-                pairs.push(Comparison { ours, peer });
+            let ratios: Vec<f64> = ours
+                .rounds
+                .iter()
+                .filter_map(|&(round, o)| {
+                    let p = peer.in_round(round)?;
+                    (o > 0.0 && p > 0.0).then(|| o / p)
+                })
+                .collect();
+            if !ratios.is_empty() {
+                pairs.push(Comparison { ours, peer, ratios });
             }
         }
     }
@@ -217,10 +337,9 @@ fn collect_extras(dir: &Path, out: &mut Vec<Measurement>) -> Result<(), String> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::path::PathBuf;
 
-    fn scratch() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("xtask-report-{}", std::process::id()));
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-report-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
@@ -244,9 +363,22 @@ mod tests {
         fs::write(dir.join("estimates.json"), estimates).expect("write");
     }
 
+    fn extra(home: &Path, group: &str, scenario: &str, imp: &str, value: f64, unit: &str) {
+        let dir = home.join("otlp-extra");
+        fs::create_dir_all(&dir).expect("mkdir");
+        fs::write(
+            dir.join(format!("{group}__{scenario}__{imp}.json")),
+            format!(
+                "{{\"group\":\"{group}\",\"scenario\":\"{scenario}\",\"impl\":\"{imp}\",\
+                 \"value\":{value},\"unit\":\"{unit}\"}}"
+            ),
+        )
+        .expect("write");
+    }
+
     #[test]
     fn criterion_results_become_ratios_of_ours_to_each_peer() {
-        let home = scratch();
+        let home = scratch("one");
         fake(&home, "lockfree_stack", "push_pop_1t", "ours", 10.0, None);
         fake(
             &home,
@@ -274,47 +406,94 @@ mod tests {
             Some(64),
         );
         fake(&home, "lockfree_queue", "alone", "ours", 7.0, None);
-        let extra = home.join("otlp-extra");
-        fs::create_dir_all(&extra).expect("mkdir");
-        fs::write(
-            extra.join("sched_idle__cpu__ours.json"),
-            "{\"group\":\"sched_idle\",\"scenario\":\"cpu\",\"impl\":\"ours\",\"value\":2.0,\"unit\":\"cpu_ms\"}",
-        )
-        .expect("write");
-        fs::write(
-            extra.join("sched_idle__cpu__rayon.json"),
-            "{\"group\":\"sched_idle\",\"scenario\":\"cpu\",\"impl\":\"rayon\",\"value\":80.0,\"unit\":\"cpu_ms\"}",
-        )
-        .expect("write");
+        extra(&home, "sched_idle", "cpu", "ours", 2.0, "cpu_ms");
+        extra(&home, "sched_idle", "cpu", "rayon", 80.0, "cpu_ms");
 
-        let results = collect(&home).expect("collect");
-        assert_eq!(results.len(), 8);
-        assert_eq!(results[0].group, "lockfree_queue");
-        let pairs = comparisons(&results);
+        // No round directories: the home itself is the one round.
+        let rounds = collect_rounds(&home).expect("collect");
+        assert_eq!(rounds.len(), 1);
+        assert_eq!(rounds[0].len(), 8);
+        let series = merge(&rounds);
+        assert_eq!(series[0].group, "lockfree_queue");
+        let pairs = comparisons(&series);
         let find = |peer: &str| {
             pairs
                 .iter()
                 .find(|c| c.peer.imp == peer)
                 .unwrap_or_else(|| panic!("no comparison with {peer}"))
         };
-        assert!((find("mutex_vec").ratio() - 0.5).abs() < 1e-9);
+        assert!((find("mutex_vec").ratio().median - 0.5).abs() < 1e-9);
         assert!((find("mutex_vec").advantage() - 2.0).abs() < 1e-9);
-        assert!((find("segqueue").ratio() - 2.0).abs() < 1e-9);
-        assert!((find("arrayqueue").ratio() - 0.25).abs() < 1e-9);
+        assert!((find("segqueue").ratio().median - 2.0).abs() < 1e-9);
+        assert!((find("arrayqueue").ratio().median - 0.25).abs() < 1e-9);
         assert!((find("rayon").advantage() - 40.0).abs() < 1e-9);
         assert_eq!(
             pairs.len(),
             4,
             "a scenario with no peer gives no comparison"
         );
-        let batch = results
+        let batch = series
             .iter()
             .find(|m| m.scenario == "batch" && m.imp == OURS);
-        let per_sec = batch
-            .and_then(Measurement::items_per_sec)
-            .expect("throughput");
+        let per_sec = batch.and_then(Series::items_per_sec).expect("throughput");
         assert!((per_sec - 64e6).abs() < 1.0);
-        assert_eq!(results[0].section(), "lockfree");
+        assert_eq!(series[0].section(), "lockfree");
+        let _ = fs::remove_dir_all(&home);
+    }
+
+    #[test]
+    fn rounds_give_median_values_and_per_round_ratios() {
+        let home = scratch("rounds");
+        // Three rounds; the peer's second round is missing, and the stack
+        // ratio flips in round 3, so its range crosses 1.0.
+        let rounds = [
+            (1, 10.0, Some(20.0), 1.0),
+            (2, 12.0, None, 2.0),
+            (3, 30.0, Some(25.0), 3.0),
+        ];
+        for (n, ours, peer, cpu) in rounds {
+            let dir = home.join(ROUNDS_DIR).join(format!("round-{n}"));
+            fake(&dir, "lockfree_stack", "push_pop_1t", "ours", ours, None);
+            if let Some(peer) = peer {
+                fake(
+                    &dir,
+                    "lockfree_stack",
+                    "push_pop_1t",
+                    "mutex_vec",
+                    peer,
+                    None,
+                );
+            }
+            extra(&dir, "sched_idle", "cpu", "ours", cpu, "cpu_ms");
+            extra(&dir, "sched_idle", "cpu", "rayon", 10.0 * cpu, "cpu_ms");
+        }
+        // Not a round directory: ignored.
+        fs::create_dir_all(home.join(ROUNDS_DIR).join("scratch")).expect("mkdir");
+        let per_round = collect_rounds(&home).expect("collect");
+        assert_eq!(per_round.len(), 3);
+        let series = merge(&per_round);
+        let ours = series
+            .iter()
+            .find(|s| s.group == "lockfree_stack" && s.imp == OURS)
+            .expect("ours");
+        assert_eq!(ours.rounds, vec![(0, 10.0), (1, 12.0), (2, 30.0)]);
+        assert_eq!(ours.value(), 12.0, "the median of the round medians");
+        let pairs = comparisons(&series);
+        let stack = pairs
+            .iter()
+            .find(|c| c.peer.imp == "mutex_vec")
+            .expect("stack pair");
+        assert_eq!(stack.ratios, vec![0.5, 1.2], "only rounds with both values");
+        let ratio = stack.ratio();
+        assert_eq!((ratio.min, ratio.max, ratio.rounds), (0.5, 1.2, 2));
+        assert_eq!(stack.verdict(), Verdict::TooFewRounds(2));
+        let idle = pairs
+            .iter()
+            .find(|c| c.peer.imp == "rayon")
+            .expect("idle pair");
+        assert_eq!(idle.ratios.len(), 3);
+        assert!((idle.ratio().max - 0.1).abs() < 1e-12);
+        assert!(matches!(idle.verdict(), Verdict::Better(x) if (x - 10.0).abs() < 1e-9));
         let _ = fs::remove_dir_all(&home);
     }
 
