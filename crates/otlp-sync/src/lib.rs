@@ -41,8 +41,9 @@
 //!   taken and woken or dropped after it is released, so a waker whose drop
 //!   releases a permit or stores a config cannot deadlock the primitive.
 //! * **Checked**: loom models the semaphore (including a cancelled async
-//!   acquire), barrier generations, config updates racing reads, and racing
-//!   lifecycle transitions; Miri runs the tests over the one `unsafe` module
+//!   acquire, a re-poll with a new waker racing the grant, and a `new(0)`
+//!   gate), barrier generations, config updates racing reads and watchers,
+//!   and racing lifecycle transitions; Miri runs the tests over the one `unsafe` module
 //!   (`ConfigCell`'s reclamation); ThreadSanitizer runs the stress tests.
 //!
 //! # Example: a memory limiter
