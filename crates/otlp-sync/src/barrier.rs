@@ -7,6 +7,10 @@
 //! dropped future) withdraws its arrival under the same lock, unless its
 //! generation completed meanwhile (then the wait succeeded after all), so
 //! the count the other parties see always matches the parties still waiting.
+//!
+//! No waker is cloned, woken or dropped under the lock (that is user code,
+//! which may call back into the barrier): wakers are cloned before it is
+//! taken, and those it displaces or wakes are handled after it is released.
 
 use std::fmt;
 use std::task::{Poll, Waker};
@@ -146,6 +150,7 @@ impl Barrier {
 
     fn arrive(&self, waker: Option<&Waker>) -> Arrive {
         let mut wake = WakeList::new();
+        let mut fresh = waker.cloned();
         let result = {
             let mut inner = self.inner.lock();
             if inner.arrived + 1 == self.parties {
@@ -160,8 +165,9 @@ impl Barrier {
             } else {
                 inner.arrived += 1;
                 let mut key = None;
-                if let Some(waker) = waker {
-                    inner.waiters.register(&mut key, waker);
+                if let Some(waker) = fresh.take() {
+                    // A new key: nothing is displaced.
+                    fresh = inner.waiters.register(&mut key, waker);
                 }
                 Arrive::Wait(Arrival {
                     generation: inner.generation,
@@ -170,6 +176,7 @@ impl Barrier {
                 })
             }
         };
+        drop(fresh);
         wake.wake_all();
         result
     }
@@ -177,18 +184,25 @@ impl Barrier {
     /// Checks whether `arrival`'s generation is over; refreshes the waker if
     /// not.
     fn poll_arrival(&self, arrival: &mut Arrival, waker: &Waker) -> Poll<BarrierWaitResult> {
-        let mut inner = self.inner.lock();
-        if inner.generation != arrival.generation {
-            inner.waiters.remove(&mut arrival.key);
-            arrival.done = true;
-            Poll::Ready(BarrierWaitResult {
-                leader: false,
-                generation: arrival.generation,
-            })
-        } else {
-            inner.waiters.register(&mut arrival.key, waker);
-            Poll::Pending
-        }
+        let fresh = waker.clone();
+        let (poll, stale) = {
+            let mut inner = self.inner.lock();
+            if inner.generation != arrival.generation {
+                let removed = inner.waiters.remove(&mut arrival.key);
+                arrival.done = true;
+                let ready = Poll::Ready(BarrierWaitResult {
+                    leader: false,
+                    generation: arrival.generation,
+                });
+                (ready, [removed, Some(fresh)])
+            } else {
+                let displaced = inner.waiters.register(&mut arrival.key, fresh);
+                (Poll::Pending, [displaced, None])
+            }
+        };
+        // After the unlock: dropping a waker may call back into the barrier.
+        drop(stale);
+        poll
     }
 
     /// Withdraws `arrival` unless its generation completed meanwhile (then
@@ -198,17 +212,23 @@ impl Barrier {
             return None;
         }
         arrival.done = true;
-        let mut inner = self.inner.lock();
-        inner.waiters.remove(&mut arrival.key);
-        if inner.generation != arrival.generation {
-            Some(BarrierWaitResult {
-                leader: false,
-                generation: arrival.generation,
-            })
-        } else {
-            inner.arrived -= 1;
-            None
-        }
+        let (result, stale) = {
+            let mut inner = self.inner.lock();
+            let stale = inner.waiters.remove(&mut arrival.key);
+            let result = if inner.generation != arrival.generation {
+                Some(BarrierWaitResult {
+                    leader: false,
+                    generation: arrival.generation,
+                })
+            } else {
+                inner.arrived -= 1;
+                None
+            };
+            (result, stale)
+        };
+        // After the unlock: dropping a waker may call back into the barrier.
+        drop(stale);
+        result
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> Option<BarrierWaitResult> {

@@ -37,6 +37,25 @@
 //! the epoch flip means new readers cannot keep a counter from draining, so
 //! writers cannot starve.
 //!
+//! # Versions
+//!
+//! The version lives in the node, next to the configuration it names, and
+//! is read through the node (`version`, `snapshot`, and the change check of
+//! `changed_since` / `wait_changed_since`): a separate counter stored after
+//! the swap could disagree with the pointer for a moment, so a watcher that
+//! had already seen the new node was told about a change "from v to v".
+//! Writers keep the last version they installed under the writer lock.
+//!
+//! # User code and the writer lock
+//!
+//! `update` and `try_replace` run their closure (and `update` runs
+//! `C::clone`) while holding the writer lock: that is what makes concurrent
+//! updates see each other's results. They may read the cell but must not
+//! store into it (that would wait for the lock they hold). Everything else
+//! a store does with user code happens after the lock is released: the old
+//! node (and with it possibly the last reference to the old `C`) and a
+//! rejected copy are dropped, and watchers are woken, outside it.
+//!
 //! This is the left-right / "RCU with two counters" scheme, chosen over
 //! `arc-swap`'s thread-local debt lists because it is small enough to model
 //! completely in loom (`tests/loom_config.rs`, which also marks retired nodes
@@ -49,9 +68,7 @@ use std::time::{Duration, Instant};
 
 use crossbeam_utils::{Backoff, CachePadded};
 
-use crate::loom::{
-    AtomicPtr, AtomicU64, AtomicUsize, Mutex, Ordering, READER_STRIPES, reader_stripe,
-};
+use crate::loom::{AtomicPtr, AtomicUsize, Mutex, Ordering, READER_STRIPES, reader_stripe};
 #[cfg(feature = "async")]
 use crate::park::CondWait;
 use crate::park::{WakerSet, block_on_condition};
@@ -131,8 +148,8 @@ pub struct ConfigCell<C> {
     /// per thread so concurrent readers do not share a cache line.
     readers: [[CachePadded<AtomicUsize>; READER_STRIPES]; 2],
     epoch: AtomicUsize,
-    version: AtomicU64,
-    writer: Mutex<()>,
+    /// The writer lock; holds the last version installed.
+    writer: Mutex<u64>,
     watchers: WakerSet,
     #[cfg(loom)]
     graveyard: Mutex<Vec<*mut Node<C>>>,
@@ -178,8 +195,7 @@ impl<C> ConfigCell<C> {
                 std::array::from_fn(|_| CachePadded::new(AtomicUsize::new(0)))
             }),
             epoch: AtomicUsize::new(0),
-            version: AtomicU64::new(0),
-            writer: Mutex::new(()),
+            writer: Mutex::new(0),
             watchers: WakerSet::new(),
             #[cfg(loom)]
             graveyard: Mutex::new(Vec::new()),
@@ -244,8 +260,10 @@ impl<C> ConfigCell<C> {
     }
 
     /// The current version: 0 initially, +1 per successful store or update.
+    /// Read from the current node, so it always names the configuration
+    /// [`load`](Self::load) would return at the same moment. Wait-free.
     pub fn version(&self) -> u64 {
-        self.version.load(Ordering::SeqCst)
+        self.read(|node| node.version)
     }
 
     /// Replaces the configuration unconditionally; returns the new version.
@@ -254,12 +272,14 @@ impl<C> ConfigCell<C> {
     }
 
     /// Replaces the configuration with an existing `Arc<C>`; returns the new
-    /// version.
+    /// version. The old configuration is dropped (if this held its last
+    /// reference) after the writer lock is released.
     pub fn store_arc(&self, config: Arc<C>) -> u64 {
-        let version = {
-            let _writer = self.writer.lock();
-            self.install(config)
+        let (version, old) = {
+            let mut latest = self.writer.lock();
+            self.install(&mut latest, config)
         };
+        self.retire(old);
         self.watchers.notify_all();
         version
     }
@@ -269,6 +289,12 @@ impl<C> ConfigCell<C> {
     /// Concurrent updates are serialised, so `f` always edits the latest
     /// value. Returns the new version.
     ///
+    /// `C::clone` and `f` run while the cell's writer lock is held (that is
+    /// what serialises updates): they may [`load`](Self::load) from the
+    /// cell, but storing into the same cell from them would wait for that
+    /// lock forever. A rejected copy and the replaced configuration are
+    /// dropped after the lock is released.
+    ///
     /// # Errors
     ///
     /// Whatever `f` returns; the old configuration stays in place (also if
@@ -277,45 +303,53 @@ impl<C> ConfigCell<C> {
     where
         C: Clone,
     {
-        let version = {
-            let _writer = self.writer.lock();
-            let mut next = C::clone(&self.load());
-            f(&mut next)?;
-            self.install(Arc::new(next))
+        // Declared before the guard, so it is dropped after the lock is
+        // released, also when `f` fails or panics: `C::drop` is user code.
+        let mut copy: Option<C> = None;
+        let (version, old) = {
+            let mut latest = self.writer.lock();
+            f(copy.insert(C::clone(&self.load())))?;
+            let Some(next) = copy.take() else {
+                unreachable!("the copy was inserted just above")
+            };
+            self.install(&mut latest, Arc::new(next))
         };
+        self.retire(old);
         self.watchers.notify_all();
         Ok(version)
     }
 
     /// Like [`update`](Self::update), but `f` builds the new value from a
-    /// reference to the current one (no `Clone` needed) or rejects it.
+    /// reference to the current one (no `Clone` needed) or rejects it. `f`
+    /// runs under the writer lock, as in `update`.
     ///
     /// # Errors
     ///
     /// Whatever `f` returns; the old configuration stays in place.
     pub fn try_replace<E>(&self, f: impl FnOnce(&C) -> Result<C, E>) -> Result<u64, E> {
-        let version = {
-            let _writer = self.writer.lock();
+        let (version, old) = {
+            let mut latest = self.writer.lock();
             let next = f(&self.load())?;
-            self.install(Arc::new(next))
+            self.install(&mut latest, Arc::new(next))
         };
+        self.retire(old);
         self.watchers.notify_all();
         Ok(version)
     }
 
-    /// Installs `config` as the next version. Caller holds `self.writer`
-    /// and calls `watchers.notify_all()` after releasing it.
-    fn install(&self, config: Arc<C>) -> u64 {
-        let version = self.version.load(Ordering::Relaxed) + 1;
+    /// Installs `config` as the next version. Caller holds the writer lock
+    /// (`latest` is its contents) and, after releasing it, retires the
+    /// returned old node and calls `watchers.notify_all()`.
+    #[must_use = "the old node must be retired"]
+    fn install(&self, latest: &mut u64, config: Arc<C>) -> (u64, *mut Node<C>) {
+        let version = *latest + 1;
+        *latest = version;
         let new = Self::node(config, version);
         // AcqRel: release publishes the node; the drain RMWs come after it
         // in program order, so a reader that acquires from them sees it.
         let old = self.current.swap(new, Ordering::AcqRel);
-        self.version.store(version, Ordering::SeqCst);
         self.wait_for_readers();
-        self.retire(old);
-        // Watchers are woken by the caller once the writer lock is released.
-        version
+        (version, old)
     }
 
     /// The writer's two waits and the epoch flip (see the module protocol).
@@ -344,11 +378,15 @@ impl<C> ConfigCell<C> {
         }
     }
 
+    /// Frees a node `install` swapped out (called without the writer lock:
+    /// dropping its `Arc<C>` may run `C::drop`).
     #[cfg(not(loom))]
     fn retire(&self, old: *mut Node<C>) {
         // SAFETY: `old` came from `Box::into_raw`, was swapped out of
-        // `current` (no new reader can load it), and `wait_for_readers`
-        // returned, so no reader is still inside it. We own it now.
+        // `current` by `install` (no new reader can load it), and
+        // `install`'s `wait_for_readers` returned, so no reader is still
+        // inside it. Only the writer that swapped it out holds the pointer,
+        // and it retires it exactly once. We own it now.
         drop(unsafe { Box::from_raw(old) });
     }
 
@@ -412,11 +450,16 @@ impl<C> ConfigCell<C> {
         })
     }
 
+    /// The snapshot, if its own version differs from `seen`. Version and
+    /// configuration come from one node, so the snapshot returned never
+    /// carries `seen` itself.
     fn changed_from(&self, seen: u64) -> Option<Snapshot<C>> {
-        if self.version() == seen {
-            return None;
-        }
-        Some(self.snapshot())
+        self.read(|node| {
+            (node.version != seen).then(|| Snapshot {
+                config: Arc::clone(&node.config),
+                version: node.version,
+            })
+        })
     }
 
     /// Number of registered watchers (async or blocking) right now.

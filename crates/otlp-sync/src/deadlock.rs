@@ -92,6 +92,10 @@ pub enum DeadlockCheckerError {
 
 /// A background thread that calls [`check_deadlocks`] every interval and
 /// hands each non-empty result to a callback. Stops when dropped.
+///
+/// Stopping (drop or [`stop`](Self::stop)) wakes the thread at once, whatever
+/// the interval, and waits only for a check or callback already running.
+/// The callback runs without any of the checker's locks held.
 pub struct DeadlockChecker {
     stop: Arc<(parking_lot::Mutex<bool>, parking_lot::Condvar)>,
     handle: Option<JoinHandle<()>>,
@@ -126,16 +130,24 @@ impl DeadlockChecker {
             .spawn(move || {
                 let (flag, cond) = &*stop2;
                 let mut stopped = flag.lock();
-                loop {
-                    // Spurious or early wake-ups only make a check early.
+                // The flag is read before every wait, under the lock that
+                // `shutdown` sets it under: a stop requested before this
+                // thread first took the lock (or while a check ran) is seen
+                // here instead of being slept through for a whole interval.
+                while !*stopped {
+                    // An early wake-up only makes a check early.
                     let _ = cond.wait_for(&mut stopped, interval);
                     if *stopped {
-                        return;
+                        break;
                     }
-                    let found = check_deadlocks();
-                    if !found.is_empty() {
-                        on_deadlock(&found);
-                    }
+                    // The search and the callback run unlocked, so `shutdown`
+                    // never waits on the flag's lock behind user code.
+                    parking_lot::MutexGuard::unlocked(&mut stopped, || {
+                        let found = check_deadlocks();
+                        if !found.is_empty() {
+                            on_deadlock(&found);
+                        }
+                    });
                 }
             })?;
         Ok(DeadlockChecker {
@@ -154,6 +166,11 @@ impl DeadlockChecker {
         *flag.lock() = true;
         cond.notify_all();
         if let Some(handle) = self.handle.take() {
+            if handle.thread().id() == std::thread::current().id() {
+                // Dropped by its own callback: the thread sees the flag and
+                // ends when the callback returns; joining itself would fail.
+                return;
+            }
             // A panicking callback already reported itself; nothing to add.
             let _ = handle.join();
         }

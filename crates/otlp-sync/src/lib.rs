@@ -34,19 +34,26 @@
 //!   release is one CAS; a config read is wait-free (no lock, no retry loop);
 //!   a lifecycle transition is one CAS. Locks are taken only to queue.
 //! * **Bad input is an error, never a hang or a panic**: a request for more
-//!   permits than the semaphore owns, a barrier for 0 parties, a forbidden
-//!   lifecycle edge, a config that fails validation.
+//!   permits than any semaphore can hold, a barrier for 0 parties, a
+//!   forbidden lifecycle edge, a config that fails validation. (A request
+//!   above what a semaphore owns *now* waits for `add_permits`, as in tokio.)
+//! * **No user code under our locks.** Wakers are cloned before a lock is
+//!   taken and woken or dropped after it is released, so a waker whose drop
+//!   releases a permit or stores a config cannot deadlock the primitive.
 //! * **Checked**: loom models the semaphore (including a cancelled async
-//!   acquire), barrier generations, config updates racing reads, and racing
-//!   lifecycle transitions; Miri runs the tests over the one `unsafe` module
+//!   acquire, a re-poll with a new waker racing the grant, and a `new(0)`
+//!   gate), barrier generations, config updates racing reads and watchers,
+//!   and racing lifecycle transitions; Miri runs the tests over the one `unsafe` module
 //!   (`ConfigCell`'s reclamation); ThreadSanitizer runs the stress tests.
 //!
 //! # Example: a memory limiter
 //!
 //! Bound the bytes of telemetry in flight between receivers and exporters:
 //! each batch holds permits equal to its size until it is exported, a batch
-//! larger than the whole budget is refused at once instead of hanging, and a
-//! producer can choose to wait (async or blocking) or to shed load.
+//! larger than the whole budget is refused at once (checked against
+//! [`Semaphore::total`]; the semaphore itself would make it wait for more
+//! permits to be added), and a producer can choose to wait (async or
+//! blocking) or to shed load.
 //!
 //! ```
 //! use std::sync::Arc;
@@ -63,22 +70,39 @@
 //!     _charge: OwnedPermit,
 //! }
 //!
+//! /// Why a batch was not admitted.
+//! #[derive(Debug, PartialEq)]
+//! enum Refused {
+//!     /// Larger than the whole budget: it could only wait for permits
+//!     /// that are never going to be added.
+//!     Oversized,
+//!     /// What the semaphore said (`WouldBlock`: no room now; `Closed`).
+//!     Semaphore(AcquireError),
+//! }
+//!
 //! impl MemoryLimiter {
 //!     fn new(max_bytes: usize) -> Self {
 //!         MemoryLimiter { bytes: Arc::new(Semaphore::new(max_bytes).unwrap()) }
 //!     }
 //!
 //!     /// Async producers wait for room (FIFO, so big batches are not starved).
-//!     async fn admit(&self, payload: Vec<u8>) -> Result<Batch, AcquireError> {
-//!         let charge = self.bytes.acquire_owned(payload.len()).await?;
-//!         Ok(Batch { payload, _charge: charge })
+//!     async fn admit(&self, payload: Vec<u8>) -> Result<Batch, Refused> {
+//!         if payload.len() > self.bytes.total() {
+//!             return Err(Refused::Oversized);
+//!         }
+//!         let charge = self.bytes.acquire_owned(payload.len()).await;
+//!         Ok(Batch { payload, _charge: charge.map_err(Refused::Semaphore)? })
 //!     }
 //!
 //!     /// Synchronous producers (an SDK's `span.end()`) shed load instead.
-//!     fn try_admit(&self, payload: Vec<u8>) -> Result<Batch, (Vec<u8>, AcquireError)> {
+//!     fn try_admit(&self, payload: Vec<u8>) -> Result<Batch, (Vec<u8>, Refused)> {
+//!         if payload.len() > self.bytes.total() {
+//!             return Err((payload, Refused::Oversized));
+//!         }
 //!         match self.bytes.try_acquire_owned(payload.len()) {
 //!             Ok(charge) => Ok(Batch { payload, _charge: charge }),
-//!             Err(err) => Err((payload, err)), // the caller gets its data back
+//!             // The caller gets its data back.
+//!             Err(err) => Err((payload, Refused::Semaphore(err))),
 //!         }
 //!     }
 //! }
@@ -87,12 +111,9 @@
 //! let a = limiter.try_admit(vec![0; 600]).unwrap();
 //! // Not enough room: refused without blocking, data handed back.
 //! let (data, err) = limiter.try_admit(vec![0; 600]).err().unwrap();
-//! assert_eq!((data.len(), err), (600, AcquireError::WouldBlock));
-//! // Larger than the whole budget: an immediate error, never a hang.
-//! assert!(matches!(
-//!     limiter.try_admit(vec![0; 4096]),
-//!     Err((_, AcquireError::TooLarge { requested: 4096, total: 1024 }))
-//! ));
+//! assert_eq!((data.len(), err), (600, Refused::Semaphore(AcquireError::WouldBlock)));
+//! // Larger than the whole budget: an immediate refusal, never a hang.
+//! assert!(matches!(limiter.try_admit(vec![0; 4096]), Err((_, Refused::Oversized))));
 //! // A blocking producer can wait with a deadline.
 //! assert_eq!(
 //!     limiter.bytes.acquire_timeout(600, Duration::from_millis(10)).unwrap_err(),

@@ -196,11 +196,22 @@ impl Counters {
     }
 }
 
+/// The sparsest hold sampling: the largest power of two a `u64` holds.
+/// `with_sampling` clamps larger `every` values (up to `u64::MAX`) to it
+/// rather than overflow while rounding up.
+const MAX_SAMPLE_EVERY: u64 = 1 << 63;
+
+/// `every`, clamped to `1..=MAX_SAMPLE_EVERY` and rounded up to a power of
+/// two, as a mask: acquisition `n` is timed when `n & mask == 0`.
 fn sample_mask(every: u64) -> u64 {
-    every.max(1).next_power_of_two() - 1
+    every.clamp(1, MAX_SAMPLE_EVERY).next_power_of_two() - 1
 }
 
 /// A `parking_lot::Mutex` that records contention in [`LockStats`].
+///
+/// As with parking_lot's mutex, `Debug` formats the value only if the lock
+/// is free (`try_lock`), and `T`'s `Debug` runs while it is held: it must
+/// not lock the same mutex.
 ///
 /// ```
 /// use otlp_sync::InstrumentedMutex;
@@ -244,7 +255,9 @@ impl<T> InstrumentedMutex<T> {
     }
 
     /// A mutex timing one uncontended hold in `every` (rounded up to a
-    /// power of two; 1 times every hold, at ~40 ns per acquisition).
+    /// power of two; 1 times every hold, at ~40 ns per acquisition; 0 counts
+    /// as 1). Values above 2^63, up to `u64::MAX`, are clamped to 2^63: in
+    /// practice only contended holds are timed then.
     pub fn with_sampling(value: T, every: u64) -> Self {
         InstrumentedMutex {
             counters: Counters::default(),
@@ -372,6 +385,9 @@ pub struct RwLockStats {
 /// A `parking_lot::RwLock` that records contention for readers and writers
 /// separately.
 ///
+/// `Debug` formats the value under a `try_read`, as parking_lot's does, so
+/// `T`'s `Debug` must not take the write lock of the same rwlock.
+///
 /// ```
 /// use otlp_sync::InstrumentedRwLock;
 ///
@@ -415,8 +431,8 @@ impl<T> InstrumentedRwLock<T> {
         Self::with_sampling(value, DEFAULT_SAMPLE_EVERY)
     }
 
-    /// An rwlock timing one uncontended hold in `every` (rounded up to a
-    /// power of two).
+    /// An rwlock timing one uncontended hold in `every`, rounded and clamped
+    /// as in [`InstrumentedMutex::with_sampling`].
     pub fn with_sampling(value: T, every: u64) -> Self {
         InstrumentedRwLock {
             read: Counters::default(),

@@ -5,6 +5,14 @@
 //! and then parks. One wake-up path therefore serves both worlds, and a
 //! blocking wait with a deadline is "park until woken or until the deadline,
 //! then re-check under the lock".
+//!
+//! Cloning, waking and dropping a [`Waker`] runs its owner's code, which may
+//! call back into the primitive (a waker whose drop releases a semaphore
+//! permit, stores a config, moves a lifecycle). Our locks are not
+//! reentrant, so none of it runs under one: [`WakerSlab`] takes wakers that
+//! were cloned before the lock and hands back every waker it displaces, and
+//! [`WakeList`] carries woken ones out; callers drop or wake them after
+//! unlocking.
 
 use std::sync::Arc;
 use std::task::{Wake, Waker};
@@ -97,17 +105,25 @@ impl WakerSlab {
         }
     }
 
-    /// Registers (or refreshes) the waker under `key`.
-    pub(crate) fn register(&mut self, key: &mut Option<usize>, waker: &Waker) {
+    /// Registers (or refreshes) `waker`, cloned by the caller before it took
+    /// the lock, under `key`. Returns the waker left over (the one replaced,
+    /// or `waker` itself if the registered one already wakes the same task)
+    /// for the caller to drop after releasing the lock.
+    #[must_use = "drop the displaced waker after releasing the lock"]
+    pub(crate) fn register(&mut self, key: &mut Option<usize>, waker: Waker) -> Option<Waker> {
         match *key {
             Some(k) => match &mut self.slots[k] {
-                Slot::Waiting(old) if old.will_wake(waker) => {}
-                slot => *slot = Slot::Waiting(waker.clone()),
+                Slot::Waiting(old) if old.will_wake(&waker) => Some(waker),
+                slot => match std::mem::replace(slot, Slot::Waiting(waker)) {
+                    Slot::Waiting(old) => Some(old),
+                    Slot::Notified | Slot::Vacant => None,
+                },
             },
             None => {
-                let slot = Slot::Waiting(waker.clone());
+                let slot = Slot::Waiting(waker);
                 let k = match self.free.pop() {
                     Some(k) => {
+                        // A free slot is `Vacant`: nothing is dropped here.
                         self.slots[k] = slot;
                         k
                     }
@@ -117,15 +133,20 @@ impl WakerSlab {
                     }
                 };
                 *key = Some(k);
+                None
             }
         }
     }
 
-    /// Removes the waiter under `key`, if any.
-    pub(crate) fn remove(&mut self, key: &mut Option<usize>) {
-        if let Some(k) = key.take() {
-            self.slots[k] = Slot::Vacant;
-            self.free.push(k);
+    /// Removes the waiter under `key`, if any. Returns its waker, if it was
+    /// still registered, for the caller to drop after releasing the lock.
+    #[must_use = "drop the removed waker after releasing the lock"]
+    pub(crate) fn remove(&mut self, key: &mut Option<usize>) -> Option<Waker> {
+        let k = key.take()?;
+        self.free.push(k);
+        match std::mem::replace(&mut self.slots[k], Slot::Vacant) {
+            Slot::Waiting(waker) => Some(waker),
+            Slot::Notified | Slot::Vacant => None,
         }
     }
 
@@ -165,12 +186,16 @@ impl WakerSet {
     }
 
     pub(crate) fn register(&self, key: &mut Option<usize>, waker: &Waker) {
-        self.inner.lock().register(key, waker);
+        let fresh = waker.clone();
+        let stale = self.inner.lock().register(key, fresh);
+        // The guard was a temporary of the statement above: unlocked now.
+        drop(stale);
     }
 
     pub(crate) fn remove(&self, key: &mut Option<usize>) {
         if key.is_some() {
-            self.inner.lock().remove(key);
+            let stale = self.inner.lock().remove(key);
+            drop(stale);
         }
     }
 

@@ -24,8 +24,29 @@
 //!   nor wake-ups.
 //!
 //! The waiter list is a slab of slots linked by index (no allocation per
-//! wait once the slab has grown, no `unsafe`). Wakers are collected under the
-//! lock and woken after it is dropped.
+//! wait once the slab has grown, no `unsafe`).
+//!
+//! # No user code under the lock
+//!
+//! Cloning, waking and dropping a [`Waker`] run code of whoever built it, and
+//! that code may call back into the semaphore (a waker that owns a permit
+//! releases it when dropped, as in tokio's `release_permits_at_drop` test).
+//! The waiter lock is not reentrant, so none of that happens while it is
+//! held: a waker is cloned before the lock is taken, and every waker the
+//! lock's critical section displaces (replaced by a re-poll with another
+//! waker, removed by a cancelled waiter, granted, closed) is moved out and
+//! woken or dropped after the lock is released.
+//!
+//! # Requests larger than the semaphore
+//!
+//! A request for more permits than the semaphore owns right now waits (at
+//! the head of the queue, collecting permits) until
+//! [`add_permits`](Semaphore::add_permits) makes it possible, as tokio's
+//! semaphore does; `Semaphore::new(0)` is a gate opened later. Only a request
+//! above [`MAX_PERMITS`], which no semaphore can ever hold, fails with
+//! [`AcquireError::TooLarge`]. Code that would rather refuse a request the
+//! current budget can never meet compares it with
+//! [`total`](Semaphore::total) first.
 
 use std::fmt;
 use std::sync::Arc;
@@ -48,19 +69,21 @@ pub const MAX_PERMITS: usize = usize::MAX >> 3;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum AcquireError {
-    /// The semaphore was closed (before or while waiting).
+    /// The semaphore was closed (before or while waiting). Takes precedence
+    /// over every other error.
     #[error("semaphore closed")]
     Closed,
-    /// The request is larger than every permit the semaphore owns, so it
-    /// could never be granted. Returned immediately rather than hanging; also
-    /// returned to a waiter whose request became impossible because permits
-    /// were forgotten while it waited.
-    #[error("requested {requested} permits but the semaphore only owns {total}")]
+    /// The request is larger than [`MAX_PERMITS`], so no semaphore could
+    /// ever grant it. Returned immediately rather than hanging. (A request
+    /// that is only larger than what the semaphore owns *now* waits for
+    /// [`Semaphore::add_permits`] instead; see the
+    /// [module documentation](self#requests-larger-than-the-semaphore).)
+    #[error("requested {requested} permits, more than any semaphore can hold ({max})")]
     TooLarge {
         /// Permits asked for.
         requested: usize,
-        /// Permits the semaphore owns (available plus held).
-        total: usize,
+        /// [`MAX_PERMITS`].
+        max: usize,
     },
     /// `try_acquire`: not enough permits are available right now (or other
     /// waiters are queued ahead, and fairness keeps them first).
@@ -69,6 +92,12 @@ pub enum AcquireError {
     /// `acquire_timeout`: the deadline passed first. No permits are held.
     #[error("timed out waiting for permits")]
     Timeout,
+    /// An async acquire future (`Acquire`, `AcquireOwned`) was polled again
+    /// after it had already returned `Ready`. The first result stands (a permit it
+    /// returned is still valid); nothing was acquired by this poll, and the
+    /// semaphore is not affected.
+    #[error("acquire future polled after it completed")]
+    PolledAfterCompletion,
 }
 
 /// Errors of the semaphore's non-acquiring operations.
@@ -147,7 +176,8 @@ impl fmt::Debug for Semaphore {
 
 impl Semaphore {
     /// Creates a semaphore owning `permits` permits (0 is allowed: a gate
-    /// opened later with [`add_permits`](Self::add_permits)).
+    /// opened later with [`add_permits`](Self::add_permits); acquires wait
+    /// until then).
     ///
     /// # Errors
     ///
@@ -174,6 +204,8 @@ impl Semaphore {
     /// Permits the semaphore owns: available plus held plus those already
     /// assigned to queued waiters. Grows with
     /// [`add_permits`](Self::add_permits), shrinks with [`Permit::forget`].
+    /// A request above it waits for `add_permits`; compare with it first to
+    /// refuse such a request instead.
     pub fn total(&self) -> usize {
         self.total.load(Ordering::Acquire)
     }
@@ -245,8 +277,10 @@ impl Semaphore {
     ///
     /// # Errors
     ///
-    /// [`AcquireError::WouldBlock`], [`AcquireError::Closed`], or
-    /// [`AcquireError::TooLarge`] when `n` exceeds [`total`](Self::total).
+    /// [`AcquireError::Closed`] if the semaphore is closed (whatever `n`),
+    /// else [`AcquireError::TooLarge`] if `n` exceeds [`MAX_PERMITS`], else
+    /// [`AcquireError::WouldBlock`] (also when `n` exceeds
+    /// [`total`](Self::total)).
     pub fn try_acquire(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
         self.try_take(n).map(|()| Permit::new(self, n))
     }
@@ -262,11 +296,13 @@ impl Semaphore {
     }
 
     /// Waits for `n` permits, blocking the thread. FIFO with every other
-    /// waiter, async or blocking.
+    /// waiter, async or blocking. A request above [`total`](Self::total)
+    /// waits for [`add_permits`](Self::add_permits).
     ///
     /// # Errors
     ///
-    /// [`AcquireError::Closed`] or [`AcquireError::TooLarge`].
+    /// [`AcquireError::Closed`], or [`AcquireError::TooLarge`] if `n`
+    /// exceeds [`MAX_PERMITS`].
     pub fn acquire_blocking(&self, n: usize) -> Result<Permit<'_>, AcquireError> {
         self.wait_blocking(n, None).map(|()| Permit::new(self, n))
     }
@@ -275,10 +311,15 @@ impl Semaphore {
     /// timeout the request leaves the queue and any permits already assigned
     /// to it go to the next waiters.
     ///
+    /// A timeout that has already passed when the permits are not free at
+    /// once (`Duration::ZERO`) makes this a [`try_acquire`](Self::try_acquire)
+    /// that reports [`AcquireError::Timeout`]: it never joins the queue, so
+    /// it never takes free permits from the word on the way.
+    ///
     /// # Errors
     ///
     /// [`AcquireError::Timeout`], [`AcquireError::Closed`] or
-    /// [`AcquireError::TooLarge`].
+    /// [`AcquireError::TooLarge`] (above [`MAX_PERMITS`]).
     pub fn acquire_timeout(&self, n: usize, timeout: Duration) -> Result<Permit<'_>, AcquireError> {
         let deadline = Instant::now().checked_add(timeout);
         self.wait_blocking(n, deadline)
@@ -319,10 +360,16 @@ impl Semaphore {
     /// future is runtime-agnostic; for a timeout wrap it, e.g. in
     /// `tokio::time::timeout`.
     ///
+    /// A request above [`total`](Self::total) waits for
+    /// [`add_permits`](Self::add_permits). Polling the future again after it
+    /// returned `Ready` returns
+    /// [`AcquireError::PolledAfterCompletion`] (it neither panics nor
+    /// acquires anything a second time).
+    ///
     /// # Errors
     ///
-    /// The future resolves to [`AcquireError::Closed`] or
-    /// [`AcquireError::TooLarge`].
+    /// The future resolves to [`AcquireError::Closed`] or, if `n` exceeds
+    /// [`MAX_PERMITS`], [`AcquireError::TooLarge`].
     #[cfg(feature = "async")]
     pub fn acquire(&self, n: usize) -> Acquire<'_> {
         Acquire {
@@ -343,12 +390,13 @@ impl Semaphore {
 
     // ---- internals -------------------------------------------------------
 
-    fn check_size(&self, n: usize) -> Result<(), AcquireError> {
-        let total = self.total.load(Ordering::Acquire);
-        if n > total {
+    /// Rejects what no semaphore can ever grant. Closed wins over it, so the
+    /// caller checks `CLOSED` first.
+    fn check_size(n: usize) -> Result<(), AcquireError> {
+        if n > MAX_PERMITS {
             Err(AcquireError::TooLarge {
                 requested: n,
-                total,
+                max: MAX_PERMITS,
             })
         } else {
             Ok(())
@@ -378,13 +426,12 @@ impl Semaphore {
     }
 
     fn try_take(&self, n: usize) -> Result<(), AcquireError> {
-        self.check_size(n)?;
+        if self.is_closed() {
+            return Err(AcquireError::Closed);
+        }
+        Self::check_size(n)?;
         if n == 0 {
-            return if self.is_closed() {
-                Err(AcquireError::Closed)
-            } else {
-                Ok(())
-            };
+            return Ok(());
         }
         match self.take_fast(n)? {
             true => Ok(()),
@@ -458,38 +505,13 @@ impl Semaphore {
         }
     }
 
-    /// `Permit::forget`: the permits leave the semaphore for good. Waiters
-    /// that can no longer ever be satisfied fail with `TooLarge`.
+    /// `Permit::forget`: the permits leave the semaphore for good. Queued
+    /// requests above the new total keep waiting (for `add_permits`), as
+    /// any request above the total does, so nothing else changes.
     fn forget_permits(&self, n: usize) {
-        if n == 0 {
-            return;
+        if n > 0 {
+            self.total.fetch_sub(n, Ordering::AcqRel);
         }
-        // Always scan under the lock: a waiter that checked `total` before
-        // the decrement is queued by the time we get the lock, and one that
-        // checks after it sees the new total.
-        let total = self.total.fetch_sub(n, Ordering::AcqRel) - n;
-        let mut wake = WakeList::new();
-        {
-            let mut list = self.waiters.lock();
-            let mut returned = 0;
-            let mut key = list.head;
-            while key != NIL {
-                let next = list.slots[key].next;
-                if list.slots[key].requested > total {
-                    list.unlink(key);
-                    let slot = &mut list.slots[key];
-                    returned += slot.requested - slot.needed;
-                    slot.state = SlotState::Done(Err(AcquireError::TooLarge {
-                        requested: slot.requested,
-                        total,
-                    }));
-                    wake.push(slot.waker.take());
-                }
-                key = next;
-            }
-            self.release_locked(&mut list, returned, &mut wake);
-        }
-        wake.wake_all();
     }
 
     fn wait_blocking(&self, n: usize, deadline: Option<Instant>) -> Result<(), AcquireError> {
@@ -497,6 +519,12 @@ impl Semaphore {
         // Fast path without touching the thread-local waker.
         if let Poll::Ready(result) = waiter.poll_fast(self) {
             return result;
+        }
+        // A deadline already passed (a zero timeout) makes this a
+        // `try_acquire`: joining the queue would take the free permits out of
+        // the word and hold up later requests until the cancel.
+        if crate::loom::expired(deadline) {
+            return Err(AcquireError::Timeout);
         }
         // Spin briefly before parking: a FIFO hand-off usually arrives within
         // the releaser's next few instructions, and a waiter that is still
@@ -558,12 +586,12 @@ impl WaitList {
         }
     }
 
-    fn push_back(&mut self, requested: usize, needed: usize, waker: Waker) -> usize {
+    fn push_back(&mut self, requested: usize, needed: usize, waker: Option<Waker>) -> usize {
         let slot = Slot {
             state: SlotState::Queued,
             requested,
             needed,
-            waker: Some(waker),
+            waker,
             prev: self.tail,
             next: NIL,
         };
@@ -604,11 +632,15 @@ impl WaitList {
         self.len -= 1;
     }
 
-    fn free(&mut self, key: usize) {
+    /// Frees `key`'s slot. Returns its waker (if still registered) for the
+    /// caller to drop once the lock is released: dropping a waker is user
+    /// code.
+    #[must_use = "drop the waker after releasing the lock"]
+    fn free(&mut self, key: usize) -> Option<Waker> {
         let slot = &mut self.slots[key];
         slot.state = SlotState::Vacant;
-        slot.waker = None;
         self.free.push(key);
+        slot.waker.take()
     }
 }
 
@@ -641,90 +673,101 @@ impl Waiter {
 
     fn poll(&mut self, sem: &Semaphore, waker: &Waker) -> Poll<Result<(), AcquireError>> {
         if self.finished {
-            // Polled after completion: report it as closed rather than hand
-            // out permits twice.
-            return Poll::Ready(Err(AcquireError::Closed));
+            // The result was handed out already; never hand out permits twice.
+            return Poll::Ready(Err(AcquireError::PolledAfterCompletion));
         }
-        match self.key {
-            None => {
-                if let Poll::Ready(result) = self.poll_fast(sem) {
-                    return Poll::Ready(result);
-                }
-                self.enqueue(sem, waker)
+        let Some(key) = self.key else {
+            if let Poll::Ready(result) = self.poll_fast(sem) {
+                return Poll::Ready(result);
             }
-            Some(key) => {
-                let mut list = sem.waiters.lock();
-                let slot = &mut list.slots[key];
-                match slot.state {
-                    SlotState::Queued => {
-                        match &slot.waker {
-                            Some(old) if old.will_wake(waker) => {}
-                            _ => slot.waker = Some(waker.clone()),
-                        }
-                        Poll::Pending
-                    }
-                    SlotState::Done(result) => {
-                        list.free(key);
-                        self.key = None;
-                        self.finished = true;
-                        Poll::Ready(result)
-                    }
-                    SlotState::Vacant => {
-                        unreachable!("a waiter's slot is freed only by the waiter")
+            return self.enqueue(sem, waker);
+        };
+        // Usually the registered waker is still the right one and nothing is
+        // cloned. Otherwise the lock is dropped to clone the new waker (user
+        // code), and the state is looked at again with the clone in hand.
+        let mut fresh: Option<Waker> = None;
+        loop {
+            let mut list = sem.waiters.lock();
+            let slot = &mut list.slots[key];
+            let (poll, stale) = match slot.state {
+                SlotState::Queued => {
+                    if slot.waker.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                        (Poll::Pending, fresh.take())
+                    } else if let Some(new) = fresh.take() {
+                        (Poll::Pending, slot.waker.replace(new))
+                    } else {
+                        drop(list);
+                        fresh = Some(waker.clone());
+                        continue;
                     }
                 }
-            }
+                SlotState::Done(result) => {
+                    let stale = list.free(key);
+                    self.key = None;
+                    self.finished = true;
+                    (Poll::Ready(result), stale)
+                }
+                SlotState::Vacant => {
+                    unreachable!("a waiter's slot is freed only by the waiter")
+                }
+            };
+            drop(list);
+            // After the unlock: this drop may release permits (and so lock).
+            drop(stale);
+            drop(fresh);
+            return poll;
         }
     }
 
     fn enqueue(&mut self, sem: &Semaphore, waker: &Waker) -> Poll<Result<(), AcquireError>> {
         let n = self.n;
-        let mut list = sem.waiters.lock();
-        // Re-check under the lock: `forget_permits` scans the queue under
-        // this lock after lowering `total`, so one of us sees the other.
-        if let Err(err) = sem.check_size(n) {
-            self.finished = true;
-            return Poll::Ready(Err(err));
-        }
-        let mut state = sem.state.load(Ordering::Acquire);
-        loop {
-            if state & CLOSED != 0 {
-                self.finished = true;
-                return Poll::Ready(Err(AcquireError::Closed));
-            }
-            let available = state >> SHIFT;
-            if state & WAITERS == 0 && available >= n {
+        // Cloned before the lock and, if not stored, dropped after it.
+        let mut waker = Some(waker.clone());
+        let poll = {
+            let mut list = sem.waiters.lock();
+            let mut state = sem.state.load(Ordering::Acquire);
+            loop {
+                if state & CLOSED != 0 {
+                    self.finished = true;
+                    break Poll::Ready(Err(AcquireError::Closed));
+                }
+                let available = state >> SHIFT;
+                if state & WAITERS == 0 && available >= n {
+                    match sem.state.compare_exchange_weak(
+                        state,
+                        state - (n << SHIFT),
+                        Ordering::AcqRel,
+                        Ordering::Acquire,
+                    ) {
+                        Ok(_) => {
+                            self.finished = true;
+                            break Poll::Ready(Ok(()));
+                        }
+                        Err(actual) => state = actual,
+                    }
+                    continue;
+                }
+                // Take what there is (0 if others already wait: see the
+                // module invariant) and queue for the rest. `n` may exceed
+                // the total: the request then waits for `add_permits`.
+                let take = available.min(n);
                 match sem.state.compare_exchange_weak(
                     state,
-                    state - (n << SHIFT),
+                    (state - (take << SHIFT)) | WAITERS,
                     Ordering::AcqRel,
                     Ordering::Acquire,
                 ) {
                     Ok(_) => {
-                        self.finished = true;
-                        return Poll::Ready(Ok(()));
+                        let key = list.push_back(n, n - take, waker.take());
+                        self.key = Some(key);
+                        break Poll::Pending;
                     }
                     Err(actual) => state = actual,
                 }
-                continue;
             }
-            // Take what there is (0 if others already wait: see the module
-            // invariant) and queue for the rest.
-            let take = available.min(n);
-            match sem.state.compare_exchange_weak(
-                state,
-                (state - (take << SHIFT)) | WAITERS,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    let key = list.push_back(n, n - take, waker.clone());
-                    self.key = Some(key);
-                    return Poll::Pending;
-                }
-                Err(actual) => state = actual,
-            }
-        }
+        };
+        drop(waker);
+        poll
     }
 
     /// Leaves the queue. Returns the result if the request had already
@@ -733,6 +776,7 @@ impl Waiter {
         let key = self.key.take()?;
         let mut wake = WakeList::new();
         let result;
+        let stale;
         {
             let mut list = sem.waiters.lock();
             let slot = &list.slots[key];
@@ -740,17 +784,19 @@ impl Waiter {
                 SlotState::Queued => {
                     let assigned = slot.requested - slot.needed;
                     list.unlink(key);
-                    list.free(key);
+                    stale = list.free(key);
                     sem.release_locked(&mut list, assigned, &mut wake);
                     result = None;
                 }
                 SlotState::Done(r) => {
-                    list.free(key);
+                    stale = list.free(key);
                     result = Some(r);
                 }
                 SlotState::Vacant => unreachable!("a waiter's slot is freed only by the waiter"),
             }
         }
+        // Our own waker may release permits when dropped; the lock is free.
+        drop(stale);
         wake.wake_all();
         self.finished = true;
         result
@@ -818,7 +864,8 @@ impl std::future::Future for AcquireOwned {
     ) -> Poll<Self::Output> {
         let this = &mut *self;
         let Some(sem) = this.sem.as_ref() else {
-            return Poll::Ready(Err(AcquireError::Closed));
+            // `sem` moved into the permit this future already returned.
+            return Poll::Ready(Err(AcquireError::PolledAfterCompletion));
         };
         match this.waiter.poll(sem, cx.waker()) {
             Poll::Pending => Poll::Pending,
@@ -873,8 +920,9 @@ impl<'a> Permit<'a> {
     }
 
     /// Removes the permits from the semaphore for good (its
-    /// [`total`](Semaphore::total) shrinks). Queued requests that can then
-    /// never be satisfied fail with [`AcquireError::TooLarge`].
+    /// [`total`](Semaphore::total) shrinks). Queued requests that are then
+    /// above the total keep waiting for
+    /// [`add_permits`](Semaphore::add_permits).
     pub fn forget(mut self) {
         let n = std::mem::take(&mut self.permits);
         self.sem.forget_permits(n);

@@ -1,9 +1,13 @@
 //! Loom model of ConfigCell: updates racing reads. Under loom the cell marks
 //! retired nodes instead of freeing them and asserts that no reader is ever
-//! inside a retired node, so a reclamation bug fails the model.
+//! inside a retired node, so a reclamation bug fails the model. A watcher
+//! racing a store must never be told of a change from the version it saw.
 #![cfg(all(loom, feature = "async"))]
 
+use std::future::Future;
 use std::sync::Arc;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
 
 use loom::thread;
 use otlp_sync::ConfigCell;
@@ -71,5 +75,40 @@ fn watcher_sees_the_change() {
         };
         cell.store(1);
         assert_eq!(watcher.join().unwrap(), 1);
+    });
+}
+
+#[test]
+fn change_is_reported_only_past_the_seen_version() {
+    loom::model(|| {
+        let cell = Arc::new(ConfigCell::new(0_u64));
+        let watcher = {
+            let cell = Arc::clone(&cell);
+            thread::spawn(move || {
+                let seen = cell.snapshot();
+                assert_eq!(*seen.config, seen.version);
+                assert!(cell.version() >= seen.version, "version went back");
+                if seen.version == 0 {
+                    // The store is still to come or under way: the blocking
+                    // wait must see it (loom has no time: no timeout fires).
+                    let next = cell.wait_changed_since(0, Duration::from_secs(1)).unwrap();
+                    assert_eq!(next.version, 1);
+                } else {
+                    // Already saw the new node: nothing further changed, even
+                    // if the store has not finished yet.
+                    let mut fut = Box::pin(cell.changed_since(seen.version));
+                    let mut cx = Context::from_waker(Waker::noop());
+                    match fut.as_mut().poll(&mut cx) {
+                        Poll::Pending => {}
+                        Poll::Ready(next) => {
+                            panic!("change reported from {} to {}", seen.version, next.version)
+                        }
+                    }
+                }
+            })
+        };
+        cell.store(1);
+        watcher.join().unwrap();
+        assert_eq!(cell.version(), 1);
     });
 }

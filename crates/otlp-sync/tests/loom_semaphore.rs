@@ -1,5 +1,7 @@
 //! Loom models of the semaphore: acquire/release, close with a waiter, and
-//! a cancelled async acquire that must pass its wake-up on. The blocking
+//! a cancelled async acquire that must pass its wake-up on, a re-poll with a
+//! new waker (cloned with the lock dropped, then re-checked) racing the
+//! grant, and a `new(0)` gate opened by `add_permits`. The blocking
 //! models exercise the spin-then-park hand-off (`SpinParker`: the waker
 //! unparks only a waiter that announced `PARKED`), including a parker reused
 //! by a second wait on the same thread.
@@ -117,5 +119,46 @@ fn cancelled_async_acquire_passes_wakeup_on() {
         assert_eq!(patient.join().unwrap(), Ok(1));
         assert_eq!(sem.available(), 1);
         assert_eq!(sem.waiters(), 0);
+    });
+}
+
+#[test]
+fn repoll_with_new_waker_races_the_grant() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(1).unwrap());
+        let held = sem.try_acquire_owned(1).unwrap();
+        let s = Arc::clone(&sem);
+        let task = thread::spawn(move || {
+            let mut fut = Box::pin(s.acquire(1));
+            let mut cx = Context::from_waker(Waker::noop());
+            if let std::task::Poll::Ready(result) = fut.as_mut().poll(&mut cx) {
+                return result.map(|p| p.num_permits());
+            }
+            // `block_on` polls with its own waker: the registered one is
+            // replaced (lock dropped to clone, state looked at again), while
+            // the release below may grant the permit at any point.
+            loom::future::block_on(fut).map(|p| p.num_permits())
+        });
+        drop(held);
+        assert_eq!(task.join().unwrap(), Ok(1));
+        assert_eq!(sem.available(), 1);
+        assert_eq!(sem.waiters(), 0);
+    });
+}
+
+#[test]
+fn empty_semaphore_is_a_gate_opened_by_add_permits() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(0).unwrap());
+        let s = Arc::clone(&sem);
+        let blocking = thread::spawn(move || s.acquire_owned_blocking(1).map(|p| p.num_permits()));
+        let s = Arc::clone(&sem);
+        let task =
+            thread::spawn(move || loom::future::block_on(s.acquire(1)).map(|p| p.num_permits()));
+        sem.add_permits(1).unwrap();
+        sem.add_permits(1).unwrap();
+        assert_eq!(blocking.join().unwrap(), Ok(1));
+        assert_eq!(task.join().unwrap(), Ok(1));
+        assert_eq!((sem.available(), sem.total(), sem.waiters()), (2, 2, 0));
     });
 }

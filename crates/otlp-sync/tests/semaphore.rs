@@ -40,22 +40,28 @@ fn zero_permit_request_succeeds_immediately() {
 #[test]
 fn too_large_is_an_immediate_error_everywhere() {
     let sem = Arc::new(Semaphore::new(5).unwrap());
+    let n = MAX_PERMITS + 1;
     let expected = AcquireError::TooLarge {
-        requested: 6,
-        total: 5,
+        requested: n,
+        max: MAX_PERMITS,
     };
-    assert_eq!(sem.try_acquire(6).unwrap_err(), expected);
-    assert_eq!(sem.acquire_blocking(6).unwrap_err(), expected);
+    assert_eq!(sem.try_acquire(n).unwrap_err(), expected);
+    assert_eq!(sem.acquire_blocking(n).unwrap_err(), expected);
     assert_eq!(
-        sem.acquire_timeout(6, Duration::from_secs(3600))
+        sem.acquire_timeout(n, Duration::from_secs(3600))
             .unwrap_err(),
         expected
     );
-    assert_eq!(sem.try_acquire_owned(6).unwrap_err(), expected);
-    assert_eq!(sem.acquire_owned_blocking(6).unwrap_err(), expected);
-    // Even when permits are held, what counts is what the semaphore owns.
-    let _held = sem.try_acquire(5).unwrap();
-    assert_eq!(sem.try_acquire(6).unwrap_err(), expected);
+    assert_eq!(sem.try_acquire_owned(n).unwrap_err(), expected);
+    assert_eq!(sem.acquire_owned_blocking(n).unwrap_err(), expected);
+    assert_eq!(sem.waiters(), 0);
+    // Above the total but within MAX_PERMITS is only "not now".
+    assert_eq!(sem.try_acquire(6).unwrap_err(), AcquireError::WouldBlock);
+    assert_eq!(
+        sem.acquire_timeout(6, SHORT).unwrap_err(),
+        AcquireError::Timeout
+    );
+    assert_eq!((sem.available(), sem.waiters()), (5, 0));
 }
 
 #[test]
@@ -84,7 +90,6 @@ fn add_permits_grows_total_and_wakes_waiter() {
     let s2 = Arc::clone(&sem);
     let t = std::thread::spawn(move || s2.acquire_owned_blocking(0).map(|p| p.num_permits()));
     assert_eq!(t.join().unwrap(), Ok(0));
-    // A request above total is refused, so grow first then wait.
     sem.add_permits(3).unwrap();
     let _a = sem.try_acquire(3).unwrap();
     let s2 = Arc::clone(&sem);
@@ -210,32 +215,23 @@ fn split_merge_forget() {
     assert_eq!(sem.total(), 9);
     drop(p);
     assert_eq!(sem.available(), 9);
-    assert!(matches!(
-        sem.try_acquire(10),
-        Err(AcquireError::TooLarge {
-            requested: 10,
-            total: 9
-        })
-    ));
+    assert_eq!(sem.try_acquire(10).unwrap_err(), AcquireError::WouldBlock);
 }
 
 #[test]
-fn forget_fails_waiters_that_became_impossible() {
+fn forget_leaves_waiters_waiting_for_add_permits() {
     let sem = Arc::new(Semaphore::new(4).unwrap());
     let mut held = sem.try_acquire(4).unwrap();
     let s = Arc::clone(&sem);
-    let waiter = std::thread::spawn(move || s.acquire_owned_blocking(4).map(drop));
+    let waiter = std::thread::spawn(move || s.acquire_owned_blocking(4).map(|p| p.num_permits()));
     wait_for_waiters(&sem, 1);
     held.split(1).unwrap().forget();
-    assert_eq!(
-        waiter.join().unwrap(),
-        Err(AcquireError::TooLarge {
-            requested: 4,
-            total: 3
-        })
-    );
+    // Now above the total: it keeps waiting, and add_permits makes it whole.
+    assert_eq!((sem.total(), sem.waiters()), (3, 1));
+    sem.add_permits(1).unwrap();
     drop(held);
-    assert_eq!(sem.available(), 3);
+    assert_eq!(waiter.join().unwrap(), Ok(4));
+    assert_eq!((sem.available(), sem.total()), (4, 4));
 }
 
 #[test]

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use otlp_sync::{AcquireError, Semaphore};
+use otlp_sync::{AcquireError, MAX_PERMITS, Semaphore};
 
 #[tokio::test]
 async fn acquire_and_release() {
@@ -14,10 +14,10 @@ async fn acquire_and_release() {
     drop(p);
     assert_eq!(sem.available(), 3);
     assert_eq!(
-        sem.acquire(4).await.unwrap_err(),
+        sem.acquire(MAX_PERMITS + 1).await.unwrap_err(),
         AcquireError::TooLarge {
-            requested: 4,
-            total: 3
+            requested: MAX_PERMITS + 1,
+            max: MAX_PERMITS
         }
     );
 }
