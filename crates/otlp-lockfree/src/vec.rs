@@ -37,7 +37,11 @@ const MAX_INDEX: usize = usize::MAX - FIRST;
 
 /// [`ConcurrentVec::with_capacity`] allocates buckets up front only while
 /// they total at most this many bytes; the rest come lazily, on first use.
+#[cfg(not(miri))]
 const PREALLOCATE_BYTES: usize = 16 << 20;
+/// Under Miri every entry costs thousands of interpreted instructions.
+#[cfg(miri)]
+const PREALLOCATE_BYTES: usize = 64 << 10;
 
 /// An append-only concurrent vector: lock-free `push` that returns the new
 /// element's index, and `get` that returns a plain `&T`.
