@@ -34,21 +34,34 @@ fn stored_hash<K, V>(slot: &Slot<K, V>) -> u64 {
 
 /// Which maps this thread holds a shard lock of, for re-entry detection.
 mod held {
-    use core::cell::RefCell;
+    use core::cell::{Cell, RefCell};
 
     use crate::sync::thread_local;
 
     // loom's `thread_local!` has no `const { }` form; the facade picks it.
     #[allow(clippy::missing_const_for_thread_local)]
     mod stack {
-        use super::{RefCell, thread_local};
+        use super::{Cell, RefCell, thread_local};
         thread_local! {
-            /// Addresses of the maps whose shard locks this thread holds, in
-            /// the order they were taken (any depth of nested maps).
-            pub(super) static HELD: RefCell<Vec<usize>> = RefCell::new(Vec::new());
+            /// Address of the first map whose shard lock this thread took
+            /// (0 when none): almost every call holds one map at most, and
+            /// this keeps it to one thread-local word.
+            pub(super) static FIRST: Cell<usize> = Cell::new(0);
+            /// The maps locked while `FIRST` is held (a closure, or code the
+            /// map ran, using other maps), innermost last: any depth.
+            pub(super) static MORE: RefCell<Vec<usize>> = RefCell::new(Vec::new());
         }
     }
-    use stack::HELD;
+    use stack::{FIRST, MORE};
+
+    /// Where a [`Held`] recorded its map.
+    enum Level {
+        First,
+        More,
+        /// `MORE` was unavailable (a map used from a thread-local destructor
+        /// during thread exit): nothing recorded, nothing to undo.
+        Untracked,
+    }
 
     /// Marks one map as locked by this thread for as long as it lives.
     ///
@@ -56,49 +69,66 @@ mod held {
     /// code runs under the lock (a closure, or the map's calls to `Clone`,
     /// `Eq`, `Debug` or `Drop`) and calls back into a map this thread already
     /// holds, through any number of other maps, panics here before it could
-    /// block on the lock.
-    pub(super) struct Held {
-        map: usize,
-        /// False only when the thread-local was unavailable (a map used from
-        /// a thread-local destructor during thread exit): nothing to undo.
-        tracked: bool,
-    }
+    /// block on the lock. Marks are scoped (a lock is released before the
+    /// method that took it returns, and nested locks are released first), so
+    /// they are removed in reverse order of taking, unwinding included.
+    pub(super) struct Held(Level);
 
     impl Held {
+        #[inline]
         pub(super) fn enter(map: usize) -> Self {
-            let tracked = HELD
-                .try_with(|held| {
-                    let mut held = held.borrow_mut();
-                    if held.contains(&map) {
-                        drop(held);
-                        panic!(
-                            "ConcurrentHashMap: re-entrant call: this thread already holds a lock \
-                             of this map (code run by the map, such as a closure passed to it or a \
-                             Clone, Eq, Debug or Drop of its keys or values, called back into it, \
-                             possibly through other maps); that would deadlock, so do the second \
-                             operation after the first returns"
-                        );
-                    }
-                    held.push(map);
-                })
-                .is_ok();
-            Self { map, tracked }
+            let first = FIRST.with(Cell::get);
+            if first == 0 {
+                FIRST.with(|f| f.set(map));
+                return Held(Level::First);
+            }
+            if first == map {
+                reentered();
+            }
+            Self::enter_nested(map)
+        }
+
+        #[cold]
+        #[inline(never)]
+        fn enter_nested(map: usize) -> Self {
+            let recorded = MORE.try_with(|more| {
+                let mut more = more.borrow_mut();
+                if more.contains(&map) {
+                    drop(more);
+                    reentered();
+                }
+                more.push(map);
+            });
+            Held(if recorded.is_ok() {
+                Level::More
+            } else {
+                Level::Untracked
+            })
         }
     }
 
     impl Drop for Held {
+        #[inline]
         fn drop(&mut self) {
-            if self.tracked {
-                // The innermost entry for this map is ours: guards are scoped,
-                // so they are released in reverse order of taking.
-                let _ = HELD.try_with(|held| {
-                    let mut held = held.borrow_mut();
-                    if let Some(i) = held.iter().rposition(|&m| m == self.map) {
-                        held.remove(i);
-                    }
-                });
+            match self.0 {
+                Level::First => FIRST.with(|f| f.set(0)),
+                Level::More => {
+                    let _ = MORE.try_with(|more| more.borrow_mut().pop());
+                }
+                Level::Untracked => {}
             }
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn reentered() -> ! {
+        panic!(
+            "ConcurrentHashMap: re-entrant call: this thread already holds a lock of this map \
+             (code run by the map, such as a closure passed to it or a Clone, Eq, Debug or Drop \
+             of its keys or values, called back into it, possibly through other maps); that \
+             would deadlock, so do the second operation after the first returns"
+        )
     }
 }
 use held::Held;
