@@ -4,7 +4,6 @@ use core::borrow::Borrow;
 use core::fmt;
 use core::hash::{BuildHasher, Hash};
 use core::mem;
-use core::ops::{Deref, DerefMut};
 use std::collections::hash_map::RandomState;
 use std::sync::PoisonError;
 
@@ -36,23 +35,19 @@ fn stored_hash<K, V>(slot: &Slot<K, V>) -> u64 {
 mod held {
     use core::cell::{Cell, RefCell};
 
-    use crate::sync::thread_local;
+    use crate::sync::const_thread_local;
 
-    // loom's `thread_local!` has no `const { }` form; the facade picks it.
-    #[allow(clippy::missing_const_for_thread_local)]
-    mod stack {
-        use super::{Cell, RefCell, thread_local};
-        thread_local! {
-            /// Address of the first map whose shard lock this thread took
-            /// (0 when none): almost every call holds one map at most, and
-            /// this keeps it to one thread-local word.
-            pub(super) static FIRST: Cell<usize> = Cell::new(0);
-            /// The maps locked while `FIRST` is held (a closure, or code the
-            /// map ran, using other maps), innermost last: any depth.
-            pub(super) static MORE: RefCell<Vec<usize>> = RefCell::new(Vec::new());
-        }
+    const_thread_local! {
+        /// Address of the first map whose shard lock this thread took (0
+        /// when none): almost every call holds one map at most, and this
+        /// keeps it to one thread-local word with no destructor.
+        static FIRST: Cell<usize> = Cell::new(0);
     }
-    use stack::{FIRST, MORE};
+    const_thread_local! {
+        /// The maps locked while `FIRST` is held (a closure, or code the map
+        /// ran, using other maps), innermost last: any depth.
+        static MORE: RefCell<Vec<usize>> = RefCell::new(Vec::new());
+    }
 
     /// Where a [`Held`] recorded its map.
     enum Level {
@@ -132,27 +127,6 @@ mod held {
     }
 }
 use held::Held;
-
-/// A shard lock guard that also marks its map as held by this thread.
-///
-/// Fields drop in declaration order: the lock is released before the mark.
-struct Locked<G> {
-    guard: G,
-    _held: Held,
-}
-
-impl<G: Deref> Deref for Locked<G> {
-    type Target = G::Target;
-    fn deref(&self) -> &G::Target {
-        &self.guard
-    }
-}
-
-impl<G: DerefMut> DerefMut for Locked<G> {
-    fn deref_mut(&mut self) -> &mut G::Target {
-        &mut self.guard
-    }
-}
 
 /// A concurrent hash map for the metric-aggregation pattern: read-mostly
 /// lookups of an attribute set, occasional get-or-create.
@@ -278,40 +252,41 @@ impl<K, V, S> ConcurrentHashMap<K, V, S> {
         (hash << 7).checked_shr(self.shift).unwrap_or(0) as usize
     }
 
-    /// Read-locks shard `index`, after checking this thread does not hold a
-    /// lock of this map already.
+    /// Marks this map as locked by this thread (panicking if it already
+    /// is). Every shard lock is taken through [`read`](Self::read) or
+    /// [`write`](Self::write), which borrow the mark, so the guard cannot
+    /// outlive it: the lock is released before the mark. (Two locals rather
+    /// than one guard type keep both drops inlined on the hot path.)
     #[inline]
-    fn read(&self, index: usize) -> Locked<RwLockReadGuard<'_, Table<K, V>>> {
-        let held = Held::enter(self as *const Self as usize);
-        Locked {
-            guard: self.shards[index]
-                .read()
-                .unwrap_or_else(PoisonError::into_inner),
-            _held: held,
-        }
+    fn hold(&self) -> Held {
+        Held::enter(self as *const Self as usize)
     }
 
-    /// Write-locks shard `index`, after the same check as [`read`](Self::read).
     #[inline]
-    fn write(&self, index: usize) -> Locked<RwLockWriteGuard<'_, Table<K, V>>> {
-        let held = Held::enter(self as *const Self as usize);
-        Locked {
-            guard: self.shards[index]
-                .write()
-                .unwrap_or_else(PoisonError::into_inner),
-            _held: held,
-        }
+    fn read<'a>(&'a self, _held: &'a Held, index: usize) -> RwLockReadGuard<'a, Table<K, V>> {
+        self.shards[index]
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    #[inline]
+    fn write<'a>(&'a self, _held: &'a Held, index: usize) -> RwLockWriteGuard<'a, Table<K, V>> {
+        self.shards[index]
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Number of entries (sums the shards one after the other, so it is a
     /// snapshot only when no writer is active).
     pub fn len(&self) -> usize {
-        (0..self.shards.len()).map(|i| self.read(i).len()).sum()
+        (0..self.shards.len())
+            .map(|i| self.read(&self.hold(), i).len())
+            .sum()
     }
 
     /// Whether the map has no entries.
     pub fn is_empty(&self) -> bool {
-        (0..self.shards.len()).all(|i| self.read(i).is_empty())
+        (0..self.shards.len()).all(|i| self.read(&self.hold(), i).is_empty())
     }
 
     /// Removes every entry. Each shard's table is taken out under its lock
@@ -319,8 +294,9 @@ impl<K, V, S> ConcurrentHashMap<K, V, S> {
     /// may use the map); the shards' memory is freed.
     pub fn clear(&self) {
         for i in 0..self.shards.len() {
-            // The guard is a temporary of this statement: unlocked at its end.
-            let table = mem::take(&mut *self.write(i));
+            // The mark and the guard are temporaries of this statement:
+            // unlocked at its end.
+            let table = mem::take(&mut *self.write(&self.hold(), i));
             drop(table);
         }
     }
@@ -334,7 +310,8 @@ impl<K, V, S> ConcurrentHashMap<K, V, S> {
         let mut removed = Vec::new();
         for i in 0..self.shards.len() {
             {
-                let mut shard = self.write(i);
+                let held = self.hold();
+                let mut shard = self.write(&held, i);
                 removed.extend(shard.extract_if(|slot| !f(&slot.key, &mut slot.value)));
             }
             removed.clear();
@@ -345,7 +322,8 @@ impl<K, V, S> ConcurrentHashMap<K, V, S> {
     /// Entries inserted or removed concurrently may or may not be seen.
     pub fn for_each(&self, mut f: impl FnMut(&K, &V)) {
         for i in 0..self.shards.len() {
-            let shard = self.read(i);
+            let held = self.hold();
+            let shard = self.read(&held, i);
             shard.iter().for_each(|slot| f(&slot.key, &slot.value));
         }
     }
@@ -361,7 +339,8 @@ impl<K, V, S> ConcurrentHashMap<K, V, S> {
         // far are dropped after the lock is released.
         let mut out = Vec::new();
         for i in 0..self.shards.len() {
-            let shard = self.read(i);
+            let held = self.hold();
+            let shard = self.read(&held, i);
             out.reserve(shard.len());
             out.extend(
                 shard
@@ -409,7 +388,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> ConcurrentHashMap<K, V, S> {
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let shard = self.read(self.shard_of(hash));
+        let held = self.hold();
+        let shard = self.read(&held, self.shard_of(hash));
         let slot = shard.find(hash, |slot| slot.hash == hash && slot.key.borrow() == key)?;
         Some(f(&slot.value))
     }
@@ -428,7 +408,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> ConcurrentHashMap<K, V, S> {
     /// shard's lock is released.
     pub fn insert(&self, key: K, value: V) -> Option<V> {
         let hash = self.hash(&key);
-        let mut shard = self.write(self.shard_of(hash));
+        let held = self.hold();
+        let mut shard = self.write(&held, self.shard_of(hash));
         match shard.entry(
             hash,
             |slot| slot.hash == hash && slot.key == key,
@@ -453,12 +434,15 @@ impl<K: Hash + Eq, V, S: BuildHasher> ConcurrentHashMap<K, V, S> {
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let mut shard = self.write(self.shard_of(hash));
+        let held = self.hold();
+        let mut shard = self.write(&held, self.shard_of(hash));
         let (slot, _) = shard
             .find_entry(hash, |slot| slot.hash == hash && slot.key.borrow() == key)
             .ok()?
             .remove();
+        // Unlock (and unmark) before the stored key is dropped.
         drop(shard);
+        drop(held);
         Some(slot.value)
     }
 
@@ -488,12 +472,14 @@ impl<K: Hash + Eq, V, S: BuildHasher> ConcurrentHashMap<K, V, S> {
         let hash = self.hash(&key);
         let index = self.shard_of(hash);
         {
-            let shard = self.read(index);
+            let held = self.hold();
+            let shard = self.read(&held, index);
             if let Some(slot) = shard.find(hash, |slot| slot.hash == hash && slot.key == key) {
                 return f(&slot.value);
             }
         }
-        let mut shard = self.write(index);
+        let held = self.hold();
+        let mut shard = self.write(&held, index);
         let slot = match shard.entry(
             hash,
             |slot| slot.hash == hash && slot.key == key,
@@ -518,7 +504,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> ConcurrentHashMap<K, V, S> {
         Q: Hash + Eq + ?Sized,
     {
         let hash = self.hash(key);
-        let mut shard = self.write(self.shard_of(hash));
+        let held = self.hold();
+        let mut shard = self.write(&held, self.shard_of(hash));
         let slot = shard.find_mut(hash, |slot| slot.hash == hash && slot.key.borrow() == key)?;
         Some(f(&mut slot.value))
     }
@@ -534,7 +521,8 @@ impl<K: Hash + Eq, V, S: BuildHasher> ConcurrentHashMap<K, V, S> {
         // is released, on return and if `f` panics alike.
         let mut value: Option<V> = None;
         let stored_key: K;
-        let mut shard = self.write(self.shard_of(hash));
+        let held = self.hold();
+        let mut shard = self.write(&held, self.shard_of(hash));
         match shard.entry(
             hash,
             |slot| slot.hash == hash && slot.key == key,
@@ -573,7 +561,8 @@ impl<K: fmt::Debug, V: fmt::Debug, S> fmt::Debug for ConcurrentHashMap<K, V, S> 
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut map = f.debug_map();
         for i in 0..self.shards.len() {
-            let shard = self.read(i);
+            let held = self.hold();
+            let shard = self.read(&held, i);
             map.entries(shard.iter().map(|slot| (&slot.key, &slot.value)));
         }
         map.finish()
