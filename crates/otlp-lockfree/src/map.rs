@@ -60,7 +60,7 @@ mod held {
 
     /// Marks one map as locked by this thread for as long as it lives.
     ///
-    /// Every shard lock the map takes is wrapped with one, so whatever user
+    /// Every shard lock the map takes borrows one (see `hold`), so whatever user
     /// code runs under the lock (a closure, or the map's calls to `Clone`,
     /// `Eq`, `Debug` or `Drop`) and calls back into a map this thread already
     /// holds, through any number of other maps, panics here before it could

@@ -139,6 +139,14 @@ impl<T> Ring<T> {
         }
     }
 
+    /// Whether `seq`, read at position `head`, is the stamp of the previous
+    /// lap's item at that slot: claimed by a consumer that has not yet
+    /// stored the release stamp.
+    #[inline(always)]
+    fn unreleased(&self, seq: usize, head: usize) -> bool {
+        seq.wrapping_add(self.capacity()) == head.wrapping_add(1)
+    }
+
     /// Pops one item. `stall` (tests only; `None` otherwise) runs between
     /// the claim (the head CAS) and the release of the slot (the stamp
     /// store): the window in which a preempted consumer leaves a stale stamp.
@@ -172,11 +180,10 @@ impl<T> Ring<T> {
                         backoff.spin();
                     }
                 }
-            } else {
-                // Not claimable: empty for this lap (`seq == head`), or the
-                // consumer of the previous lap has not released the slot yet,
-                // or `head` is stale. Only the counters tell whether the ring
-                // has anything left.
+            } else if seq == head || self.unreleased(seq, head) {
+                // Empty for this lap, or the consumer of the previous lap has
+                // not released the slot yet (preempted after its CAS): only
+                // the counters tell whether the ring has anything left.
                 match self.at_end(head) {
                     Some(true) => return Popped::Drained,
                     Some(false) => return Popped::Empty,
@@ -184,6 +191,10 @@ impl<T> Ring<T> {
                     None if seq == head => backoff.spin(),
                     None => backoff.snooze(),
                 }
+                head = self.head.load(Ordering::Relaxed);
+            } else {
+                // `head` is stale: other consumers moved on.
+                backoff.snooze();
                 head = self.head.load(Ordering::Relaxed);
             }
         }
@@ -230,16 +241,18 @@ impl<T> Ring<T> {
                     }
                 }
             }
-            // As in `pop`: whatever the slot at `head` says, a ring whose
-            // counters meet has nothing left for this call.
+            // As in `pop`: empty for this lap or not yet released by the
+            // previous lap's consumer, the counters decide.
             let seq = self.slot(head).seq.load(Ordering::Acquire);
-            if seq != head.wrapping_add(1) {
+            if seq == head || self.unreleased(seq, head) {
                 match self.at_end(head) {
                     Some(true) => return Popped::Drained,
                     Some(false) => return Popped::Empty,
                     None if seq == head => backoff.spin(),
                     None => backoff.snooze(),
                 }
+            } else if seq != head.wrapping_add(1) {
+                backoff.snooze();
             }
             head = self.head.load(Ordering::Relaxed);
         }
