@@ -8,6 +8,7 @@ use crossbeam_utils::CachePadded;
 
 use crate::error::CapacityError;
 use crate::sync::{AtomicUsize, Backoff, Ordering, UnsafeCell, fence};
+use crate::unwind::drain_resuming;
 
 /// One cell of the ring.
 ///
@@ -526,7 +527,10 @@ impl<T> BoundedQueue<T> {
 impl<T> Drop for BoundedQueue<T> {
     fn drop(&mut self) {
         if mem::needs_drop::<T>() {
-            while self.pop().is_some() {}
+            // `pop` releases an item's slot before the item is dropped, so a
+            // resumed drain after a panicking destructor starts at the next
+            // item: every item is dropped once, none is leaked.
+            drain_resuming(|| while self.pop().is_some() {});
         }
     }
 }

@@ -32,15 +32,20 @@
 //!   uncontended atomic, and the initialiser of `get_or_insert_with` must run
 //!   exactly once per key, which a shard write lock gives for free. No method
 //!   hands out a guard, so the "hold a `Ref`, then write" deadlock of dashmap
-//!   cannot be written; a closure that calls back into the same map panics
-//!   with a message instead of deadlocking.
+//!   cannot be written. Every shard lock records its map in a thread-local
+//!   stack, so code run under a lock (a closure, or a key's `Eq`, a value's
+//!   `Clone` or `Debug`) that calls back into a map this thread already
+//!   holds, through any number of other maps, panics with a message instead
+//!   of deadlocking; keys are hashed before locking and the entries the map
+//!   removes are dropped after unlocking.
 //! * **The vector never moves an element**: buckets of doubling size are
 //!   allocated once, so `get` returns a plain `&T` that stays valid while
 //!   other threads push.
 //!
 //! Every structure is `Send`/`Sync` exactly when sound (`T: Send` for the
 //! queues and the stack, `T: Send + Sync` for the vector's `Sync`), drops
-//! every remaining element exactly once, and reports bad input as a value
+//! every remaining element exactly once (when one element's `Drop` panics,
+//! the others are still dropped, as `Vec` does), and reports bad input as a value
 //! (a [`CapacityError`], an item handed back, `None`, `0`), never a panic.
 //!
 //! # Verification
@@ -89,6 +94,7 @@ mod map;
 mod queue;
 mod stack;
 mod sync;
+mod unwind;
 mod vec;
 
 pub use bounded::BoundedQueue;

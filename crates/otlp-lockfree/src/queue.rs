@@ -1,12 +1,13 @@
 //! [`LockFreeQueue`]: an unbounded MPMC FIFO made of linked, reused rings.
 
 use core::fmt;
-use core::mem::MaybeUninit;
+use core::mem::{self, MaybeUninit};
 
 use crossbeam_epoch::{self as epoch, Atomic, Owned};
 use crossbeam_utils::CachePadded;
 
 use crate::sync::{AtomicUsize, Backoff, Ordering, UnsafeCell, fence};
+use crate::unwind::drain_resuming;
 
 /// Top bit of a ring's `tail`: no producer may claim a position any more.
 const CLOSED: usize = 1 << (usize::BITS - 1);
@@ -120,6 +121,14 @@ impl<T> Ring<T> {
     }
 
     /// Whether `head` is the end of this ring's items; `Some(drained)` if so.
+    ///
+    /// Only `head == tail` matters, not the slot at `head`: a closed ring
+    /// whose every claimed position was claimed by a consumer never yields
+    /// anything again, even while a consumer that claimed the last position
+    /// has not yet released its slot (its stale stamp must not keep the
+    /// other consumers from moving on to the next ring). `head` may be a
+    /// stale read: it is at most the current head, which is at most `tail`,
+    /// so equality with the tail read here means it is current.
     fn at_end(&self, head: usize) -> Option<bool> {
         fence(Ordering::SeqCst);
         let tail = self.tail.load(Ordering::Relaxed);
@@ -130,7 +139,19 @@ impl<T> Ring<T> {
         }
     }
 
-    fn pop(&self) -> Popped<T> {
+    /// Whether `seq`, read at position `head`, is the stamp of the previous
+    /// lap's item at that slot: claimed by a consumer that has not yet
+    /// stored the release stamp.
+    #[inline(always)]
+    fn unreleased(&self, seq: usize, head: usize) -> bool {
+        seq.wrapping_add(self.capacity()) == head.wrapping_add(1)
+    }
+
+    /// Pops one item. `stall` (tests only; `None` otherwise) runs between
+    /// the claim (the head CAS) and the release of the slot (the stamp
+    /// store): the window in which a preempted consumer leaves a stale stamp.
+    #[inline]
+    fn pop(&self, stall: &mut Option<impl FnOnce()>) -> Popped<T> {
         let backoff = Backoff::new();
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
@@ -147,6 +168,9 @@ impl<T> Ring<T> {
                         // SAFETY: the CAS made this thread the only consumer of
                         // `head`; the acquired `seq` shows the value written.
                         let value = unsafe { slot.value.with(|p| p.read().assume_init()) };
+                        if let Some(stall) = stall.take() {
+                            stall();
+                        }
                         slot.seq
                             .store(head.wrapping_add(self.capacity()), Ordering::Release);
                         return Popped::Item(value);
@@ -156,15 +180,20 @@ impl<T> Ring<T> {
                         backoff.spin();
                     }
                 }
-            } else if seq == head {
+            } else if seq == head || self.unreleased(seq, head) {
+                // Empty for this lap, or the consumer of the previous lap has
+                // not released the slot yet (preempted after its CAS): only
+                // the counters tell whether the ring has anything left.
                 match self.at_end(head) {
                     Some(true) => return Popped::Drained,
                     Some(false) => return Popped::Empty,
                     // A producer claimed `head` and is still writing it.
-                    None => backoff.spin(),
+                    None if seq == head => backoff.spin(),
+                    None => backoff.snooze(),
                 }
                 head = self.head.load(Ordering::Relaxed);
             } else {
+                // `head` is stale: other consumers moved on.
                 backoff.snooze();
                 head = self.head.load(Ordering::Relaxed);
             }
@@ -212,12 +241,15 @@ impl<T> Ring<T> {
                     }
                 }
             }
+            // As in `pop`: empty for this lap or not yet released by the
+            // previous lap's consumer, the counters decide.
             let seq = self.slot(head).seq.load(Ordering::Acquire);
-            if seq == head {
+            if seq == head || self.unreleased(seq, head) {
                 match self.at_end(head) {
                     Some(true) => return Popped::Drained,
                     Some(false) => return Popped::Empty,
-                    None => backoff.spin(),
+                    None if seq == head => backoff.spin(),
+                    None => backoff.snooze(),
                 }
             } else if seq != head.wrapping_add(1) {
                 backoff.snooze();
@@ -233,15 +265,30 @@ impl<T> Ring<T> {
     }
 }
 
-impl<T> Drop for Ring<T> {
-    fn drop(&mut self) {
-        let head = self.head.load(Ordering::Relaxed);
+impl<T> Ring<T> {
+    /// Drops the items in `[head, tail)`. Resumable (see [`drain_resuming`]):
+    /// `head` moves past an item before the item is dropped.
+    fn drop_items(&mut self) {
         let tail = self.tail.load(Ordering::Relaxed) & !CLOSED;
-        for pos in head..tail {
+        loop {
+            let head = self.head.load(Ordering::Relaxed);
+            if head >= tail {
+                return;
+            }
+            self.head.store(head + 1, Ordering::Relaxed);
             // SAFETY: `&mut self`: no operation is in flight, so every
             // position in `[head, tail)` holds a written value not yet popped;
-            // each is dropped once.
-            unsafe { self.slot(pos).value.with_mut(|p| (*p).assume_init_drop()) };
+            // `head` was moved past this one first, so it is dropped once.
+            unsafe { self.slot(head).value.with_mut(|p| (*p).assume_init_drop()) };
+        }
+    }
+}
+
+impl<T> Drop for Ring<T> {
+    fn drop(&mut self) {
+        if mem::needs_drop::<T>() {
+            // A panicking item destructor must not leak the items after it.
+            drain_resuming(|| self.drop_items());
         }
     }
 }
@@ -370,12 +417,26 @@ impl<T> LockFreeQueue<T> {
 
     /// Pops the item at the front, or `None` when the queue is empty.
     pub fn pop(&self) -> Option<T> {
+        self.pop_with(&mut None::<fn()>)
+    }
+
+    /// [`pop`](Self::pop) whose consumer runs `stall` after it claimed an
+    /// item and before it released the item's slot, to model a consumer
+    /// preempted in that window. Only for tests and loom models.
+    #[cfg(any(test, loom))]
+    #[doc(hidden)]
+    pub fn pop_stalled(&self, stall: impl FnOnce()) -> Option<T> {
+        self.pop_with(&mut Some(stall))
+    }
+
+    #[inline]
+    fn pop_with(&self, stall: &mut Option<impl FnOnce()>) -> Option<T> {
         let guard = epoch::pin();
         loop {
             let head = self.head.load(Ordering::Acquire, &guard);
             // SAFETY: never null, loaded while pinned.
             let ring = unsafe { head.deref() };
-            match ring.pop() {
+            match ring.pop(stall) {
                 Popped::Item(value) => return Some(value),
                 Popped::Empty => return None,
                 Popped::Drained => {
@@ -438,18 +499,26 @@ impl<T> Default for LockFreeQueue<T> {
 
 impl<T> Drop for LockFreeQueue<T> {
     fn drop(&mut self) {
-        // SAFETY: `&mut self`: no other thread uses the queue, and rings
-        // before `head` were already retired, so each ring from `head` on is
-        // freed here exactly once (dropping its remaining items).
-        unsafe {
-            let guard = epoch::unprotected();
-            let mut cur = self.head.load(Ordering::Relaxed, guard);
-            while !cur.is_null() {
-                let ring = cur.into_owned();
-                cur = ring.next.load(Ordering::Relaxed, guard);
-                drop(ring);
+        // Each ring is unlinked from `head` before it is freed, so if one of
+        // its items' destructors panics (the ring still drops its other
+        // items), the resumed pass frees the rings after it, and none twice.
+        drain_resuming(|| {
+            // SAFETY: `&mut self`: no other thread uses the queue, and rings
+            // before `head` were already retired, so each ring from `head` on
+            // is freed here exactly once (dropping its remaining items).
+            unsafe {
+                let guard = epoch::unprotected();
+                loop {
+                    let cur = self.head.load(Ordering::Relaxed, guard);
+                    if cur.is_null() {
+                        return;
+                    }
+                    let next = cur.deref().next.load(Ordering::Relaxed, guard);
+                    self.head.store(next, Ordering::Relaxed);
+                    drop(cur.into_owned());
+                }
             }
-        }
+        });
     }
 }
 
@@ -527,6 +596,75 @@ mod tests {
         let ring = unsafe { head.deref() };
         assert!(ring.next.load(Ordering::Acquire, &guard).is_null());
         assert_eq!(ring.capacity(), FIRST_RING);
+    }
+
+    /// Issue 14 item 4: a consumer stalled between its head CAS and its
+    /// stamp store leaves a stale stamp in the head ring; producers close
+    /// that ring and move on, and the other consumers must then treat the
+    /// closed ring with `head == tail` as drained and move to the next ring
+    /// instead of spinning on the stale stamp until the stalled one resumes.
+    fn stalled_consumer_does_not_trap_the_others(batch: bool) {
+        use std::sync::{Arc, mpsc};
+        use std::time::Duration;
+
+        let q = Arc::new(LockFreeQueue::new());
+        for i in 0..FIRST_RING {
+            q.push(i); // the first ring is full
+        }
+        let (claimed_tx, claimed_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let stalled = {
+            let q = Arc::clone(&q);
+            std::thread::spawn(move || {
+                q.pop_stalled(move || {
+                    claimed_tx.send(()).unwrap();
+                    let _ = release_rx.recv();
+                })
+            })
+        };
+        claimed_rx.recv().unwrap();
+        // Position FIRST_RING maps onto the stalled consumer's slot, whose
+        // stamp is stale: the producer closes the first ring and links a
+        // second one for this item.
+        q.push(FIRST_RING);
+        let (done_tx, done_rx) = mpsc::channel();
+        let other = {
+            let q = Arc::clone(&q);
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                while got.len() < FIRST_RING {
+                    let before = got.len();
+                    if batch {
+                        q.pop_batch(&mut got, 16);
+                    } else {
+                        got.extend(q.pop());
+                    }
+                    if got.len() == before {
+                        break; // empty: must not happen, reported below
+                    }
+                }
+                let _ = done_tx.send(got);
+            })
+        };
+        // A bounded wait: with the defect, `other` spins until released.
+        let got = done_rx.recv_timeout(Duration::from_secs(120));
+        release_tx.send(()).unwrap();
+        assert_eq!(stalled.join().unwrap(), Some(0));
+        other.join().unwrap();
+        let got =
+            got.expect("a consumer spun on the closed, drained ring while another was stalled");
+        assert_eq!(got, (1..=FIRST_RING).collect::<Vec<_>>());
+        assert_eq!(q.pop(), None);
+    }
+
+    #[test]
+    fn stalled_consumer_does_not_trap_pop() {
+        stalled_consumer_does_not_trap_the_others(false);
+    }
+
+    #[test]
+    fn stalled_consumer_does_not_trap_pop_batch() {
+        stalled_consumer_does_not_trap_the_others(true);
     }
 
     #[test]

@@ -12,13 +12,22 @@ pub(crate) use loom::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering
 
 #[cfg(not(loom))]
 pub(crate) use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-#[cfg(not(loom))]
-pub(crate) use std::thread_local;
 
 #[cfg(loom)]
 pub(crate) use loom::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
-#[cfg(loom)]
-pub(crate) use loom::thread_local;
+
+/// `thread_local!` with a `const` initialiser outside loom (no lazy-init
+/// check on access, and no destructor for types that need none), and loom's
+/// `thread_local!` under loom, which has no `const` form.
+macro_rules! const_thread_local {
+    ($(#[$attr:meta])* static $name:ident: $ty:ty = $init:expr;) => {
+        #[cfg(not(loom))]
+        std::thread_local! { $(#[$attr])* static $name: $ty = const { $init }; }
+        #[cfg(loom)]
+        loom::thread_local! { $(#[$attr])* static $name: $ty = $init; }
+    };
+}
+pub(crate) use const_thread_local;
 
 /// `UnsafeCell` with loom's closure-based API, so the same code compiles
 /// against both `std` and loom.

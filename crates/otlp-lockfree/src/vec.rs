@@ -2,10 +2,11 @@
 
 use core::fmt;
 use core::iter::FusedIterator;
-use core::mem::MaybeUninit;
+use core::mem::{self, MaybeUninit};
 use core::ptr;
 
 use crate::sync::{AtomicBool, AtomicPtr, AtomicUsize, Ordering, UnsafeCell};
+use crate::unwind::drain_resuming;
 
 /// log2 of the first bucket's length.
 #[cfg(not(loom))]
@@ -34,11 +35,20 @@ fn locate(i: usize) -> (usize, usize) {
 /// Largest index `push` hands out.
 const MAX_INDEX: usize = usize::MAX - FIRST;
 
+/// [`ConcurrentVec::with_capacity`] allocates buckets up front only while
+/// they total at most this many bytes; the rest come lazily, on first use.
+#[cfg(not(miri))]
+const PREALLOCATE_BYTES: usize = 16 << 20;
+/// Under Miri every entry costs thousands of interpreted instructions.
+#[cfg(miri)]
+const PREALLOCATE_BYTES: usize = 64 << 10;
+
 /// An append-only concurrent vector: lock-free `push` that returns the new
 /// element's index, and `get` that returns a plain `&T`.
 ///
 /// Elements live in buckets of doubling size (32, 64, 128, … entries), each
-/// allocated once and never moved or freed before the vector is dropped, so
+/// allocated once, when first needed, and never moved or freed before the
+/// vector is dropped, so
 /// a reference returned by [`get`](Self::get) stays valid for as long as the
 /// vector is borrowed, while other threads keep pushing.
 ///
@@ -86,13 +96,32 @@ impl<T> ConcurrentVec<T> {
         }
     }
 
-    /// Creates an empty vector with buckets allocated for `capacity` items.
+    /// Creates an empty vector ready for about `capacity` elements.
+    ///
+    /// The buckets that cover the first `capacity` indices are allocated up
+    /// front as long as they total at most 16 MiB; buckets beyond that, and
+    /// any that cannot be allocated now, are allocated by the first push
+    /// that needs them, exactly as with [`new`](Self::new). `capacity` is
+    /// therefore a hint: any value, `usize::MAX` included, is accepted, and
+    /// no capacity allocates gigabytes (or aborts on allocation failure)
+    /// before anything is pushed.
     pub fn with_capacity(capacity: usize) -> Self {
         let vec = Self::new();
-        if capacity > 0 {
-            let (last, _) = locate(capacity.min(MAX_INDEX) - 1);
-            for b in 0..=last {
-                vec.bucket(b);
+        if capacity == 0 {
+            return vec;
+        }
+        let (last, _) = locate(capacity.min(MAX_INDEX) - 1);
+        let mut bytes = 0usize;
+        for b in 0..=last {
+            let size = mem::size_of::<Entry<T>>().saturating_mul(Self::bucket_len(b));
+            bytes = bytes.saturating_add(size);
+            if bytes > PREALLOCATE_BYTES {
+                break;
+            }
+            match Self::allocate(b) {
+                // Relaxed: no other thread can see `vec` yet.
+                Some(bucket) => vec.buckets[b].store(bucket, Ordering::Relaxed),
+                None => break,
             }
         }
         vec
@@ -102,6 +131,19 @@ impl<T> ConcurrentVec<T> {
         FIRST << bucket
     }
 
+    /// A fresh bucket `b` of empty entries, or `None` if it cannot be
+    /// allocated.
+    fn allocate(b: usize) -> Option<*mut Entry<T>> {
+        let len = Self::bucket_len(b);
+        let mut entries: Vec<Entry<T>> = Vec::new();
+        entries.try_reserve_exact(len).ok()?;
+        entries.extend((0..len).map(|_| Entry {
+            ready: AtomicBool::new(false),
+            value: UnsafeCell::new(MaybeUninit::uninit()),
+        }));
+        Some(Box::into_raw(entries.into_boxed_slice()).cast::<Entry<T>>())
+    }
+
     /// Bucket `b`'s first entry, allocating the bucket if needed.
     fn bucket(&self, b: usize) -> *mut Entry<T> {
         let current = self.buckets[b].load(Ordering::Acquire);
@@ -109,13 +151,13 @@ impl<T> ConcurrentVec<T> {
             return current;
         }
         let len = Self::bucket_len(b);
-        let fresh: Box<[Entry<T>]> = (0..len)
-            .map(|_| Entry {
-                ready: AtomicBool::new(false),
-                value: UnsafeCell::new(MaybeUninit::uninit()),
-            })
-            .collect();
-        let fresh = Box::into_raw(fresh).cast::<Entry<T>>();
+        let Some(fresh) = Self::allocate(b) else {
+            // Out of memory for the element being pushed: the same outcome
+            // as a `Vec::push` that cannot grow.
+            let layout = std::alloc::Layout::array::<Entry<T>>(len)
+                .unwrap_or_else(|_| std::alloc::Layout::new::<Entry<T>>());
+            std::alloc::handle_alloc_error(layout)
+        };
         match self.buckets[b].compare_exchange(
             ptr::null_mut(),
             fresh,
@@ -125,7 +167,7 @@ impl<T> ConcurrentVec<T> {
             Ok(_) => fresh,
             Err(winner) => {
                 // SAFETY: `fresh` came from `Box::into_raw` of a slice of
-                // `len` entries just above and was never shared.
+                // `len` entries in `allocate` and was never shared.
                 drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(fresh, len)) });
                 winner
             }
@@ -205,27 +247,45 @@ impl<T> Default for ConcurrentVec<T> {
     }
 }
 
-impl<T> Drop for ConcurrentVec<T> {
-    fn drop(&mut self) {
+impl<T> ConcurrentVec<T> {
+    /// Drops every element not dropped yet and frees every bucket.
+    ///
+    /// Resumable (see [`drain_resuming`]): an entry is marked not ready
+    /// before its value is dropped, and a bucket is unlinked before it is
+    /// freed, so a second call after a panicking destructor continues with
+    /// the next element and never drops or frees anything twice.
+    fn release(&mut self) {
         for (b, bucket) in self.buckets.iter().enumerate() {
             let base = bucket.load(Ordering::Relaxed);
             if base.is_null() {
                 continue;
             }
             let len = Self::bucket_len(b);
-            // SAFETY: `&mut self`: no push is in flight; the bucket holds
-            // `len` entries from `Box::into_raw`; each ready value is dropped
-            // exactly once, then the bucket is freed exactly once.
-            unsafe {
-                for i in 0..len {
-                    let entry = &*base.add(i);
-                    if entry.ready.load(Ordering::Relaxed) {
-                        entry.value.with_mut(|p| (*p).assume_init_drop());
-                    }
+            for i in 0..len {
+                // SAFETY: `&mut self`: no push is in flight; the bucket holds
+                // `len` entries and is still linked, so still allocated.
+                let entry = unsafe { &*base.add(i) };
+                if entry.ready.load(Ordering::Relaxed) {
+                    entry.ready.store(false, Ordering::Relaxed);
+                    // SAFETY: `ready` said the value is initialised, and it
+                    // was just cleared, so this is the value's only drop.
+                    unsafe { entry.value.with_mut(|p| (*p).assume_init_drop()) };
                 }
-                drop(Box::from_raw(ptr::slice_from_raw_parts_mut(base, len)));
             }
+            bucket.store(ptr::null_mut(), Ordering::Relaxed);
+            // SAFETY: the bucket came from `Box::into_raw` of `len` entries,
+            // holds no initialised value any more, and was unlinked above, so
+            // it is freed exactly once.
+            drop(unsafe { Box::from_raw(ptr::slice_from_raw_parts_mut(base, len)) });
         }
+    }
+}
+
+impl<T> Drop for ConcurrentVec<T> {
+    fn drop(&mut self) {
+        // One panicking element destructor must not leak the elements after
+        // it (or the buckets): like `Vec`, keep dropping the rest.
+        drain_resuming(|| self.release());
     }
 }
 
