@@ -103,7 +103,10 @@ fn write_histogram(out: &mut String, name: &str, help: &str, h: &Histogram, buck
     let _ = writeln!(out, "# HELP {name} {help}");
     let _ = writeln!(out, "# TYPE {name} histogram");
     for le in buckets {
-        let count = h.count_at_or_below(duration_to_nanos(*le));
+        // A bound at or past u64::MAX ns would let count_at_or_below claim
+        // the untracked samples; only +Inf below may count them.
+        let bound = duration_to_nanos(*le).min(u64::MAX - 1);
+        let count = h.count_at_or_below(bound);
         let _ = writeln!(out, "{name}_bucket{{le=\"{}\"}} {count}", le.as_secs_f64());
     }
     let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {}", h.count());
@@ -118,11 +121,21 @@ impl ConcurrencyMonitor {
     /// Metrics (each name prefixed with `prefix_` unless `prefix` is
     /// empty): `tasks_started_total`, `tasks_completed_total`,
     /// `tasks_failed_total`, `tasks_slow_total` (counters),
-    /// `tasks_in_flight`, `task_success_ratio`, `tasks_per_second`
-    /// (gauges), `task_duration_seconds` and `queue_wait_seconds`
-    /// (histograms with `_bucket`/`_sum`/`_count`). Bucket counts are at
-    /// histogram precision: a sample within 0.8% above a bound may be
-    /// counted in it.
+    /// `tasks_in_flight`, `task_success_ratio` (gauges),
+    /// `task_duration_seconds` and `queue_wait_seconds` (histograms with
+    /// `_bucket`/`_sum`/`_count`). Bucket counts are at histogram
+    /// precision: a sample within 0.8% above a bound may be counted in it.
+    /// Samples above [`Histogram::MAX_TRACKED`] (about 73 minutes) are
+    /// counted only in `le="+Inf"`, never in a finite bucket, whatever its
+    /// bound.
+    ///
+    /// There is no throughput gauge: a `_per_second` gauge averaged over
+    /// the window since reset is what the Prometheus naming advice warns
+    /// against. Take the rate from the counter in the query instead, e.g.
+    /// `rate(prefix_tasks_completed_total[1m])`. (The counters restart at
+    /// [`reset`](Self::reset), which `rate` treats as a counter reset.)
+    /// [`ConcurrencyStats::tasks_per_second`](crate::ConcurrencyStats::tasks_per_second)
+    /// is still there for the `Display` table and JSON.
     ///
     /// Characters not allowed in a metric name are replaced by `_`; use
     /// [`try_to_prometheus`](Self::try_to_prometheus) to reject them instead.
@@ -222,13 +235,6 @@ impl ConcurrencyMonitor {
             "gauge",
             "Completed / (completed + failed).",
             stats.success_rate,
-        );
-        write_scalar(
-            &mut out,
-            &n("tasks_per_second"),
-            "gauge",
-            "Completed tasks per second since the window started.",
-            stats.tasks_per_second,
         );
         write_histogram(
             &mut out,

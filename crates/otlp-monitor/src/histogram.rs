@@ -7,10 +7,12 @@
 //! quantile reported as the bucket's midpoint is within half of that (0.39%
 //! with 128 sub-buckets) of the true value. The tracked range ends at
 //! [`Histogram::MAX_TRACKED`] (about 73 minutes); larger values are counted
-//! in the top bucket, while `max` and `sum` stay exact.
+//! in one overflow bucket above it (so no finite bucket bound claims them),
+//! while `max` stays exact and `sum` saturates at `u64::MAX`.
 //!
 //! The bucket index is computed without branches:
-//! `shift = msb(v | SUB_BUCKETS) - SUB_BITS`, `index = (shift << SUB_BITS) + (v >> shift)`.
+//! `shift = msb(v | SUB_BUCKETS) - SUB_BITS`, `index = (shift << SUB_BITS) + (v >> shift)`,
+//! with `v` clamped to `MAX_TRACKED + 1`, whose index is the overflow bucket.
 
 use std::fmt;
 use std::time::Duration;
@@ -31,15 +33,21 @@ const SUB_BITS: u32 = 1;
 const MAX_MSB: u32 = 3;
 
 const SUB_COUNT: u64 = 1 << SUB_BITS;
-const BUCKET_COUNT: usize = ((MAX_MSB - SUB_BITS + 2) as usize) << SUB_BITS;
+/// Buckets of the tracked range `0..=MAX_TRACKED`.
+const TRACKED_BUCKETS: usize = ((MAX_MSB - SUB_BITS + 2) as usize) << SUB_BITS;
+/// Index of the overflow bucket: every value above `MAX_TRACKED`. It is the
+/// index the bucket formula gives `MAX_TRACKED + 1`.
+const OVERFLOW: usize = TRACKED_BUCKETS;
+/// All buckets, the overflow bucket included.
+const BUCKET_COUNT: usize = TRACKED_BUCKETS + 1;
 const MAX_TRACKED: u64 = (1u64 << (MAX_MSB + 1)) - 1;
 
 /// Index of the bucket that holds `value` (values above the tracked range
-/// land in the last bucket).
+/// land in the overflow bucket).
 #[inline(always)]
 pub(crate) fn bucket_index(value: u64) -> usize {
     let v = if value > MAX_TRACKED {
-        MAX_TRACKED
+        MAX_TRACKED + 1
     } else {
         value
     };
@@ -72,18 +80,48 @@ pub(crate) fn bucket_width(index: usize) -> u64 {
     }
 }
 
-/// Largest value that maps to bucket `index` (the top bucket reports the
-/// end of the tracked range).
+/// Largest value that maps to bucket `index` (`u64::MAX` for the overflow
+/// bucket).
 #[inline]
 pub(crate) fn bucket_upper(index: usize) -> u64 {
+    if index >= OVERFLOW {
+        return u64::MAX;
+    }
     bucket_lower(index) + (bucket_width(index) - 1)
 }
 
 /// Value reported for a quantile that falls in bucket `index`: the middle
-/// of the bucket, which halves the worst-case relative error.
+/// of the bucket, which halves the worst-case relative error. The overflow
+/// bucket has no useful middle; its lower bound is what is known (the
+/// caller clamps it to `[min, max]`, so a lone overflow value is exact).
 #[inline]
 fn bucket_midpoint(index: usize) -> u64 {
+    if index >= OVERFLOW {
+        return MAX_TRACKED + 1;
+    }
     bucket_lower(index) + bucket_width(index) / 2
+}
+
+/// Fixed-point scale of a quantile: `q` is taken to 15 decimal places.
+const QUANTILE_SCALE: u64 = 1_000_000_000_000_000;
+
+/// The nearest rank `ceil(q * count)`, clamped to `1..=count`, computed on
+/// `q` rounded to 15 decimal places and integer arithmetic.
+///
+/// `q * count as f64` is not exact: `0.07 * 100.0` is `7.000000000000001`,
+/// whose ceiling is rank 8, one past the rank the caller asked for. Scaling
+/// by `10^15` and rounding recovers the decimal the caller wrote (for up to
+/// 15 places: the scaled value is below `2^50`, where the two roundings
+/// together err by less than one half), and `u128` holds the product with
+/// any `u64` count.
+fn nearest_rank(q: f64, count: u64) -> u64 {
+    let q = if q.is_nan() { 0.0 } else { q.clamp(0.0, 1.0) };
+    // In 0..=10^15, so the cast is exact.
+    let scaled = (q * QUANTILE_SCALE as f64).round() as u128;
+    let scale = u128::from(QUANTILE_SCALE);
+    let rank = (scaled * u128::from(count)).div_ceil(scale);
+    // rank <= count because scaled <= scale.
+    (rank as u64).clamp(1, count)
 }
 
 /// Converts a duration to nanoseconds, saturating at `u64::MAX` (584 years).
@@ -107,8 +145,10 @@ pub(crate) fn duration_to_nanos(d: Duration) -> u64 {
 /// * Precision: any quantile is within 1% (in fact within
 ///   `1 / (2 * SUB_BUCKETS)`, 0.39%) of the exact value for values from
 ///   1 ns to [`MAX_TRACKED`](Self::MAX_TRACKED) ns (about 73 minutes);
-///   values below [`SUB_BUCKETS`](Self::SUB_BUCKETS) are exact.
-/// * `min`, `max`, `count` and `sum` are exact.
+///   values below [`SUB_BUCKETS`](Self::SUB_BUCKETS) are exact. Values above
+///   `MAX_TRACKED` share one overflow bucket.
+/// * `min`, `max` and `count` are exact; `sum` is exact until it would pass
+///   `u64::MAX` ns (584 years), where it saturates.
 ///
 /// ```
 /// use otlp_monitor::Histogram;
@@ -132,13 +172,17 @@ pub struct Histogram {
 }
 
 impl Histogram {
-    /// Number of buckets (fixed; the memory is `BUCKETS * 8` bytes).
+    /// Number of buckets, the overflow bucket included (fixed; the memory
+    /// is `BUCKETS * 8` bytes).
     pub const BUCKETS: usize = BUCKET_COUNT;
     /// Buckets per power of two; the relative bucket width is at most
     /// `1 / SUB_BUCKETS`.
     pub const SUB_BUCKETS: u64 = SUB_COUNT;
     /// Largest value (in nanoseconds) tracked with full precision, about
-    /// 73 minutes. Larger values are counted in the top bucket.
+    /// 73 minutes. Larger values are counted in one overflow bucket:
+    /// [`count_at_or_below`](Self::count_at_or_below) of any bound but
+    /// `u64::MAX` leaves them out, and a quantile that falls among them
+    /// reports `MAX_TRACKED + 1` clamped to `[min, max]`.
     pub const MAX_TRACKED: u64 = MAX_TRACKED;
 
     /// Creates an empty histogram. This is the only allocation it makes.
@@ -213,7 +257,10 @@ impl Histogram {
     /// The quantile is the smallest recorded value `v` such that at least
     /// `ceil(q * count)` values are `<= v` (the usual "nearest rank"
     /// definition), reported as the midpoint of its bucket and clamped to
-    /// `[min, max]`. `q` outside `0..=1` is clamped; NaN is treated as 0.
+    /// `[min, max]`. The rank is computed exactly, on `q` rounded to 15
+    /// decimal places: with 7 values of 1 µs among 100, `quantile(0.07)` is
+    /// 1 µs (rank 7), although `0.07 * 100.0` is `7.000000000000001` in
+    /// floating point. `q` outside `0..=1` is clamped; NaN is treated as 0.
     /// Returns 0 for an empty histogram.
     pub fn quantile(&self, q: f64) -> u64 {
         self.quantiles([q])[0]
@@ -234,10 +281,7 @@ impl Histogram {
         if self.count == 0 {
             return out;
         }
-        let ranks = qs.map(|q| {
-            let q = if q.is_nan() { 0.0 } else { q.clamp(0.0, 1.0) };
-            ((q * self.count as f64).ceil() as u64).clamp(1, self.count)
-        });
+        let ranks = qs.map(|q| nearest_rank(q, self.count));
         let mut order: [usize; N] = std::array::from_fn(|i| i);
         order.sort_unstable_by_key(|&i| ranks[i]);
         let mut next = 0;
@@ -281,8 +325,16 @@ impl Histogram {
 
     /// Number of recorded values that are `<= value`, at bucket precision:
     /// the bucket containing `value` is counted whole.
+    ///
+    /// Values above [`MAX_TRACKED`](Self::MAX_TRACKED) are counted only for
+    /// `value == u64::MAX`: their exact size is unknown, so no smaller bound
+    /// may claim them (a 10-hour sample is not `<= 2 h`).
     pub fn count_at_or_below(&self, value: u64) -> u64 {
-        let last = bucket_index(value);
+        let last = if value == u64::MAX {
+            OVERFLOW
+        } else {
+            bucket_index(value).min(OVERFLOW - 1)
+        };
         self.counts[..=last]
             .iter()
             .fold(0u64, |acc, &c| acc.saturating_add(c))
@@ -348,8 +400,12 @@ impl Histogram {
         out.count = count;
         out.sum = if count == 0 {
             0
+        } else if self.sum == u64::MAX {
+            // Saturated: what the window added is unknown, so it stays
+            // saturated rather than shrinking by the earlier total.
+            u64::MAX
         } else {
-            self.sum.wrapping_sub(earlier.sum)
+            self.sum.saturating_sub(earlier.sum)
         };
         if let (Some(lo), Some(hi)) = (first, last) {
             out.min = bucket_lower(lo);
@@ -430,7 +486,7 @@ impl serde::Serialize for Histogram {
 }
 
 /// The concurrent form of [`Histogram`] used inside a monitor shard:
-/// relaxed atomic bucket counters plus exact min/max/sum.
+/// relaxed atomic bucket counters plus exact min/max and a saturating sum.
 ///
 /// Writers publish with the `Release` increment of the shard's event
 /// counter that follows (see `monitor.rs`); the histogram's own fields use
@@ -498,7 +554,7 @@ impl AtomicHistogram {
                 Err(actual) => cur = actual,
             }
         }
-        add(&self.sum, value, exclusive, Ordering::Relaxed);
+        add_saturating(&self.sum, value, exclusive);
         add(
             &self.counts[bucket_index(value)],
             1,
@@ -520,7 +576,7 @@ impl AtomicHistogram {
             count = count.saturating_add(c);
         }
         into.count = into.count.saturating_add(count);
-        into.sum = into.sum.wrapping_add(self.sum.load(Ordering::Relaxed));
+        into.sum = into.sum.saturating_add(self.sum.load(Ordering::Relaxed));
     }
 
     /// Current exact `(min, max)` of this shard; `(u64::MAX, 0)` when empty.
@@ -535,6 +591,31 @@ impl AtomicHistogram {
     pub(crate) fn reset_min_max(&self) {
         self.min.store(u64::MAX, Ordering::Relaxed);
         self.max.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Adds `n` to a sum that saturates at `u64::MAX`, like
+/// [`Histogram::record`]'s: a wrapped sum would turn `Duration::MAX` plus
+/// one second into one second. `exclusive` (the shard's owner is the only
+/// writer): load + store; otherwise a CAS loop, which stops writing once
+/// the sum is saturated.
+#[inline(always)]
+fn add_saturating(sum: &AtomicU64, n: u64, exclusive: bool) {
+    let cur = sum.load(Ordering::Relaxed);
+    if exclusive {
+        sum.store(cur.saturating_add(n), Ordering::Relaxed);
+        return;
+    }
+    let mut cur = cur;
+    loop {
+        let next = cur.saturating_add(n);
+        if next == cur {
+            return;
+        }
+        match sum.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return,
+            Err(actual) => cur = actual,
+        }
     }
 }
 
@@ -555,14 +636,33 @@ mod tests {
             assert!(bucket_lower(idx) <= v && v <= bucket_upper(idx));
             prev = idx;
         }
-        assert_eq!(bucket_index(MAX_TRACKED), BUCKET_COUNT - 1);
-        assert_eq!(bucket_index(u64::MAX), BUCKET_COUNT - 1);
-        assert_eq!(bucket_upper(BUCKET_COUNT - 1), MAX_TRACKED);
+        assert_eq!(bucket_index(MAX_TRACKED), OVERFLOW - 1);
+        assert_eq!(bucket_upper(OVERFLOW - 1), MAX_TRACKED);
+        assert_eq!(bucket_index(MAX_TRACKED + 1), OVERFLOW);
+        assert_eq!(bucket_index(u64::MAX), OVERFLOW);
+        assert_eq!(bucket_lower(OVERFLOW), MAX_TRACKED + 1);
+        assert_eq!(bucket_upper(OVERFLOW), u64::MAX);
+        assert_eq!(OVERFLOW, BUCKET_COUNT - 1);
+    }
+
+    #[test]
+    fn nearest_rank_is_exact_for_decimal_quantiles() {
+        assert_eq!(nearest_rank(0.07, 100), 7);
+        assert_eq!(nearest_rank(0.5, 3), 2);
+        assert_eq!(nearest_rank(0.999, 1000), 999);
+        assert_eq!(nearest_rank(0.9999, 1000), 1000);
+        assert_eq!(nearest_rank(1.0 / 3.0, 3), 1);
+        assert_eq!(nearest_rank(0.0, 10), 1);
+        assert_eq!(nearest_rank(1.0, u64::MAX), u64::MAX);
+        assert_eq!(nearest_rank(0.5, u64::MAX), u64::MAX / 2 + 1);
+        assert_eq!(nearest_rank(f64::NAN, 5), 1);
+        assert_eq!(nearest_rank(-1.0, 5), 1);
+        assert_eq!(nearest_rank(2.0, 5), 5);
     }
 
     #[test]
     fn bucket_bounds_round_trip_across_range() {
-        for idx in 0..BUCKET_COUNT {
+        for idx in 0..TRACKED_BUCKETS {
             let lo = bucket_lower(idx);
             let hi = bucket_upper(idx);
             assert_eq!(bucket_index(lo), idx);

@@ -23,7 +23,10 @@
 //!   histogram and min/max are updated, and read with `Acquire` before the
 //!   start counters and histograms, so a snapshot never shows more finished
 //!   tasks than started ones and never a completion without its latency.
-//!   The protocol is model-checked with loom (`tests/loom_shards.rs`).
+//!   The in-flight gauge subtracts finishes read once more *after* the
+//!   starts, so it never counts a task that started during the read: it is
+//!   at most what was really running. The protocol is model-checked with
+//!   loom (`tests/loom_shards.rs`).
 //! * **Fixed-memory histograms.** [`Histogram`] uses log-linear buckets (128
 //!   per power of two), ≤ 0.39% relative error on every quantile from 1 ns
 //!   to ~73 min, mergeable and resettable.

@@ -32,11 +32,21 @@ const SHARED_SHARDS: usize = 1;
 ///
 /// Ordering protocol (checked by `tests/loom_shards.rs`): a record updates
 /// the histogram (min/max, sum, bucket) first and then increments its event
-/// counter with `Release`; a reader loads every shard's `completed`/`failed`
-/// with `Acquire` before any `started` and before any histogram field. So a
-/// reader that counts an event also sees its start and its latency, which
-/// makes `in_flight` never underflow and `min <= max` whenever a completion
-/// is counted.
+/// counter with `Release`. A reader makes three passes, all `Acquire`:
+///
+/// 1. every shard's `completed`/`failed`: the reported totals;
+/// 2. every shard's `started`: so the snapshot never shows more finished
+///    tasks than started ones, and every counted event's latency is visible
+///    to the histogram reads that follow (`min <= max` whenever a
+///    completion is counted);
+/// 3. every shard's `completed`/`failed` again, for `in_flight =
+///    started - finished` only. Finishes read *after* the starts bound the
+///    gauge from above: a task that starts (and maybe ends) while the
+///    snapshot is read is not counted, so `in_flight` never exceeds what
+///    was really running while `started` was read. A task that ends
+///    between passes 2 and 3 may make it read low (saturating at 0).
+///    Subtracting pass 1 instead would count every task that started and
+///    finished during the read as running.
 struct Shard {
     started: AtomicU64,
     completed: AtomicU64,
@@ -65,6 +75,8 @@ pub(crate) struct RawSnapshot {
     pub(crate) started: u64,
     pub(crate) completed: u64,
     pub(crate) failed: u64,
+    /// Completed + failed, read after `started` (for the gauge only).
+    pub(crate) finished_after_start: u64,
     pub(crate) slow: u64,
     pub(crate) latency: Histogram,
     pub(crate) queue_wait: Histogram,
@@ -320,7 +332,8 @@ impl ConcurrencyMonitor {
     /// Reads lifetime totals from every shard.
     ///
     /// Event counters of all shards are read (`Acquire`) before any
-    /// `started` counter and before the histograms; see [`Shard`].
+    /// `started` counter and before the histograms, and read once more
+    /// after the `started` counters for the in-flight gauge; see [`Shard`].
     fn raw_snapshot(&self) -> RawSnapshot {
         let mut completed = 0u64;
         let mut failed = 0u64;
@@ -333,6 +346,12 @@ impl ConcurrencyMonitor {
         let mut started = 0u64;
         for shard in self.all_shards() {
             started = started.wrapping_add(shard.started.load(Ordering::Acquire));
+        }
+        let mut finished_after_start = 0u64;
+        for shard in self.all_shards() {
+            finished_after_start = finished_after_start
+                .wrapping_add(shard.completed.load(Ordering::Acquire))
+                .wrapping_add(shard.failed.load(Ordering::Acquire));
         }
         let mut latency = Histogram::new();
         let mut queue_wait = Histogram::new();
@@ -354,6 +373,7 @@ impl ConcurrencyMonitor {
             started,
             completed,
             failed,
+            finished_after_start,
             slow,
             latency,
             queue_wait,
@@ -528,9 +548,10 @@ impl ConcurrencyMonitor {
     }
 }
 
+/// Started minus finished, with the finishes read after the starts (see
+/// [`Shard`]): at most what was running while the starts were read.
 fn in_flight(raw: &RawSnapshot) -> u64 {
-    raw.started
-        .saturating_sub(raw.completed.saturating_add(raw.failed))
+    raw.started.saturating_sub(raw.finished_after_start)
 }
 
 fn default_shards() -> usize {

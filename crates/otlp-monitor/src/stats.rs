@@ -24,7 +24,10 @@ pub struct ConcurrencyStats {
     /// Tasks failed in the window.
     pub failed_tasks: u64,
     /// Tasks started but not yet completed or failed, now (a gauge, not
-    /// windowed).
+    /// windowed). While tasks start and finish during the read it is a
+    /// lower estimate: never more than the tasks really running while the
+    /// start counters were read (a task that started during the read is not
+    /// counted), possibly fewer when one finished during the read.
     pub in_flight: u64,
     /// Tasks that took at least the slow-task threshold, in the window.
     pub slow_tasks: u64,

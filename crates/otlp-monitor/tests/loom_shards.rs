@@ -56,7 +56,8 @@ fn min_max_cas_on_a_shared_shard() {
 
 /// A recorder on another shard racing a reader: the reader never sees a
 /// finished task without its start or its latency (min/max), and the final
-/// totals are exact.
+/// totals are exact. (The reader runs on a spawned thread: on the model's
+/// main thread loom explored a single execution of this model.)
 #[test]
 fn reader_never_sees_completion_without_start_or_latency() {
     loom::model(|| {
@@ -69,13 +70,20 @@ fn reader_never_sees_completion_without_start_or_latency() {
                 m.record_task_completion(ns(6));
             })
         };
-        let s = m.get_stats();
-        assert!(s.completed_tasks + s.failed_tasks <= s.total_tasks);
-        if s.completed_tasks > 0 {
-            assert_eq!(s.min_execution_time, ns(6));
-            assert_eq!(s.max_execution_time, ns(6));
-        }
+        let reader = {
+            let m = Arc::clone(&m);
+            thread::spawn(move || {
+                let s = m.get_stats(); // records nothing: no slot
+                assert!(s.completed_tasks + s.failed_tasks <= s.total_tasks);
+                assert!(s.in_flight <= 2);
+                if s.completed_tasks > 0 {
+                    assert_eq!(s.min_execution_time, ns(6));
+                    assert_eq!(s.max_execution_time, ns(6));
+                }
+            })
+        };
         writer.join().unwrap();
+        reader.join().unwrap();
         m.record_task_completion(ns(2));
         let s = m.get_stats();
         assert_eq!((s.total_tasks, s.completed_tasks, s.in_flight), (2, 2, 0));
@@ -118,6 +126,41 @@ fn cross_shard_handoff_keeps_in_flight_consistent() {
         assert_eq!(s.total_tasks, 1);
         assert_eq!(s.in_flight, 1 - s.completed_tasks);
         assert_eq!(s.queue_wait_samples, 1);
+    });
+}
+
+/// Tasks that start and finish while a reader reads are never counted as
+/// running: one recorder runs two tasks back to back, so at most one is
+/// ever in flight, and the gauge must never read more. (Subtracting the
+/// finishes read *before* the starts reads 2 when both tasks run between
+/// the two passes.) The reader runs on a spawned thread: with the reader
+/// on the model's main thread loom explored a single execution.
+#[test]
+fn in_flight_never_exceeds_what_runs() {
+    loom::model(|| {
+        let m = Arc::new(ConcurrencyMonitor::new());
+        m.record_queue_wait(ns(1)); // main: slot 0, owned shard 0
+        let worker = {
+            let m = Arc::clone(&m);
+            thread::spawn(move || {
+                for _ in 0..2 {
+                    m.record_task_start(); // slot 1, owned shard 1
+                    m.record_task_completion(ns(2));
+                }
+            })
+        };
+        let reader = {
+            let m = Arc::clone(&m);
+            thread::spawn(move || {
+                let s = m.get_stats(); // records nothing: no slot
+                assert!(s.in_flight <= 1, "in_flight {}", s.in_flight);
+                assert!(s.completed_tasks <= s.total_tasks);
+            })
+        };
+        worker.join().unwrap();
+        reader.join().unwrap();
+        let s = m.get_stats();
+        assert_eq!((s.total_tasks, s.completed_tasks, s.in_flight), (2, 2, 0));
     });
 }
 

@@ -6,10 +6,12 @@
 //! * The node comes from `getcpu` (vDSO). The thread's state is one
 //!   const-initialised, destructor-free `thread_local!` `Cell<u64>`
 //!   holding the index of its current node's counters; the owned
-//!   allocation counter doubles as the refresh clock, so every
-//!   [`NODE_REFRESH_INTERVAL`]th allocation re-reads the node and the hot
-//!   path writes no thread-local state. A thread that migrates is charged
-//!   to its old node for at most that many more allocations.
+//!   allocation and free counters double as the refresh clock, so every
+//!   [`NODE_REFRESH_INTERVAL`]th allocation, and every
+//!   [`NODE_REFRESH_INTERVAL`]th free, re-reads the node and the hot path
+//!   writes no thread-local state. A thread that migrates is charged to its
+//!   old node for at most that many more allocations and as many frees
+//!   (a thread that only frees after moving is re-read too).
 //! * Counters are per thread *slot*, not shared: each of the first
 //!   [`THREAD_SLOTS`] live threads owns a slot (a process-wide bitmap hands
 //!   out slot ids) whose per-node counters only it writes, with a plain
@@ -19,7 +21,23 @@
 //!   same cumulative counters, so nothing is lost. Threads beyond
 //!   [`THREAD_SLOTS`] use shared cache-padded per-node atomics
 //!   (`fetch_add`), correct but slower.
-//! * Nothing in `alloc`/`dealloc` allocates, locks or panics.
+//! * Nothing in `alloc`/`dealloc` allocates or panics, so the allocator
+//!   cannot recurse into itself; on glibc nothing takes a lock either. The
+//!   only libc calls are `getcpu`, `mmap`/`mbind`/`munmap` (bound sizes
+//!   only) and, once per thread, `pthread_setspecific`, plus one
+//!   `pthread_key_create` per process. glibc's `pthread_setspecific`
+//!   stores the values of keys below 32 (`PTHREAD_KEY_2NDLEVEL_SIZE`) in
+//!   the thread descriptor and `calloc`s a block for higher keys, so a
+//!   thread is given a slot only when the crate's key is below 32 (it is
+//!   created at the process's first allocation, so normally it is);
+//!   otherwise every thread uses the shared counters and no
+//!   `pthread_setspecific` call is made. musl keeps every key's value in a
+//!   per-thread array allocated with the thread (its one-time
+//!   `pthread_key_create` takes musl's key lock, which never allocates);
+//!   on other C libraries no slot is handed out.
+//! * Nodes at or past [`MAX_TRACKED_NODES`] are charged to the unattributed
+//!   bucket, and a bound allocation made there is bound to the thread's
+//!   real node (up to [`crate::MAX_NODE`]), never to a stand-in.
 
 use crate::registry::{SlotRegistry, bump_owned};
 use crate::sync::{AtomicU64, AtomicUsize, Ordering::*};
@@ -36,7 +54,8 @@ pub const MAX_TRACKED_NODES: usize = if cfg!(miri) { 4 } else { 64 };
 /// How many live threads get private (uncontended) counter slots (4 under
 /// Miri).
 pub const THREAD_SLOTS: usize = if cfg!(miri) { 4 } else { 32 };
-/// Allocations between two `getcpu` refreshes of a thread's cached node.
+/// Allocations (and, counted apart, frees) between two `getcpu` refreshes
+/// of a thread's cached node.
 pub const NODE_REFRESH_INTERVAL: u32 = 64;
 
 const BUCKETS: usize = MAX_TRACKED_NODES + 1;
@@ -111,19 +130,63 @@ fn pack(slot: u64, bucket: usize) -> u64 {
     }
 }
 
-/// The bucket of the node this thread runs on now.
-fn current_bucket() -> usize {
+/// A node for [`current_node`] to report instead of asking `getcpu`
+/// (`usize::MAX`: none); set only by this crate's tests, through
+/// [`testing::override_node`].
+static NODE_OVERRIDE: AtomicUsize = AtomicUsize::new(usize::MAX);
+
+/// The node this thread runs on now, if it can be told.
+fn current_node() -> Option<usize> {
+    let forced = NODE_OVERRIDE.load(Relaxed);
+    if forced != usize::MAX {
+        return Some(forced);
+    }
     #[cfg(miri)]
     {
-        // Miri cannot run getcpu; charge to "unattributed".
-        OTHER
+        // Miri cannot run getcpu.
+        None
     }
     #[cfg(not(miri))]
     {
-        match crate::affinity::current_cpu_and_node() {
-            Ok((_, node)) if node < MAX_TRACKED_NODES => node,
-            _ => OTHER,
-        }
+        crate::affinity::current_cpu_and_node()
+            .ok()
+            .map(|(_, node)| node)
+    }
+}
+
+/// The counter bucket of a node: its own below [`MAX_TRACKED_NODES`], the
+/// unattributed one past it or when the node is unknown.
+fn bucket_of(node: Option<usize>) -> usize {
+    match node {
+        Some(node) if node < MAX_TRACKED_NODES => node,
+        _ => OTHER,
+    }
+}
+
+/// The bucket of the node this thread runs on now.
+fn current_bucket() -> usize {
+    bucket_of(current_node())
+}
+
+/// The `mbind` mask for a bound allocation made on `node`: that node's own
+/// bit, whether or not the node is tracked; `None` (serve it unbound) when
+/// the node is unknown or past [`crate::MAX_NODE`]. The bucket is never
+/// used here: the unattributed bucket's index is not a node.
+fn bind_mask(node: Option<usize>) -> Option<[libc::c_ulong; crate::memory::NODEMASK_WORDS]> {
+    single_node_mask(node?)
+}
+
+/// Whether `pthread_setspecific(key, _)` stores its value without
+/// allocating or locking, so that calling it inside `alloc` cannot recurse
+/// into an allocator. glibc keeps the values of keys below
+/// `PTHREAD_KEY_2NDLEVEL_SIZE` (32) in an array inside the thread
+/// descriptor and `calloc`s a second-level block for higher keys; musl
+/// keeps every value in a per-thread array allocated with the thread.
+fn setspecific_never_allocates(key: libc::pthread_key_t) -> bool {
+    if cfg!(target_env = "gnu") {
+        u64::from(key) < 32
+    } else {
+        cfg!(target_env = "musl")
     }
 }
 
@@ -164,6 +227,11 @@ fn claim_slot() -> u64 {
     let Some(key) = exit_key() else {
         return SLOT_NONE;
     };
+    if !setspecific_never_allocates(key) {
+        // Without the key's destructor a slot would never come back, and
+        // registering it could call calloc: use the shared counters.
+        return SLOT_NONE;
+    }
     let Some(id) = SLOTS.claim() else {
         return SLOT_NONE;
     };
@@ -213,7 +281,8 @@ pub struct NodeAllocStats {
     /// Bytes released by those frees.
     pub bytes_freed: u64,
     /// Allocations at or above the bind threshold that `mbind` really bound
-    /// to this node.
+    /// to this node (for [`AllocationStats::unattributed`]: to the untracked
+    /// node the thread ran on).
     pub bound_allocations: u64,
 }
 
@@ -241,11 +310,12 @@ impl NodeAllocStats {
 pub struct AllocationStats {
     /// Per node, indexed by node id, up to the highest node with activity.
     pub nodes: Vec<NodeAllocStats>,
-    /// Allocations whose node could not be determined (getcpu failed, the
-    /// node id is `>= MAX_TRACKED_NODES`, or the thread was exiting).
+    /// Allocations whose node could not be determined (getcpu failed, or
+    /// the thread was exiting) or is not tracked (`>= MAX_TRACKED_NODES`).
     pub unattributed: NodeAllocStats,
-    /// Allocations at or above the bind threshold whose `mbind` the kernel
-    /// refused (they were served unbound and counted as such).
+    /// Allocations at or above the bind threshold that were served unbound:
+    /// the kernel refused the `mbind`, or the node was unknown or past
+    /// [`crate::MAX_NODE`].
     pub bind_failures: u64,
 }
 
@@ -336,10 +406,12 @@ impl<A> NumaAwareAllocator<A> {
 
     /// Serves allocations of at least `bytes` (raised to one page if
     /// smaller) with alignment up to 4 KiB from their own `mmap`, bound
-    /// with `mbind(MPOL_BIND)` to the caller's current node. If the kernel
-    /// refuses the binding the memory is still returned (an allocator
-    /// cannot report errors) and [`AllocationStats::bind_failures`] counts
-    /// it.
+    /// with `mbind(MPOL_BIND)` to the caller's current node (read with
+    /// `getcpu` for each such allocation; a node past
+    /// [`MAX_TRACKED_NODES`] is still bound to, and counted as
+    /// unattributed). If the kernel refuses the binding, or the node cannot
+    /// be told, the memory is still returned (an allocator cannot report
+    /// errors) and [`AllocationStats::bind_failures`] counts it.
     pub const fn bind_above(mut self, bytes: usize) -> Self {
         self.bind_threshold = if bytes < MIN_PAGE { MIN_PAGE } else { bytes };
         self
@@ -441,9 +513,11 @@ impl<A> NumaAwareAllocator<A> {
     }
 
     /// Charges one allocation or free to this thread's node. The owned
-    /// allocation counter doubles as the refresh clock: every
-    /// [`NODE_REFRESH_INTERVAL`]th allocation re-reads the node, so the hot
-    /// path writes no thread-local state.
+    /// allocation and free counters double as the refresh clock: every
+    /// [`NODE_REFRESH_INTERVAL`]th allocation and every
+    /// [`NODE_REFRESH_INTERVAL`]th free re-reads the node, so the hot path
+    /// writes no thread-local state, and a thread that moved and only
+    /// frees is not charged to its old node for ever.
     #[inline(always)]
     fn charge(&self, bytes: usize, alloc: bool) {
         let state = STATE
@@ -463,8 +537,12 @@ impl<A> NumaAwareAllocator<A> {
                         refresh();
                     }
                 } else {
-                    bump_owned(&c.frees, 1);
+                    let n = c.frees.load(Relaxed).wrapping_add(1);
+                    c.frees.store(n, Relaxed);
                     bump_owned(&c.bytes_freed, bytes);
+                    if n.is_multiple_of(u64::from(NODE_REFRESH_INTERVAL)) {
+                        refresh();
+                    }
                 }
             }
             None => self.charge_unslotted(state, bytes, alloc),
@@ -481,8 +559,11 @@ impl<A> NumaAwareAllocator<A> {
             (slot, bucket) = refresh();
         }
         self.charge_in(slot, bucket, bytes, alloc);
-        if alloc && slot >= THREAD_SLOTS as u64 {
-            let n = self.shared[bucket].0.allocations.load(Relaxed);
+        if slot >= THREAD_SLOTS as u64 {
+            // Shared counters: every 64th operation of anyone on the
+            // bucket (a cheap, approximate clock) re-reads this node.
+            let c = &self.shared[bucket].0;
+            let n = if alloc { &c.allocations } else { &c.frees }.load(Relaxed);
             if n.is_multiple_of(u64::from(NODE_REFRESH_INTERVAL)) {
                 refresh();
             }
@@ -546,9 +627,11 @@ impl<A> NumaAwareAllocator<A> {
         }
         let addr = addr.cast::<u8>();
         // Charge (and bind) to the node we are on right now, not the cached
-        // one: an mmap dwarfs one getcpu.
-        let bucket = current_bucket();
-        let bound = single_node_mask(bucket).is_some_and(|mask| {
+        // one: an mmap dwarfs one getcpu. Bind to the node itself, not to
+        // its bucket: past MAX_TRACKED_NODES the bucket is not a node.
+        let node = current_node();
+        let bucket = bucket_of(node);
+        let bound = bind_mask(node).is_some_and(|mask| {
             // SAFETY: `addr..addr+len` is the mapping just created.
             unsafe { mbind_raw(addr, len, MPOL_BIND, &mask, 0) }.is_ok()
         });
@@ -639,9 +722,59 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for NumaAwareAllocator<A> {
     }
 }
 
+/// Hooks for this crate's tests; not part of the API.
+#[doc(hidden)]
+pub mod testing {
+    use super::*;
+
+    /// Makes every allocator's node refresh (and bound allocation) see
+    /// `node` instead of asking `getcpu`, process-wide; `None` restores
+    /// `getcpu`. Threads pick it up at their next refresh.
+    pub fn override_node(node: Option<usize>) {
+        NODE_OVERRIDE.store(node.unwrap_or(usize::MAX), Relaxed);
+    }
+
+    /// The calling thread's private counter slot, if it has one.
+    pub fn thread_slot() -> Option<u32> {
+        let (slot, _) = thread_state();
+        u32::try_from(slot)
+            .ok()
+            .filter(|&slot| (slot as usize) < THREAD_SLOTS)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bound_allocations_target_the_real_node() {
+        let bit = |mask: [libc::c_ulong; crate::memory::NODEMASK_WORDS], node: usize| {
+            mask[node / 64] >> (node % 64) & 1 == 1
+        };
+        // A node past the tracked range is bound to itself; its bucket
+        // (the unattributed one, index MAX_TRACKED_NODES) is not a node.
+        let past = MAX_TRACKED_NODES + 6;
+        let mask = bind_mask(Some(past)).unwrap();
+        assert!(bit(mask, past));
+        assert_eq!(mask.iter().map(|w| w.count_ones()).sum::<u32>(), 1);
+        assert_eq!(bucket_of(Some(past)), OTHER);
+        assert!(bit(bind_mask(Some(3)).unwrap(), 3));
+        assert_eq!(bucket_of(Some(3)), 3.min(OTHER));
+        assert!(bind_mask(None).is_none());
+        assert!(bind_mask(Some(crate::MAX_NODE + 1)).is_none());
+        assert_eq!(bucket_of(None), OTHER);
+    }
+
+    #[test]
+    fn only_allocation_free_keys_get_slots() {
+        if cfg!(target_env = "gnu") {
+            assert!(setspecific_never_allocates(0));
+            assert!(setspecific_never_allocates(31));
+            assert!(!setspecific_never_allocates(32));
+            assert!(!setspecific_never_allocates(1000));
+        }
+    }
 
     #[test]
     fn pack_round_trips() {

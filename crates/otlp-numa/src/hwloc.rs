@@ -45,11 +45,13 @@ fn convert(topo: &hwlocality::Topology) -> Result<Topology, NumaError> {
         let package = pu
             .first_ancestor_with_type(ObjectType::Package)
             .map_or(0, index);
-        let core_id = pu
-            .first_ancestor_with_type(ObjectType::Core)
-            // Cores are numbered within their package by os_index on
-            // Linux, like sysfs core_id; synthetic ones have logical ids.
-            .map_or(cpu, index);
+        let core = pu.first_ancestor_with_type(ObjectType::Core);
+        // Cores are numbered within their package by os_index on Linux,
+        // like sysfs core_id (and, like it, may repeat across the nodes of
+        // a package); synthetic ones have logical ids.
+        let core_id = core.map_or(cpu, index);
+        // hwloc's logical index is unique among all cores of the machine.
+        let core_key = core.map(TopologyObject::logical_index);
         let node = nodes
             .iter()
             .find(|(_, _, cpus)| cpus.contains(cpu))
@@ -60,6 +62,7 @@ fn convert(topo: &hwlocality::Topology) -> Result<Topology, NumaError> {
             package,
             core_id,
             node,
+            core_key,
         });
     }
     if raw.is_empty() {

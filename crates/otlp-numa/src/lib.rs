@@ -17,16 +17,19 @@
 //!   [`current_cpu`] and [`current_node`] (`getcpu` through the vDSO).
 //! * Memory: [`NodeMemory`] maps a region and applies `mbind` with
 //!   `MPOL_BIND`, `MPOL_INTERLEAVE` or `MPOL_PREFERRED`; [`page_node`] and
-//!   [`query_pages`] (`get_mempolicy(MPOL_F_NODE | MPOL_F_ADDR)`,
-//!   `move_pages`) say where pages really are. When the kernel refuses
+//!   [`query_pages`] (`move_pages` status queries, which fault nothing in)
+//!   say where pages really are, and that a page never written has no node
+//!   yet. When the kernel refuses
 //!   (`EPERM` in a locked-down container, `ENOSYS` without NUMA support) the
 //!   error is returned, never papered over.
 //! * [`NumaAwareAllocator`]: the seed's allocator made truthful. The seed
 //!   picked a "node" round-robin and placed nothing; this one charges each
 //!   allocation and free to the node the calling thread actually runs on,
 //!   and can bind large allocations to that node ([`NumaAwareAllocator::bind_above`]).
-//!   It never allocates, locks or panics inside `alloc`, so it can be the
-//!   `#[global_allocator]`.
+//!   It never allocates or panics inside `alloc` (and, on glibc, takes no
+//!   lock), so it can be the `#[global_allocator]`; see
+//!   [the allocator's design](#the-allocators-design) for the one libc call
+//!   where that needed care.
 //!
 //! # Backends
 //!
@@ -89,14 +92,24 @@
 //! The calling thread's node is cached in a const-initialised,
 //! destructor-free `thread_local!` (as the index of its counters) and
 //! re-read with `getcpu` (vDSO) on every [`NODE_REFRESH_INTERVAL`]th
-//! allocation. Counters live in per-thread slots
+//! allocation and every [`NODE_REFRESH_INTERVAL`]th free. Counters live in
+//! per-thread slots
 //! (cache-padded, written only by their owner with a plain load + store, no
 //! locked instruction); a thread that exits gives its slot back through a
 //! `pthread` key destructor, and the next owner keeps adding to the same
 //! cumulative counters. Threads beyond [`THREAD_SLOTS`] fall back to shared
 //! cache-padded atomics. Frees are charged to the node of the thread that
-//! frees (there is no per-block header). See `docs/numa.md` for the
-//! measured cost.
+//! frees (there is no per-block header).
+//!
+//! Registering that destructor (`pthread_setspecific`, once per thread,
+//! inside `alloc`) is the one call that could allocate: glibc `calloc`s a
+//! second-level block for keys of index 32 and up. The allocator's key is
+//! created at the process's first allocation, so it is normally far below
+//! that; if it is not, no thread gets a slot (all use the shared counters)
+//! and `pthread_setspecific` is never called. Nodes past
+//! [`MAX_TRACKED_NODES`] are counted as unattributed, and bound allocations
+//! there are bound to the real node, never to a stand-in. See
+//! `docs/numa.md` for the measured cost.
 //!
 //! # Platform
 //!
@@ -122,6 +135,11 @@ pub use affinity::{
     MAX_AFFINITY_CPU, current_affinity, current_cpu, current_cpu_and_node,
     current_cpu_and_node_syscall, current_node, pin_current_thread,
 };
+/// Hooks for this crate's own tests (a forced node, a thread's slot); not
+/// part of the API.
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub use alloc::testing as __testing;
 #[cfg(not(loom))]
 pub use alloc::{
     AllocationStats, MAX_TRACKED_NODES, NODE_REFRESH_INTERVAL, NodeAllocStats, NumaAwareAllocator,

@@ -30,7 +30,7 @@ pub const MPOL_MF_MOVE: libc::c_uint = 1 << 1;
 /// Node ids this crate can put in a node mask (0..=`MAX_NODE`).
 pub const MAX_NODE: usize = NODEMASK_BITS - 1;
 const NODEMASK_BITS: usize = 1024;
-const NODEMASK_WORDS: usize = NODEMASK_BITS / 64;
+pub(crate) const NODEMASK_WORDS: usize = NODEMASK_BITS / 64;
 /// Page size assumed for alignment checks (the smallest Linux page size on
 /// the supported targets; real mappings are at least this aligned).
 pub(crate) const MIN_PAGE: usize = 4096;
@@ -145,43 +145,77 @@ pub(crate) fn single_node_mask(node: usize) -> Option<[libc::c_ulong; NODEMASK_W
     Some(mask)
 }
 
-/// The node holding the page at `addr` (`get_mempolicy(MPOL_F_NODE |
-/// MPOL_F_ADDR)`). The kernel faults the page in if it is not yet present,
-/// so the answer follows the region's policy.
+/// The node of the page that backs `addr`, or `None` when no page does
+/// yet: the page was never touched, or only read, so it maps the kernel's
+/// shared zero page, whose node says nothing about where the region's
+/// memory will live.
+///
+/// The query is `move_pages` with no target nodes, which only looks the
+/// page up: it never faults one in, so asking does not change the answer.
+/// (`get_mempolicy(MPOL_F_NODE | MPOL_F_ADDR)`, used before, read-faults an
+/// untouched page and reports the zero page's node.) Touch a page for
+/// writing (for example with [`NodeMemory::touch`]) to place it.
 ///
 /// # Errors
-/// [`NumaError::Syscall`] (`EFAULT` for an unmapped address, `ENOSYS` or
-/// `EPERM` where the kernel or a sandbox refuses).
-// The pointer is never dereferenced in user space: the kernel validates it
-// and answers EFAULT for an unmapped address.
+/// [`NumaError::Syscall`]: `EFAULT` from `move_pages` for an address that
+/// is not mapped at all, or `ENOSYS` / `EPERM` where the kernel or a
+/// sandbox refuses `move_pages` (the answer is then unknown; there is no
+/// fallback that would fault the page in).
+// The pointer is never dereferenced in user space: the kernel validates it.
 #[allow(clippy::not_unsafe_ptr_arg_deref)]
-pub fn page_node(addr: *const u8) -> Result<usize, NumaError> {
-    let mut node: libc::c_int = -1;
-    // SAFETY: `node` is writable; with a null nodemask and maxnode 0 the
-    // kernel writes only `node`; `addr` is only looked up, never
-    // dereferenced by us.
+pub fn page_node(addr: *const u8) -> Result<Option<usize>, NumaError> {
+    match query_pages(&[addr])?[0] {
+        Ok(node) => Ok(Some(node)),
+        Err(libc::ENOENT) => Ok(None),
+        // The zero page (and other pages without a node) and an unmapped
+        // address both read EFAULT; only a mapping tells them apart.
+        Err(libc::EFAULT) if is_mapped(addr)? => Ok(None),
+        Err(errno) => Err(page_error(errno)),
+    }
+}
+
+/// Whether `addr` lies in a mapping of this process: `get_mempolicy` with
+/// `MPOL_F_ADDR` alone looks up the mapping's policy without touching the
+/// page (only `MPOL_F_NODE` makes it fault).
+fn is_mapped(addr: *const u8) -> Result<bool, NumaError> {
+    let mut mode: libc::c_int = 0;
+    // SAFETY: `mode` is writable; with a null nodemask and maxnode 0 the
+    // kernel writes only `mode`; `addr` is only looked up.
     let rc = unsafe {
         libc::syscall(
             libc::SYS_get_mempolicy,
-            &mut node as *mut libc::c_int,
+            &mut mode as *mut libc::c_int,
             ptr::null_mut::<libc::c_ulong>(),
             0 as libc::c_ulong,
             addr,
-            MPOL_F_NODE | MPOL_F_ADDR,
+            MPOL_F_ADDR,
         )
     };
-    if rc != 0 {
-        return Err(NumaError::last_os("get_mempolicy"));
+    if rc == 0 {
+        return Ok(true);
     }
-    usize::try_from(node).map_err(|_| NumaError::Syscall {
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() == Some(libc::EFAULT) {
+        return Ok(false);
+    }
+    Err(NumaError::Syscall {
         call: "get_mempolicy",
-        source: std::io::Error::other(format!("kernel returned node {node}")),
+        source: err,
     })
 }
 
+/// A `move_pages` per-page status as an error.
+fn page_error(errno: i32) -> NumaError {
+    NumaError::Syscall {
+        call: "move_pages",
+        source: std::io::Error::from_raw_os_error(errno),
+    }
+}
+
 /// Where each page lives, by `move_pages(0, .., nodes = NULL, ..)`: one
-/// entry per address, `Ok(node)` or `Err(errno)` for a page that is not
-/// present (`-ENOENT`) or not accessible.
+/// entry per address, `Ok(node)` or `Err(errno)`: `ENOENT` for a page that
+/// is not present, `EFAULT` for the shared zero page (a page only read so
+/// far) or an address that is not mapped. Nothing is faulted in or moved.
 ///
 /// # Errors
 /// [`NumaError::Syscall`] if the call itself fails (`ENOSYS`, `EPERM`).
@@ -212,15 +246,17 @@ pub fn query_pages(pages: &[*const u8]) -> Result<Vec<Result<usize, i32>>, NumaE
 
 /// An anonymous memory region with a NUMA policy, unmapped on drop.
 ///
-/// Pages are placed when first touched ([`NodeMemory::touch`] touches
-/// them all); [`NodeMemory::page_nodes`] reports where they went.
+/// Pages are placed when first written ([`NodeMemory::touch`] writes them
+/// all); [`NodeMemory::page_nodes`] reports where they went, and `None` for
+/// pages not placed yet.
 ///
 /// ```no_run
 /// # fn main() -> Result<(), otlp_numa::NumaError> {
 /// use otlp_numa::NodeMemory;
 /// let mut region = NodeMemory::bind(1 << 20, 0)?;
+/// assert!(region.page_nodes()?.iter().all(|n| n.is_none()));
 /// region.touch();
-/// assert!(region.page_nodes()?.iter().all(|&n| n == 0));
+/// assert!(region.page_nodes()?.iter().all(|&n| n == Some(0)));
 /// # Ok(()) }
 /// ```
 #[derive(Debug)]
@@ -353,16 +389,28 @@ impl NodeMemory {
         }
     }
 
-    /// The node of every page, in order, by `get_mempolicy` (which faults
-    /// untouched pages in under the region's policy).
+    /// The node of every page, in order: `Some(node)` for a page that has
+    /// been written (and so placed by the region's policy), `None` for one
+    /// that has not been placed yet (never touched, or only read, which
+    /// maps the shared zero page). One `move_pages` status query, which
+    /// faults nothing in: asking does not place pages.
     ///
     /// # Errors
-    /// As [`page_node`].
-    pub fn page_nodes(&self) -> Result<Vec<usize>, NumaError> {
-        (0..self.len)
+    /// [`NumaError::Syscall`] when the kernel or a sandbox refuses
+    /// `move_pages` (`ENOSYS`, `EPERM`).
+    pub fn page_nodes(&self) -> Result<Vec<Option<usize>>, NumaError> {
+        let pages: Vec<*const u8> = (0..self.len)
             .step_by(page_size())
-            // SAFETY: the offset stays inside the mapping.
-            .map(|off| page_node(unsafe { self.ptr.as_ptr().add(off) }))
+            .map(|off| self.ptr.as_ptr().wrapping_add(off).cast_const())
+            .collect();
+        query_pages(&pages)?
+            .into_iter()
+            .map(|status| match status {
+                Ok(node) => Ok(Some(node)),
+                // Inside our own mapping EFAULT can only be the zero page.
+                Err(libc::ENOENT | libc::EFAULT) => Ok(None),
+                Err(errno) => Err(page_error(errno)),
+            })
             .collect()
     }
 }

@@ -165,6 +165,21 @@ pub(crate) fn read(root: &Path) -> Result<Topology, NumaError> {
             // No topology directory: every CPU is its own core.
             None => cpu,
         };
+        // The sibling list names the core machine-wide; core_id does not
+        // (the nodes of one package may reuse it). core_cpus_list is the
+        // current name, thread_siblings_list the one older kernels have.
+        let siblings = match read_opt(&topo.join("core_cpus_list"))? {
+            Some(text) => Some(text),
+            None => read_opt(&topo.join("thread_siblings_list"))?,
+        };
+        let core_key = match siblings {
+            Some(text) => {
+                let mut list = CpuSet::parse_cpulist(&text)?;
+                list.insert(cpu);
+                list.first()
+            }
+            None => None,
+        };
         // A CPU listed by no node (should not happen) goes to the first node.
         let node = nodes
             .iter()
@@ -175,6 +190,7 @@ pub(crate) fn read(root: &Path) -> Result<Topology, NumaError> {
             package,
             core_id,
             node,
+            core_key,
         });
     }
     Ok(Topology::assemble(

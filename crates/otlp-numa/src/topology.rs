@@ -41,10 +41,12 @@ pub struct Package {
 pub struct Core {
     /// The package holding the core.
     pub package: usize,
-    /// The core id within its package (`core_id`; not unique across
-    /// packages).
+    /// The core id within its package (`core_id`). Not unique across
+    /// packages, nor across the NUMA nodes of one package on some machines
+    /// (sub-NUMA clustering): cores are told apart by their PUs' sibling
+    /// lists, not by this id.
     pub core_id: usize,
-    /// The NUMA node of the core (that of its first PU).
+    /// The NUMA node of the core (all its PUs are on it).
     pub node: usize,
     /// Its PUs (SMT siblings of each other).
     pub pus: CpuSet,
@@ -108,6 +110,47 @@ pub(crate) struct RawPu {
     pub package: usize,
     pub core_id: usize,
     pub node: usize,
+    /// A number that identifies the PU's physical core machine-wide, when
+    /// the backend knows one: the lowest CPU of the sysfs sibling list
+    /// (`core_cpus_list`, or `thread_siblings_list` on older kernels), or
+    /// hwloc's logical index of the core. `core_id` alone is not enough:
+    /// two nodes of one package may reuse the same `core_id` values.
+    pub core_key: Option<usize>,
+}
+
+/// What makes two PUs the same core: same package and node, and the same
+/// machine-wide core key (or, without one, the same `core_id`). The node is
+/// part of the key so that a core never spans nodes, whatever the backend
+/// reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum CoreKey {
+    Known {
+        package: usize,
+        node: usize,
+        key: usize,
+    },
+    ById {
+        package: usize,
+        node: usize,
+        core_id: usize,
+    },
+}
+
+impl CoreKey {
+    fn of(p: &RawPu) -> Self {
+        match p.core_key {
+            Some(key) => CoreKey::Known {
+                package: p.package,
+                node: p.node,
+                key,
+            },
+            None => CoreKey::ById {
+                package: p.package,
+                node: p.node,
+                core_id: p.core_id,
+            },
+        }
+    }
 }
 
 impl Topology {
@@ -179,8 +222,8 @@ impl Topology {
             })
             .collect();
         let mut packages: BTreeMap<usize, CpuSet> = BTreeMap::new();
-        // (package, core_id) -> index in `cores`, cores ordered by first PU.
-        let mut core_index: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+        // Core identity -> index in `cores`, cores ordered by first PU.
+        let mut core_index: BTreeMap<CoreKey, usize> = BTreeMap::new();
         let mut cores: Vec<Core> = Vec::new();
         for p in &raw {
             node_map
@@ -193,7 +236,7 @@ impl Topology {
                 .cpus
                 .insert(p.cpu);
             packages.entry(p.package).or_default().insert(p.cpu);
-            let idx = *core_index.entry((p.package, p.core_id)).or_insert_with(|| {
+            let idx = *core_index.entry(CoreKey::of(p)).or_insert_with(|| {
                 cores.push(Core {
                     package: p.package,
                     core_id: p.core_id,
@@ -207,7 +250,7 @@ impl Topology {
         let pus = raw
             .iter()
             .map(|p| {
-                let core = core_index[&(p.package, p.core_id)];
+                let core = core_index[&CoreKey::of(p)];
                 Pu {
                     cpu: p.cpu,
                     core,
@@ -474,6 +517,7 @@ mod tests {
                 package: (cpu % 4) / 2,
                 core_id: cpu % 2,
                 node: (cpu % 4) / 2,
+                core_key: None,
             })
             .collect();
         Topology::assemble(
@@ -498,6 +542,43 @@ mod tests {
         assert_eq!(t.pu(5).unwrap().siblings.to_string(), "1,5");
         assert_eq!(t.distance(0, 1), Some(21));
         assert_eq!(t.distance(0, 7), None);
+    }
+
+    #[test]
+    fn cores_are_split_by_node_and_sibling_key() {
+        // One package, two nodes reusing core_id 0 and 1; siblings n, n+4.
+        let raw = |keyed: bool| -> Vec<RawPu> {
+            (0..8)
+                .map(|cpu| RawPu {
+                    cpu,
+                    package: 0,
+                    core_id: cpu % 2,
+                    node: (cpu % 4) / 2,
+                    core_key: keyed.then_some(cpu % 4),
+                })
+                .collect()
+        };
+        for keyed in [true, false] {
+            let t = Topology::assemble(
+                raw(keyed),
+                vec![(0, None), (1, None)],
+                vec![],
+                Backend::Sysfs,
+            );
+            assert_eq!(t.cores().len(), 4, "keyed: {keyed}");
+            for core in t.cores() {
+                assert!(
+                    core.pus
+                        .iter()
+                        .all(|cpu| t.node_of_cpu(cpu) == Some(core.node))
+                );
+            }
+            assert_eq!(t.pu(6).unwrap().siblings.to_string(), "2,6");
+            assert_eq!(
+                flat(&t.plan(8, Placement::Compact).unwrap()),
+                [0, 4, 1, 5, 2, 6, 3, 7]
+            );
+        }
     }
 
     #[test]

@@ -90,9 +90,10 @@ where
         let job = unsafe { Box::from_raw(this.cast_mut().cast::<Self>()) };
         if mode == Mode::Discard && job.discardable {
             // Dropping the closure drops its result slot, which tells the
-            // task's handle it was cancelled. A panicking destructor must
-            // not take the worker down.
-            let _ = panic::catch_unwind(AssertUnwindSafe(move || drop(job)));
+            // task's handle it was cancelled. A panicking destructor (of a
+            // captured value, or the handle's waker) must not take the
+            // worker down; it is reported like a task panic.
+            registry.contain(move || drop(job));
             return true;
         }
         (job.f)(registry);

@@ -31,7 +31,9 @@
 //!   drops queued tasks and reports how many; `Drop` is `shutdown`.
 //! * **Panics** are caught per task: the worker survives, the panic
 //!   handler sees the payload, a [`TaskHandle`] returns it in
-//!   [`TaskError::Panicked`].
+//!   [`TaskError::Panicked`]. Destructors the worker runs for a task (an
+//!   unwanted result, a payload nobody takes, a discarded task) are
+//!   guarded the same way, and their panics reported like a task's.
 //!
 //! # Example
 //!

@@ -113,6 +113,14 @@ impl Builder {
     /// Called, on the worker, with the payload of every panicking task
     /// (and of a panicking hook). The worker survives either way; a task's
     /// handle still receives the payload afterwards.
+    ///
+    /// Panics out of destructors the worker runs are reported the same
+    /// way: the result of a `submit` task whose handle was already dropped
+    /// (the task then counts as failed, like a panicking task), a task
+    /// dropped by `shutdown_now`, and a panic payload nobody takes (a
+    /// `spawn` task's, or a `submit` task's whose handle is gone). A
+    /// payload whose `Drop` panics is followed by that panic's payload,
+    /// and so on; after 16 in a row the last one is leaked.
     pub fn panic_handler(
         mut self,
         handler: impl Fn(&(dyn Any + Send)) + Send + Sync + 'static,
@@ -308,7 +316,10 @@ impl WorkStealingScheduler {
             .submit(priority, f, |f| {
                 let job = HeapJob::new(
                     move |registry: &Registry| {
-                        let _ = registry.run_task(enqueued, f);
+                        if let Err(payload) = registry.run_task(enqueued, f) {
+                            // Nobody waits for it; its Drop may panic too.
+                            registry.dispose(payload);
+                        }
                     },
                     true,
                 );
@@ -348,8 +359,29 @@ impl WorkStealingScheduler {
             .submit(priority, f, move |f| {
                 let job = HeapJob::new(
                     move |registry: &Registry| {
-                        let result = registry.run_task(enqueued, f);
-                        completer.complete(result.map_err(TaskError::Panicked));
+                        let mut completer = Some(completer);
+                        let ran = registry.run_task(enqueued, || {
+                            let value = f();
+                            // If the handle is gone this drops `value` here,
+                            // inside the task: a panicking Drop is the
+                            // task's panic.
+                            if let Some(completer) = completer.take() {
+                                completer.complete(Ok(value));
+                            }
+                        });
+                        let Err(payload) = ran else { return };
+                        match completer {
+                            // The task panicked: the handle gets the payload,
+                            // or, if it is gone, the payload is dropped here,
+                            // and its Drop may panic as well.
+                            Some(completer) => registry.contain(move || {
+                                completer.complete(Err(TaskError::Panicked(payload)));
+                            }),
+                            // Completing panicked (the result's Drop or the
+                            // handle's waker): the handle already holds its
+                            // result, or is gone.
+                            None => registry.dispose(payload),
+                        }
                     },
                     true,
                 );

@@ -24,6 +24,12 @@ pub(crate) const PRIORITIES: usize = 3;
 /// push.
 const CLOSED: usize = 1 << (usize::BITS - 1);
 
+/// How many panics in a row, each raised by the `Drop` of the previous
+/// panic's payload, are reported before the next payload is leaked rather
+/// than dropped: a payload whose `Drop` always panics with another such
+/// payload must not keep a worker busy forever.
+const MAX_PAYLOAD_DROP_PANICS: usize = 16;
+
 /// Called with every payload of a panicking task.
 pub(crate) type PanicHandler = Arc<dyn Fn(&(dyn Any + Send)) + Send + Sync>;
 /// Called with the worker index at thread start or exit.
@@ -191,12 +197,49 @@ impl Registry {
                 .any(|set| set.iter().any(|s| !s.is_empty()))
     }
 
-    /// Calls the panic handler, if any, shielding the worker from a panic
-    /// inside the handler itself.
+    /// Reports a panic caught on this pool: counts it in the calling
+    /// worker's `panicked` stat (when called on one of this pool's
+    /// workers) and calls the panic handler, if any, shielding the caller
+    /// from a panic inside the handler itself.
     pub(crate) fn report_panic(&self, payload: &(dyn Any + Send)) {
-        if let Some(handler) = &self.panic_handler {
-            let _ = panic::catch_unwind(AssertUnwindSafe(|| handler(payload)));
+        WorkerThread::with_current(|wt| {
+            if let Some(wt) = wt.filter(|wt| wt.belongs_to(self)) {
+                wt.counters().bump_panicked();
+            }
+        });
+        if let Some(handler) = &self.panic_handler
+            && let Err(inner) = panic::catch_unwind(AssertUnwindSafe(|| handler(payload)))
+        {
+            drop_quietly(inner);
         }
+    }
+
+    /// Runs `f`, which runs user code that is not a task body (a
+    /// destructor, a waker): a panic out of it is reported like a task
+    /// panic and its payload disposed of, so it never unwinds into the
+    /// worker loop.
+    pub(crate) fn contain(&self, f: impl FnOnce()) {
+        if let Err(payload) = panic::catch_unwind(AssertUnwindSafe(f)) {
+            self.report_panic(&*payload);
+            self.dispose(payload);
+        }
+    }
+
+    /// Drops a panic payload that was already reported. Its `Drop` is user
+    /// code and may panic in turn; that panic is reported and its payload
+    /// dropped the same way, up to [`MAX_PAYLOAD_DROP_PANICS`] in a row,
+    /// after which the last payload is leaked.
+    pub(crate) fn dispose(&self, mut payload: Box<dyn Any + Send>) {
+        for _ in 0..MAX_PAYLOAD_DROP_PANICS {
+            match panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+                Ok(()) => return,
+                Err(next) => {
+                    self.report_panic(&*next);
+                    payload = next;
+                }
+            }
+        }
+        std::mem::forget(payload);
     }
 
     /// The submit time to carry with a task, when something will read it.
@@ -210,12 +253,15 @@ impl Registry {
 
     /// Runs a user task: catches its panic (reporting it to the panic
     /// handler) and, under the `monitor` feature, records queue wait and
-    /// run time.
-    pub(crate) fn run_task<R>(
+    /// run time. `f` includes whatever the task does with its result, so
+    /// a panic while dropping an unwanted result is the task's panic.
+    /// `Err` hands back the payload, already reported; the caller owns it
+    /// and must [`dispose`](Self::dispose) of it or pass it on.
+    pub(crate) fn run_task(
         &self,
         enqueued: Option<Instant>,
-        f: impl FnOnce() -> R,
-    ) -> thread::Result<R> {
+        f: impl FnOnce(),
+    ) -> Result<(), Box<dyn Any + Send>> {
         #[cfg(feature = "monitor")]
         if let Some(monitor) = &self.monitor {
             let start = Instant::now();
@@ -225,7 +271,7 @@ impl Registry {
             monitor.record_task_start();
             let result = panic::catch_unwind(AssertUnwindSafe(f));
             match &result {
-                Ok(_) => monitor.record_task_completion(start.elapsed()),
+                Ok(()) => monitor.record_task_completion(start.elapsed()),
                 Err(payload) => {
                     monitor.record_task_failure_after(start.elapsed());
                     self.report_panic(&**payload);
@@ -350,7 +396,7 @@ impl WorkerThread {
         self.index
     }
 
-    fn counters(&self) -> &Counters {
+    pub(crate) fn counters(&self) -> &Counters {
         &self.registry.counters[self.index]
     }
 
@@ -527,15 +573,33 @@ impl WorkerThread {
         if popped_back {
             let result_a = match result_a {
                 Ok(value) => value,
-                Err(payload) => panic::resume_unwind(payload),
+                Err(payload) => {
+                    // `b` never runs; drop it now rather than while `a`'s
+                    // panic unwinds, where a panicking drop would abort.
+                    self.registry.contain(move || drop(job_b));
+                    panic::resume_unwind(payload)
+                }
             };
             // Popped back by its owner: a plain call, not counted as a job.
             return (result_a, job_b.run_inline());
         }
         let result_b = job_b.into_result();
+        // Whatever is not resumed is dropped before unwinding starts: a
+        // panic out of a drop during unwinding aborts the process.
         match (result_a, result_b) {
             (Ok(ra), Ok(rb)) => (ra, rb),
-            (Err(payload), _) | (_, Err(payload)) => panic::resume_unwind(payload),
+            (Err(payload), Err(other)) => {
+                self.registry.dispose(other);
+                panic::resume_unwind(payload)
+            }
+            (Err(payload), Ok(rb)) => {
+                drop(rb);
+                panic::resume_unwind(payload)
+            }
+            (Ok(ra), Err(payload)) => {
+                drop(ra);
+                panic::resume_unwind(payload)
+            }
         }
     }
 
@@ -639,18 +703,22 @@ pub(crate) fn worker_main(
     };
     CURRENT.with(|c| c.set(&raw const worker));
     let registry = &*worker.registry;
-    if let Some(hook) = &registry.start_hook
-        && let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| hook(index)))
-    {
-        registry.report_panic(&*payload);
+    if let Some(hook) = &registry.start_hook {
+        registry.contain(|| hook(index));
     }
     worker.run();
-    if let Some(hook) = &registry.exit_hook
-        && let Err(payload) = panic::catch_unwind(AssertUnwindSafe(|| hook(index)))
-    {
-        registry.report_panic(&*payload);
+    if let Some(hook) = &registry.exit_hook {
+        registry.contain(|| hook(index));
     }
     CURRENT.with(|c| c.set(ptr::null()));
+}
+
+/// Drops the payload of a panic that nobody will be told about (the panic
+/// handler's own); if that drop panics as well, its payload is leaked.
+fn drop_quietly(payload: Box<dyn Any + Send>) {
+    if let Err(next) = panic::catch_unwind(AssertUnwindSafe(move || drop(payload))) {
+        std::mem::forget(next);
+    }
 }
 
 /// Creates one worker's deques (LIFO for the owner, FIFO for thieves).

@@ -99,7 +99,13 @@ impl<'scope> Scope<'scope> {
         let mut slot = self.panic.lock();
         if slot.is_none() {
             *slot = Some(payload);
+            return;
         }
+        drop(slot);
+        // Only the first panic is resumed. This one's Drop is user code:
+        // run it outside the lock and never let it unwind past the task
+        // (the scope would wait for a `job_done` that never comes).
+        self.registry.dispose(payload);
     }
 
     /// One task (or the body) finished.
@@ -136,7 +142,14 @@ where
     let scope = Scope::new(Arc::clone(registry), &owner);
     let result = panic::catch_unwind(AssertUnwindSafe(|| op(&scope)));
     scope.wait_all();
-    if let Some(payload) = scope.panic.lock().take() {
+    let task_panic = scope.panic.lock().take();
+    if let Some(payload) = task_panic {
+        // Drop the body's outcome before unwinding starts: a panic out of
+        // a drop during unwinding aborts the process.
+        match result {
+            Ok(value) => drop(value),
+            Err(body_panic) => registry.dispose(body_panic),
+        }
         panic::resume_unwind(payload);
     }
     match result {

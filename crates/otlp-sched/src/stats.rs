@@ -10,6 +10,7 @@ pub(crate) struct Counters {
     executed: AtomicU64,
     stolen: AtomicU64,
     parked: AtomicU64,
+    panicked: AtomicU64,
 }
 
 #[inline]
@@ -32,12 +33,17 @@ impl Counters {
         bump(&self.parked);
     }
 
+    pub(crate) fn bump_panicked(&self) {
+        bump(&self.panicked);
+    }
+
     pub(crate) fn snapshot(&self, worker: usize) -> WorkerStats {
         WorkerStats {
             worker,
             executed: self.executed.load(Ordering::Relaxed),
             stolen: self.stolen.load(Ordering::Relaxed),
             parked: self.parked.load(Ordering::Relaxed),
+            panicked: self.panicked.load(Ordering::Relaxed),
         }
     }
 }
@@ -57,4 +63,11 @@ pub struct WorkerStats {
     /// Times the worker slept on the pool's condition variable and was
     /// woken by new work.
     pub parked: u64,
+    /// Panics the worker caught and passed to the panic handler: panicking
+    /// tasks, panicking destructors run on the worker (the result of a
+    /// task whose handle was dropped, a discarded task, a panic payload),
+    /// and panicking hooks. Panics in jobs that `shutdown` runs on the
+    /// calling thread after the workers exited reach the handler but no
+    /// worker's count.
+    pub panicked: u64,
 }
