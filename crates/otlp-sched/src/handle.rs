@@ -135,16 +135,25 @@ impl<R> Future for TaskHandle<R> {
     type Output = Result<R, TaskError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Waker code (clone, drop) is the caller's: it runs outside the
+        // slot's lock, so a waker that touches this handle cannot deadlock.
+        let new_waker = cx.waker().clone();
         let mut state = self.slot.state.lock();
         match std::mem::replace(&mut *state, State::Taken) {
-            State::Done(result) => Poll::Ready(result),
-            State::Taken => Poll::Ready(Err(TaskError::ResultTaken)),
-            State::Pending(waker) => {
-                let waker = match waker {
-                    Some(w) if w.will_wake(cx.waker()) => w,
-                    _ => cx.waker().clone(),
-                };
-                *state = State::Pending(Some(waker));
+            State::Done(result) => {
+                drop(state);
+                drop(new_waker);
+                Poll::Ready(result)
+            }
+            State::Taken => {
+                drop(state);
+                drop(new_waker);
+                Poll::Ready(Err(TaskError::ResultTaken))
+            }
+            State::Pending(old_waker) => {
+                *state = State::Pending(Some(new_waker));
+                drop(state);
+                drop(old_waker);
                 Poll::Pending
             }
         }

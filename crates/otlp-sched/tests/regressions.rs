@@ -299,3 +299,77 @@ fn dropped_result_panic_counts_as_a_failed_task() {
     );
     assert_eq!(s.in_flight, 0);
 }
+
+/// Waker code runs outside the task handle's lock. The old waker replaced
+/// by a re-poll waits, in its `Drop`, for the task to complete; completing
+/// takes the handle's lock, so dropping the old waker under that lock (as
+/// the handle once did) deadlocks the worker and the poller.
+#[test]
+fn task_handle_drops_a_replaced_waker_outside_its_lock() {
+    use std::future::Future;
+    use std::pin::Pin;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::task::{Context, Wake, Waker};
+
+    /// Rings a channel when woken.
+    struct Bell(Mutex<Sender<()>>);
+    impl Wake for Bell {
+        fn wake(self: Arc<Self>) {
+            let _ = self.0.lock().unwrap().send(());
+        }
+    }
+
+    /// When dropped, lets the worker run the task and waits for the
+    /// completion's wake-up.
+    struct WaitsForCompletion {
+        release: Mutex<Option<Sender<()>>>,
+        woken: Mutex<Receiver<()>>,
+        completed_while_dropping: Arc<AtomicBool>,
+    }
+    impl Wake for WaitsForCompletion {
+        fn wake(self: Arc<Self>) {}
+    }
+    impl Drop for WaitsForCompletion {
+        fn drop(&mut self) {
+            if let Some(release) = self.release.lock().unwrap().take() {
+                release.send(()).unwrap();
+            }
+            let woken = self
+                .woken
+                .lock()
+                .unwrap()
+                .recv_timeout(Duration::from_secs(10));
+            self.completed_while_dropping
+                .store(woken.is_ok(), Ordering::SeqCst);
+        }
+    }
+
+    let pool = Builder::new().workers(1).build().unwrap();
+    let release = block_worker(&pool);
+    let mut handle = pool.submit(|| 7u32).ok().unwrap();
+    let (bell_tx, bell_rx) = mpsc::channel();
+    let completed = Arc::new(AtomicBool::new(false));
+    let first = Waker::from(Arc::new(WaitsForCompletion {
+        release: Mutex::new(Some(release)),
+        woken: Mutex::new(bell_rx),
+        completed_while_dropping: Arc::clone(&completed),
+    }));
+    let second = Waker::from(Arc::new(Bell(Mutex::new(bell_tx))));
+    assert!(
+        Pin::new(&mut handle)
+            .poll(&mut Context::from_waker(&first))
+            .is_pending()
+    );
+    // The handle now holds the only other reference to the first waker.
+    drop(first);
+    assert!(
+        Pin::new(&mut handle)
+            .poll(&mut Context::from_waker(&second))
+            .is_pending()
+    );
+    assert!(
+        completed.load(Ordering::SeqCst),
+        "the task could not complete while the replaced waker was dropped"
+    );
+    assert_eq!(handle.join().unwrap(), 7);
+}
