@@ -136,67 +136,89 @@ fn task_manager(c: &mut Criterion) {
     g.sampling_mode(SamplingMode::Flat);
     let rt = multi_thread_rt();
 
-    g.bench_function(BenchmarkId::new("submit_100k_2w", OURS), |b| {
-        b.to_async(&rt).iter(|| async {
-            let handled = Arc::new(AtomicU64::new(0));
-            let h = Arc::clone(&handled);
-            let manager = AsyncTaskManager::builder()
-                .workers(2)
-                .capacity(1024)
-                .build(handler_fn(move |task: u64| {
-                    let h = Arc::clone(&h);
-                    async move {
-                        black_box(task);
-                        h.fetch_add(1, Ordering::Relaxed);
-                        Ok::<(), std::convert::Infallible>(())
-                    }
-                }))
-                .expect("manager");
-            for i in 0..TASKS {
-                manager.submit(i).await.expect("submit");
-            }
-            let report = manager
-                .shutdown(Duration::from_secs(60))
-                .await
-                .expect("shutdown");
-            assert_eq!(report.completed, TASKS);
-            assert_eq!(handled.load(Ordering::Relaxed), TASKS);
-        });
-    });
-
-    g.bench_function(BenchmarkId::new("submit_100k_2w", "tokio_mpsc"), |b| {
-        b.to_async(&rt).iter(|| async {
-            let handled = Arc::new(AtomicU64::new(0));
-            let (tx, rx) = tokio::sync::mpsc::channel::<u64>(1024);
-            let rx = Arc::new(tokio::sync::Mutex::new(rx));
-            let workers: Vec<_> = (0..2)
-                .map(|_| {
-                    let rx = Arc::clone(&rx);
-                    let h = Arc::clone(&handled);
-                    tokio::spawn(async move {
-                        loop {
-                            let task = rx.lock().await.recv().await;
-                            match task {
-                                Some(task) => {
-                                    black_box(task);
-                                    h.fetch_add(1, Ordering::Relaxed);
-                                }
-                                None => break,
-                            }
+    // Panic isolation is always on. `submit_100k_2w`: monitoring on, no
+    // per-task timeout; `_timeout`: monitoring and a 10 s per-task timeout;
+    // `_timeout_unmonitored`: the timeout, monitoring off
+    // (`without_monitor`). The peer is the same bare loop in all three.
+    let ten_s = Some(Duration::from_secs(10));
+    for (scenario, timeout, monitored) in [
+        ("submit_100k_2w", None, true),
+        ("submit_100k_2w_timeout", ten_s, true),
+        ("submit_100k_2w_timeout_unmonitored", ten_s, false),
+    ] {
+        g.bench_function(BenchmarkId::new(scenario, OURS), |b| {
+            b.to_async(&rt).iter(|| async {
+                let handled = Arc::new(AtomicU64::new(0));
+                let h = Arc::clone(&handled);
+                let mut builder = AsyncTaskManager::builder().workers(2).capacity(1024);
+                if let Some(limit) = timeout {
+                    builder = builder.task_timeout(limit);
+                }
+                if !monitored {
+                    builder = builder.without_monitor();
+                }
+                let manager = builder
+                    .build(handler_fn(move |task: u64| {
+                        let h = Arc::clone(&h);
+                        async move {
+                            black_box(task);
+                            h.fetch_add(1, Ordering::Relaxed);
+                            Ok::<(), std::convert::Infallible>(())
                         }
-                    })
-                })
-                .collect();
-            for i in 0..TASKS {
-                tx.send(i).await.expect("send");
-            }
-            drop(tx);
-            for w in workers {
-                w.await.expect("worker");
-            }
-            assert_eq!(handled.load(Ordering::Relaxed), TASKS);
+                    }))
+                    .expect("manager");
+                for i in 0..TASKS {
+                    manager.submit(i).await.expect("submit");
+                }
+                let report = manager
+                    .shutdown(Duration::from_secs(60))
+                    .await
+                    .expect("shutdown");
+                assert_eq!(report.completed, TASKS);
+                assert_eq!(handled.load(Ordering::Relaxed), TASKS);
+            });
         });
-    });
+    }
+
+    for scenario in [
+        "submit_100k_2w",
+        "submit_100k_2w_timeout",
+        "submit_100k_2w_timeout_unmonitored",
+    ] {
+        g.bench_function(BenchmarkId::new(scenario, "tokio_mpsc"), |b| {
+            b.to_async(&rt).iter(|| async {
+                let handled = Arc::new(AtomicU64::new(0));
+                let (tx, rx) = tokio::sync::mpsc::channel::<u64>(1024);
+                let rx = Arc::new(tokio::sync::Mutex::new(rx));
+                let workers: Vec<_> = (0..2)
+                    .map(|_| {
+                        let rx = Arc::clone(&rx);
+                        let h = Arc::clone(&handled);
+                        tokio::spawn(async move {
+                            loop {
+                                let task = rx.lock().await.recv().await;
+                                match task {
+                                    Some(task) => {
+                                        black_box(task);
+                                        h.fetch_add(1, Ordering::Relaxed);
+                                    }
+                                    None => break,
+                                }
+                            }
+                        })
+                    })
+                    .collect();
+                for i in 0..TASKS {
+                    tx.send(i).await.expect("send");
+                }
+                drop(tx);
+                for w in workers {
+                    w.await.expect("worker");
+                }
+                assert_eq!(handled.load(Ordering::Relaxed), TASKS);
+            });
+        });
+    }
     g.finish();
 }
 

@@ -109,7 +109,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     #[cfg(feature = "monitor")]
     {
-        let stats = manager.monitor().get_stats();
+        let stats = manager.monitor().expect("monitored").get_stats();
         println!(
             "monitor: {} completed, {} failed, mean {:?}, max {:?}",
             stats.completed_tasks,

@@ -70,7 +70,7 @@ async fn every_task_is_handled_exactly_once() {
     assert_eq!(seen.len(), 2000, "duplicates or losses");
     #[cfg(feature = "monitor")]
     {
-        let stats = manager.monitor().get_stats();
+        let stats = manager.monitor().expect("monitored").get_stats();
         assert_eq!(stats.completed_tasks, 2000);
         assert_eq!(stats.in_flight, 0);
     }
@@ -132,7 +132,7 @@ async fn errors_panics_and_timeouts_fail_but_workers_survive() {
     assert_eq!(report.aborted, 0);
     #[cfg(feature = "monitor")]
     {
-        let stats = manager.monitor().get_stats();
+        let stats = manager.monitor().expect("monitored").get_stats();
         assert_eq!((stats.completed_tasks, stats.failed_tasks), (10, 30));
     }
 }
@@ -269,4 +269,27 @@ fn bad_configuration_is_a_typed_error() {
         let report = m.shutdown(Duration::from_secs(1)).await.unwrap();
         assert_eq!(report.completed, 1);
     });
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_manager_without_monitor_still_counts_and_times_out() {
+    let manager = AsyncTaskManager::builder()
+        .workers(1)
+        .capacity(8)
+        .task_timeout(Duration::from_millis(100))
+        .without_monitor()
+        .build(handler_fn(|slow: bool| async move {
+            if slow {
+                tokio::time::sleep(Duration::from_secs(10)).await;
+            }
+            Ok::<(), std::convert::Infallible>(())
+        }))
+        .unwrap();
+    assert!(manager.monitor().is_none());
+    manager.submit(false).await.unwrap();
+    manager.submit(true).await.unwrap();
+    manager.submit(false).await.unwrap();
+    let report = manager.shutdown(Duration::from_secs(60)).await.unwrap();
+    assert_eq!(report.completed, 2, "{report:?}");
+    assert_eq!(report.timed_out, 1, "{report:?}");
 }
