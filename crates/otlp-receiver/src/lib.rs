@@ -133,6 +133,17 @@ impl ReceiverConfig {
     }
 }
 
+/// What a stopped receiver saw; see [`Receiver::finish`].
+#[derive(Debug, Clone)]
+pub struct Finished {
+    /// The final counts.
+    pub stats: ReceiverStats,
+    /// Span-end (log timestamp) to arrival latency, nanoseconds.
+    pub latency: Histogram,
+    /// CPU time of the receiver's threads; `None` off Linux.
+    pub cpu_time: Option<Duration>,
+}
+
 /// A running receiver; [`stop`](Self::stop) (or drop) ends it.
 pub struct Receiver {
     addr: SocketAddr,
@@ -246,6 +257,17 @@ impl Receiver {
     pub fn stop(mut self) -> ReceiverStats {
         self.shut();
         self.stats()
+    }
+
+    /// Stops serving and returns the final counts, the latency of every
+    /// accepted item and the CPU time the receiver's threads used in all.
+    pub fn finish(mut self) -> Finished {
+        self.shut();
+        Finished {
+            stats: self.stats(),
+            latency: self.latency(),
+            cpu_time: self.cpu_time(),
+        }
     }
 
     fn shut(&mut self) {
