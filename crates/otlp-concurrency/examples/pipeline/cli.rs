@@ -63,8 +63,12 @@ impl Protocol {
         match text.trim() {
             "grpc" => Ok(Protocol::Grpc),
             "http/protobuf" | "http" => Ok(Protocol::HttpProtobuf),
-            "http/json" => Err("protocol `http/json` is not supported here; use grpc or http/protobuf".to_owned()),
-            other => Err(format!("unknown protocol `{other}`: use grpc or http/protobuf")),
+            "http/json" => Err(
+                "protocol `http/json` is not supported here; use grpc or http/protobuf".to_owned(),
+            ),
+            other => Err(format!(
+                "unknown protocol `{other}`: use grpc or http/protobuf"
+            )),
         }
     }
 
@@ -235,8 +239,10 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             }
             "--endpoint" => options.endpoint = Some(endpoint(&value("--endpoint")?)?),
             "--protocol" => {
-                options.protocol =
-                    Some(Protocol::parse(&value("--protocol")?).map_err(|e| format!("--protocol: {e}"))?)
+                options.protocol = Some(
+                    Protocol::parse(&value("--protocol")?)
+                        .map_err(|e| format!("--protocol: {e}"))?,
+                )
             }
             "--compression" => {
                 options.gzip = match value("--compression")?.as_str() {
@@ -269,7 +275,9 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
                     "threaded" => ExportModeFlag::Threaded,
                     "inline" => ExportModeFlag::Inline,
                     other => {
-                        return Err(format!("--export-mode: `{other}` is not threaded or inline"));
+                        return Err(format!(
+                            "--export-mode: `{other}` is not threaded or inline"
+                        ));
                     }
                 }
             }

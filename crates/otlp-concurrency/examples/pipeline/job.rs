@@ -158,7 +158,10 @@ pub fn run(options: &Options) -> Result<Outcome, JobError> {
                 text.lock().unwrap_or_else(|e| e.into_inner()).clone()
             })
             .map_err(|e| JobError::Failed(format!("--metrics-addr {addr}: {e}")))?;
-            eprintln!("serving Prometheus metrics on http://{}/metrics", server.addr());
+            eprintln!(
+                "serving Prometheus metrics on http://{}/metrics",
+                server.addr()
+            );
             Some(server)
         }
         None => None,
@@ -236,7 +239,8 @@ fn provider(
 ) -> Result<(Provider, Option<StatsReader>), JobError> {
     let _inside = io.enter();
     let timeout = exporter_timeout(options);
-    let bad = |e: otlp_concurrency::sdk::ConfigError| JobError::Usage(format!("batch settings: {e}"));
+    let bad =
+        |e: otlp_concurrency::sdk::ConfigError| JobError::Usage(format!("batch settings: {e}"));
     Ok(match options.signal {
         SignalKind::Traces => {
             let exporter = exporters::span_exporter(target).map_err(JobError::Usage)?;
@@ -359,7 +363,11 @@ fn run_one(
         options.signal.item(),
         protocol.name(),
         tally.endpoint,
-        if receiver.is_some() { " (embedded receiver)" } else { "" },
+        if receiver.is_some() {
+            " (embedded receiver)"
+        } else {
+            ""
+        },
         kind.name(),
         options.producers,
         if options.rate == 0 {
@@ -392,13 +400,16 @@ fn run_one(
     let handles = match handles {
         Ok(handles) => handles,
         Err(e) => {
-            shared.stop.store(true, std::sync::atomic::Ordering::Release);
+            shared
+                .stop
+                .store(true, std::sync::atomic::Ordering::Release);
             let _ = provider.shutdown(options.shutdown_timeout);
             return Err(JobError::Failed(e));
         }
     };
 
-    let sample = |at: Duration| Sample::take(at, &shared, &tally, stats.as_ref(), receiver.as_ref());
+    let sample =
+        |at: Duration| Sample::take(at, &shared, &tally, stats.as_ref(), receiver.as_ref());
     let mut ticks = Vec::new();
     let mut previous = sample(Duration::ZERO);
     let mut next_tick = Duration::from_secs(1);
@@ -426,7 +437,9 @@ fn run_one(
     if interrupted {
         eprintln!("pipeline: interrupted; stopping the producers and flushing");
     }
-    shared.stop.store(true, std::sync::atomic::Ordering::Release);
+    shared
+        .stop
+        .store(true, std::sync::atomic::Ordering::Release);
     let mut panicked = false;
     for handle in handles {
         panicked |= handle.join().is_err();

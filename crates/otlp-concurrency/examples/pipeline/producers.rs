@@ -81,7 +81,7 @@ where
         while made < CHUNK {
             let r = rng.next();
             let route = ROUTES[(r >> 20) as usize % ROUTES.len()];
-            let status: i64 = if r % 50 == 0 { 500 } else { 200 };
+            let status: i64 = if r.is_multiple_of(50) { 500 } else { 200 };
             let root = tracer
                 .span_builder(ROOTS[(r & 1) as usize])
                 .with_kind(SpanKind::Server)
@@ -131,12 +131,16 @@ pub fn logs<L: Logger>(id: u64, logger: &L, shared: &Shared, rate: f64) {
         for _ in 0..CHUNK {
             let r = rng.next();
             let route = ROUTES[(r >> 20) as usize % ROUTES.len()];
-            let error = r % 50 == 0;
+            let error = r.is_multiple_of(50);
             let mut record = logger.create_log_record();
             let now = SystemTime::now();
             record.set_timestamp(now);
             record.set_observed_timestamp(now);
-            record.set_severity_number(if error { Severity::Error } else { Severity::Info });
+            record.set_severity_number(if error {
+                Severity::Error
+            } else {
+                Severity::Info
+            });
             record.set_severity_text(if error { "ERROR" } else { "INFO" });
             record.set_body(AnyValue::from(if error {
                 "request failed"

@@ -74,13 +74,48 @@ impl Sample {
                 );
             }
         };
-        metric("otlp_pipeline_items_emitted_total", "counter", "Spans ended or log records emitted.", Some(self.emitted));
-        metric("otlp_pipeline_items_exported_total", "counter", "Items in exports that succeeded.", Some(self.exported));
-        metric("otlp_pipeline_items_export_failed_total", "counter", "Items in exports that failed.", Some(self.failed));
-        metric("otlp_pipeline_items_received_total", "counter", "Items the embedded receiver decoded.", self.received);
-        metric("otlp_pipeline_requests_refused_total", "counter", "Requests the embedded receiver refused on purpose.", self.refused);
-        metric("otlp_pipeline_items_dropped_total", "counter", "Items our processor dropped, any cause.", self.dropped);
-        metric("otlp_pipeline_queue_depth", "gauge", "Items waiting in our processor's queue.", self.queue_depth);
+        metric(
+            "otlp_pipeline_items_emitted_total",
+            "counter",
+            "Spans ended or log records emitted.",
+            Some(self.emitted),
+        );
+        metric(
+            "otlp_pipeline_items_exported_total",
+            "counter",
+            "Items in exports that succeeded.",
+            Some(self.exported),
+        );
+        metric(
+            "otlp_pipeline_items_export_failed_total",
+            "counter",
+            "Items in exports that failed.",
+            Some(self.failed),
+        );
+        metric(
+            "otlp_pipeline_items_received_total",
+            "counter",
+            "Items the embedded receiver decoded.",
+            self.received,
+        );
+        metric(
+            "otlp_pipeline_requests_refused_total",
+            "counter",
+            "Requests the embedded receiver refused on purpose.",
+            self.refused,
+        );
+        metric(
+            "otlp_pipeline_items_dropped_total",
+            "counter",
+            "Items our processor dropped, any cause.",
+            self.dropped,
+        );
+        metric(
+            "otlp_pipeline_queue_depth",
+            "gauge",
+            "Items waiting in our processor's queue.",
+            self.queue_depth,
+        );
         out
     }
 }
@@ -241,7 +276,10 @@ impl RunReport {
             },
         };
         let receiver_cpu = receiver.as_ref().and_then(|r| r.cpu_time);
-        let latency = receiver.as_ref().map(|r| &r.latency).filter(|h| !h.is_empty());
+        let latency = receiver
+            .as_ref()
+            .map(|r| &r.latency)
+            .filter(|h| !h.is_empty());
         RunReport {
             processor,
             signal: options.signal,
@@ -312,7 +350,11 @@ impl RunReport {
                 "{who}: {} emitted != {} {} + {} dropped: items were lost or duplicated",
                 self.emitted,
                 self.received.unwrap_or(self.exported),
-                if self.received.is_some() { "received" } else { "exported" },
+                if self.received.is_some() {
+                    "received"
+                } else {
+                    "exported"
+                },
                 self.dropped.total()
             ));
         }
@@ -321,7 +363,9 @@ impl RunReport {
                 "{who}: {} {} lost to failed exports ({})",
                 self.dropped.export_failed,
                 self.signal.item(),
-                self.first_error.as_deref().unwrap_or("the export timed out")
+                self.first_error
+                    .as_deref()
+                    .unwrap_or("the export timed out")
             ));
         }
         if self.emitted > 0 && self.exported == 0 && self.dropped.export_failed == 0 {
@@ -371,13 +415,23 @@ impl Outcome {
 
     /// (ours / sdk) for throughput, CPU per item and p99 latency, when both ran.
     fn ratios(&self) -> Option<(Option<f64>, Option<f64>, Option<f64>)> {
-        let ours = self.runs.iter().find(|r| r.processor == ProcessorKind::Ours)?;
-        let sdk = self.runs.iter().find(|r| r.processor == ProcessorKind::Sdk)?;
+        let ours = self
+            .runs
+            .iter()
+            .find(|r| r.processor == ProcessorKind::Ours)?;
+        let sdk = self
+            .runs
+            .iter()
+            .find(|r| r.processor == ProcessorKind::Sdk)?;
         let f = |x: Option<u64>| x.map(|v| v as f64);
         Some((
             ratio(ours.exported_per_sec(), sdk.exported_per_sec()),
-            ours.cpu_ns_per_item().zip(sdk.cpu_ns_per_item()).and_then(|(a, b)| ratio(a, b)),
-            f(ours.latency_p99_ns).zip(f(sdk.latency_p99_ns)).and_then(|(a, b)| ratio(a, b)),
+            ours.cpu_ns_per_item()
+                .zip(sdk.cpu_ns_per_item())
+                .and_then(|(a, b)| ratio(a, b)),
+            f(ours.latency_p99_ns)
+                .zip(f(sdk.latency_p99_ns))
+                .and_then(|(a, b)| ratio(a, b)),
         ))
     }
 
@@ -513,34 +567,76 @@ fn rows(r: &RunReport) -> Vec<(&'static str, String)> {
     vec![
         ("processor", r.processor.name().to_owned()),
         ("concurrent exports", r.concurrent_exports.to_string()),
-        ("production / flush time", format!("{:.2} s / {:.3} s", r.produce_time.as_secs_f64(), r.flush_time.as_secs_f64())),
+        (
+            "production / flush time",
+            format!(
+                "{:.2} s / {:.3} s",
+                r.produce_time.as_secs_f64(),
+                r.flush_time.as_secs_f64()
+            ),
+        ),
         ("emitted", r.emitted.to_string()),
         ("exported", r.exported.to_string()),
         ("received", opt(r.received)),
         ("dropped: queue full", d.queue_full.to_string()),
         ("dropped: after shutdown", d.after_shutdown.to_string()),
         ("dropped: export failed", d.export_failed.to_string()),
-        ("dropped: never exported (sdk)", d.never_exported.to_string()),
-        ("exports (failed)", format!("{} ({})", r.batches, r.failed_batches)),
+        (
+            "dropped: never exported (sdk)",
+            d.never_exported.to_string(),
+        ),
+        (
+            "exports (failed)",
+            format!("{} ({})", r.batches, r.failed_batches),
+        ),
         ("requests refused (retried)", opt(r.refused)),
         ("requests rejected", opt(r.rejected)),
-        ("requests / bytes on the wire", match (r.requests, r.wire_bytes) {
-            (Some(q), Some(b)) => format!("{q} / {b}"),
-            _ => "-".to_owned(),
-        }),
+        (
+            "requests / bytes on the wire",
+            match (r.requests, r.wire_bytes) {
+                (Some(q), Some(b)) => format!("{q} / {b}"),
+                _ => "-".to_owned(),
+            },
+        ),
         ("exported /s", format!("{:.0}", r.exported_per_sec())),
-        ("sender CPU per exported item", r.cpu_ns_per_item().map_or("-".to_owned(), |v| format!("{v:.0} ns"))),
-        ("sender / receiver CPU", format!("{:.2} s / {}", r.sender_cpu.as_secs_f64(), r.receiver_cpu.map_or("-".to_owned(), |c| format!("{:.2} s", c.as_secs_f64())))),
+        (
+            "sender CPU per exported item",
+            r.cpu_ns_per_item()
+                .map_or("-".to_owned(), |v| format!("{v:.0} ns")),
+        ),
+        (
+            "sender / receiver CPU",
+            format!(
+                "{:.2} s / {}",
+                r.sender_cpu.as_secs_f64(),
+                r.receiver_cpu
+                    .map_or("-".to_owned(), |c| format!("{:.2} s", c.as_secs_f64()))
+            ),
+        ),
         ("end -> received p50", ms_opt(r.latency_p50_ns)),
         ("end -> received p99", ms_opt(r.latency_p99_ns)),
-        ("export call p50 / p99", format!("{:.2} / {:.2} ms", r.exports.p50.as_secs_f64() * 1e3, r.exports.p99.as_secs_f64() * 1e3)),
-        ("conservation", format!(
-            "{} = {} + {} {}",
-            r.emitted,
-            r.received.unwrap_or(r.exported),
-            d.total(),
-            if r.conserved() { "(holds)" } else { "(VIOLATED)" }
-        )),
+        (
+            "export call p50 / p99",
+            format!(
+                "{:.2} / {:.2} ms",
+                r.exports.p50.as_secs_f64() * 1e3,
+                r.exports.p99.as_secs_f64() * 1e3
+            ),
+        ),
+        (
+            "conservation",
+            format!(
+                "{} = {} + {} {}",
+                r.emitted,
+                r.received.unwrap_or(r.exported),
+                d.total(),
+                if r.conserved() {
+                    "(holds)"
+                } else {
+                    "(VIOLATED)"
+                }
+            ),
+        ),
     ]
 }
 
@@ -555,7 +651,11 @@ impl fmt::Display for Outcome {
             first.signal.item(),
             first.protocol.name(),
             first.endpoint,
-            if first.embedded { " (embedded receiver)" } else { "" }
+            if first.embedded {
+                " (embedded receiver)"
+            } else {
+                ""
+            }
         )?;
         writeln!(
             f,
@@ -563,7 +663,11 @@ impl fmt::Display for Outcome {
             first.producers,
             first.batch_size,
             first.queue_size,
-            if first.interrupted { ", interrupted by Ctrl-C" } else { "" }
+            if first.interrupted {
+                ", interrupted by Ctrl-C"
+            } else {
+                ""
+            }
         )?;
         let columns: Vec<Vec<(&str, String)>> = self.runs.iter().map(rows).collect();
         for (i, (label, _)) in columns[0].iter().enumerate() {
@@ -575,7 +679,13 @@ impl fmt::Display for Outcome {
         }
         if let Some((t, c, l)) = self.ratios() {
             let show = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.2}x"));
-            writeln!(f, "  ours / sdk: exported/s {}, CPU per item {}, p99 latency {}", show(t), show(c), show(l))?;
+            writeln!(
+                f,
+                "  ours / sdk: exported/s {}, CPU per item {}, p99 latency {}",
+                show(t),
+                show(c),
+                show(l)
+            )?;
         }
         if let Some(names) = (!first.service_names.is_empty()).then_some(&first.service_names) {
             let list: Vec<String> = names.iter().map(|(n, c)| format!("{n} ({c})")).collect();
