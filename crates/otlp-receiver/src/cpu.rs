@@ -1,19 +1,23 @@
 //! CPU time of the receiver's own threads, so a sender measuring itself in
 //! the same process can subtract it.
 //!
-//! Each runtime thread registers its POSIX CPU clock when it starts and
-//! folds its final CPU time into a total when it stops, both under one lock,
-//! so a reading is the stopped threads' total plus every live thread's
-//! clock, with no thread counted twice or missed.
+//! Linux keeps each thread's time on CPU, in nanoseconds, in the first
+//! field of `/proc/self/task/<tid>/schedstat`. Each runtime thread records
+//! its tid when it starts and folds its final time into a total when it
+//! stops, both under one lock, so a reading is the stopped threads' total
+//! plus every live thread's current time, with no thread counted twice or
+//! missed. Elsewhere there is no reading (`None`).
 
 use std::sync::Mutex;
 use std::time::Duration;
 
 #[derive(Debug, Default)]
 struct Threads {
-    #[cfg(target_os = "linux")]
-    live: Vec<(std::thread::ThreadId, libc::clockid_t)>,
+    /// `(thread, its schedstat path)` for every live runtime thread.
+    live: Vec<(std::thread::ThreadId, String)>,
     stopped: Duration,
+    /// A thread whose time could not be read: the total is not trusted.
+    unreadable: bool,
 }
 
 /// The registry of a runtime's threads.
@@ -27,68 +31,82 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-#[cfg(target_os = "linux")]
-fn clock_time(clock: libc::clockid_t) -> Option<Duration> {
-    let mut ts = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `ts` is a valid, writable timespec for the duration of the
-    // call; an invalid clock id (a thread that already exited) makes the
-    // call fail with EINVAL, which is handled, not undefined behaviour.
-    let rc = unsafe { libc::clock_gettime(clock, &mut ts) };
-    (rc == 0).then(|| Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32))
+/// `/proc/self/task/<tid>/schedstat` of the calling thread.
+fn own_schedstat() -> Option<String> {
+    // `/proc/thread-self` links to `<pid>/task/<tid>`.
+    let link = std::fs::read_link("/proc/thread-self").ok()?;
+    let tid = link.file_name()?.to_str()?.to_owned();
+    tid.parse::<u64>().ok()?;
+    Some(format!("/proc/self/task/{tid}/schedstat"))
+}
+
+fn read_ns(path: &str) -> Option<Duration> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let ns = text.split_whitespace().next()?.parse::<u64>().ok()?;
+    Some(Duration::from_nanos(ns))
 }
 
 impl ThreadCpu {
     /// Called on each runtime thread as it starts.
     pub(crate) fn thread_started(&self) {
-        #[cfg(target_os = "linux")]
-        {
-            let mut clock: libc::clockid_t = 0;
-            // SAFETY: `pthread_self()` is the calling, live thread and
-            // `clock` is a valid place for the result.
-            let rc = unsafe { libc::pthread_getcpuclockid(libc::pthread_self(), &mut clock) };
-            if rc == 0 {
-                lock(&self.threads)
-                    .live
-                    .push((std::thread::current().id(), clock));
-            }
+        let me = std::thread::current().id();
+        let mut threads = lock(&self.threads);
+        match own_schedstat().filter(|path| read_ns(path).is_some()) {
+            Some(path) => threads.live.push((me, path)),
+            None => threads.unreadable = true,
         }
     }
 
     /// Called on each runtime thread as it stops.
     pub(crate) fn thread_stopped(&self) {
-        #[cfg(target_os = "linux")]
-        {
-            let me = std::thread::current().id();
-            let mut threads = lock(&self.threads);
-            if let Some(i) = threads.live.iter().position(|(id, _)| *id == me) {
-                let (_, clock) = threads.live.swap_remove(i);
-                threads.stopped += clock_time(clock).unwrap_or_default();
+        let me = std::thread::current().id();
+        let mut threads = lock(&self.threads);
+        if let Some(i) = threads.live.iter().position(|(id, _)| *id == me) {
+            let (_, path) = threads.live.swap_remove(i);
+            match read_ns(&path) {
+                Some(t) => threads.stopped += t,
+                None => threads.unreadable = true,
             }
         }
     }
 
-    /// CPU time of every thread so far; `None` where the platform has no
-    /// per-thread CPU clocks.
+    /// CPU time of every thread so far; `None` where it cannot be read.
     pub(crate) fn total(&self) -> Option<Duration> {
-        #[cfg(target_os = "linux")]
-        {
-            let threads = lock(&self.threads);
-            Some(
-                threads.stopped
-                    + threads
-                        .live
-                        .iter()
-                        .filter_map(|(_, clock)| clock_time(*clock))
-                        .sum::<Duration>(),
-            )
+        let threads = lock(&self.threads);
+        if threads.unreadable {
+            return None;
         }
-        #[cfg(not(target_os = "linux"))]
-        {
-            let _ = lock(&self.threads).stopped;
-            None
+        let mut total = threads.stopped;
+        for (_, path) in &threads.live {
+            total += read_ns(path)?;
+        }
+        Some(total)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_thread_that_works_is_counted_once_it_stops() {
+        let cpu = ThreadCpu::default();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                cpu.thread_started();
+                let mut x = 0u64;
+                for i in 0..5_000_000u64 {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(i));
+                }
+                cpu.thread_stopped();
+            });
+        });
+        if cfg!(target_os = "linux") {
+            let total = cpu.total().expect("Linux has schedstat");
+            assert!(total > Duration::ZERO);
+            assert!(lock(&cpu.threads).live.is_empty());
+        } else {
+            assert_eq!(cpu.total(), None);
         }
     }
 }
