@@ -7,6 +7,8 @@
 //!
 //! Run them with `cargo xtask bench` (or `cargo bench -p otlp-benches`).
 
+pub mod otlp_encode;
+
 /// The benchmark id segment that marks our implementation in every group.
 pub const OURS: &str = "ours";
 
