@@ -6,6 +6,7 @@
 mod bench;
 mod ci;
 mod cmd;
+mod fuzz;
 mod loom;
 mod miri;
 mod report;
@@ -27,6 +28,10 @@ Commands:
   bench [--quick] [--no-run] [FILTER]
                             run the criterion benches in benches/ and write docs/benchmarks.md
                             and docs/benchmarks.svg (ours vs peers, medians and ratios)
+  fuzz [--seconds N] [TARGET...]
+                            run the cargo-fuzz targets (otlp-receiver's request decoding) for N
+                            seconds each (default 60, or OTLP_FUZZ_SECONDS; nightly; installs
+                            cargo-fuzz when missing); not part of ci
   report                    rebuild docs/benchmarks.md and .svg from existing criterion results
   ci [--skip STEP...]       everything CI runs: fmt, clippy, test, bench-build, loom, miri, tsan
   help                      this text
@@ -46,6 +51,7 @@ fn main() -> ExitCode {
         "miri" => miri::run(&rest),
         "tsan" => tsan::run(&rest),
         "bench" => bench::run(&rest),
+        "fuzz" => fuzz::run(&rest),
         "report" => bench::report_only(),
         "ci" => ci::run(&rest),
         "help" | "--help" | "-h" => {
