@@ -51,10 +51,16 @@ fn spans_over_http_are_all_received() {
 
 #[test]
 fn logs_over_grpc_and_http_are_all_received() {
-    for protocol in ["grpc", "http/protobuf"] {
-        let outcome = run(&format!("{SHORT} --signal logs --protocol {protocol}"));
+    for (protocol, processor) in [("grpc", "ours"), ("http/protobuf", "ours"), ("grpc", "sdk")] {
+        let outcome = run(&format!(
+            "{SHORT} --signal logs --protocol {protocol} --processor {processor}"
+        ));
         assert_clean(&outcome);
         assert_eq!(outcome.runs[0].signal, pipeline::cli::SignalKind::Logs);
+        assert_eq!(
+            outcome.runs[0].service_names.get("otlp-pipeline").copied(),
+            outcome.runs[0].received
+        );
     }
 }
 
