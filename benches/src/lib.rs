@@ -10,6 +10,8 @@
 //! `icount` target, which mirrors the single-thread scenarios as plain
 //! loops for callgrind's instruction counts.
 
+pub mod otlp_encode;
+
 /// The benchmark id segment that marks our implementation in every group.
 pub const OURS: &str = "ours";
 

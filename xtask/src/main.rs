@@ -7,6 +7,7 @@ mod bench;
 mod callgrind;
 mod ci;
 mod cmd;
+mod fuzz;
 mod loom;
 mod miri;
 mod report;
@@ -37,6 +38,10 @@ Commands:
                             (load-independent), printed; the page is left alone. --out DIR:
                             write the page there instead of docs/. FILTER: a criterion regex
                             over group/scenario/impl
+  fuzz [--seconds N] [TARGET...]
+                            run the cargo-fuzz targets (otlp-receiver's request decoding) for N
+                            seconds each (default 60, or OTLP_FUZZ_SECONDS; nightly; installs
+                            cargo-fuzz when missing); not part of ci
   report                    rebuild docs/benchmarks.md and .svg from the rounds on disk
   ci [--skip STEP...]       everything CI runs: fmt, clippy, test, bench-build, loom, miri, tsan
   help                      this text
@@ -56,6 +61,7 @@ fn main() -> ExitCode {
         "miri" => miri::run(&rest),
         "tsan" => tsan::run(&rest),
         "bench" => bench::run(&rest),
+        "fuzz" => fuzz::run(&rest),
         "report" => bench::report_only(),
         "ci" => ci::run(&rest),
         "help" | "--help" | "-h" => {

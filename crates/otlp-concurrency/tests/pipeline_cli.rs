@@ -7,7 +7,7 @@ mod cli;
 
 use std::time::Duration;
 
-use cli::{Options, Parsed, parse, parse_duration};
+use cli::{ExportModeFlag, Options, Parsed, ProcessorKind, Protocol, SignalKind, parse};
 
 fn args(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
@@ -15,7 +15,7 @@ fn args(text: &str) -> Vec<String> {
 
 fn run(text: &str) -> Options {
     match parse(args(text)) {
-        Ok(Parsed::Run(options)) => options,
+        Ok(Parsed::Run(options)) => *options,
         other => panic!("`{text}` parsed as {other:?}"),
     }
 }
@@ -25,32 +25,58 @@ fn defaults_match_the_usage_text() {
     let options = run("");
     assert_eq!(options, Options::default());
     assert_eq!(options.duration, Duration::from_secs(10));
-    assert_eq!(options.batch_size, 512);
-    assert!(cli::USAGE.contains("default 10s") && cli::USAGE.contains("default 512"));
+    assert_eq!((options.batch_size, options.rate), (512, 100_000));
+    assert_eq!(options.processor, ProcessorKind::Ours);
+    assert!(options.endpoint.is_none() && options.protocol.is_none());
+    for text in [
+        "default 10s",
+        "default 512",
+        "default 100000",
+        "default 4",
+        "default 200ms",
+    ] {
+        assert!(cli::USAGE.contains(text), "{text}");
+    }
 }
 
 #[test]
 fn every_flag_is_read() {
     let options = run(
-        "--duration 500ms --producers 3 --workers 4 --rate 1000 --batch-size 64 --queue-size 128 \
-         --output /tmp/x.bin --json --metrics-addr 127.0.0.1:9464",
+        "--duration 500ms --producers 3 --rate 1000 --signal logs --processor sdk --compare \
+         --endpoint http://collector:4318/v1/logs --protocol http/protobuf --compression gzip \
+         --export-timeout 3s --batch-size 64 --queue-size 128 --delay 1s --shutdown-timeout 2s \
+         --concurrent-exports 8 --export-mode inline --receiver-latency 5ms --receiver-fail 0.01 \
+         --receiver-retry-after 0 --receiver-threads 2 --json --metrics-addr 127.0.0.1:9464",
     );
     assert_eq!(options.duration, Duration::from_millis(500));
-    assert_eq!((options.producers, options.workers), (3, Some(4)));
+    assert_eq!((options.producers, options.rate), (3, 1000));
     assert_eq!(
-        (options.rate, options.batch_size, options.queue_size),
-        (1000, 64, 128)
+        (options.signal, options.processor),
+        (SignalKind::Logs, ProcessorKind::Sdk)
     );
+    assert!(options.compare && options.json);
     assert_eq!(
-        options.output.as_deref(),
-        Some(std::path::Path::new("/tmp/x.bin"))
+        options.endpoint.as_deref(),
+        Some("http://collector:4318/v1/logs")
     );
-    assert!(options.json);
+    assert_eq!(options.protocol, Some(Protocol::HttpProtobuf));
+    assert_eq!(options.gzip, Some(true));
+    assert_eq!(options.export_timeout, Some(Duration::from_secs(3)));
+    assert_eq!((options.batch_size, options.queue_size), (64, 128));
+    assert_eq!(options.delay, Duration::from_secs(1));
+    assert_eq!(options.shutdown_timeout, Duration::from_secs(2));
+    assert_eq!(options.concurrent_exports, 8);
+    assert_eq!(options.export_mode, ExportModeFlag::Inline);
+    assert_eq!(options.receiver_latency, Duration::from_millis(5));
+    assert_eq!(options.receiver_fail, 0.01);
+    assert_eq!(options.receiver_retry_after, Duration::ZERO);
+    assert_eq!(options.receiver_threads, 2);
     assert_eq!(
         options.metrics_addr,
         Some("127.0.0.1:9464".parse().expect("addr"))
     );
     assert_eq!(run("--rate=0 --duration=2m").rate, 0);
+    assert_eq!(run("--protocol grpc").protocol, Some(Protocol::Grpc));
     assert_eq!(parse(args("--help")), Ok(Parsed::Help));
 }
 
@@ -58,7 +84,6 @@ fn every_flag_is_read() {
 fn bad_input_is_a_usage_error_naming_the_flag() {
     for (text, needle) in [
         ("--producers 0", "--producers must be at least 1"),
-        ("--workers many", "--workers"),
         ("--duration soon", "--duration"),
         ("--duration 0s", "--duration"),
         ("--rate -5", "--rate"),
@@ -68,7 +93,18 @@ fn bad_input_is_a_usage_error_naming_the_flag() {
         ),
         ("--metrics-addr 8.8.8.8:80", "not a loopback"),
         ("--metrics-addr nowhere", "--metrics-addr"),
-        ("--output", "--output needs a value"),
+        ("--protocol bogus", "unknown protocol"),
+        ("--protocol http/json", "not supported"),
+        ("--endpoint not-a-url", "--endpoint"),
+        ("--endpoint ftp://host:21", "scheme `ftp`"),
+        ("--endpoint localhost:4317", "--endpoint"),
+        ("--signal metrics", "--signal"),
+        ("--processor theirs", "--processor"),
+        ("--compression zstd", "--compression"),
+        ("--export-mode fast", "--export-mode"),
+        ("--receiver-fail 2", "--receiver-fail"),
+        ("--receiver-fail nan", "--receiver-fail"),
+        ("--endpoint", "--endpoint needs a value"),
         ("--frobnicate", "unknown option"),
     ] {
         let err = parse(args(text)).expect_err(text);
@@ -78,9 +114,11 @@ fn bad_input_is_a_usage_error_naming_the_flag() {
 
 #[test]
 fn durations_take_units() {
-    assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
-    assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
-    assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
-    assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
-    assert!(parse_duration("-1s").is_err() && parse_duration("inf").is_err());
+    let d = |t| cli::duration_or_zero("--x", t);
+    assert_eq!(d("10"), Ok(Duration::from_secs(10)));
+    assert_eq!(d("1.5s"), Ok(Duration::from_millis(1500)));
+    assert_eq!(d("250ms"), Ok(Duration::from_millis(250)));
+    assert_eq!(d("2m"), Ok(Duration::from_secs(120)));
+    assert_eq!(d("0"), Ok(Duration::ZERO));
+    assert!(d("-1s").is_err() && d("inf").is_err());
 }

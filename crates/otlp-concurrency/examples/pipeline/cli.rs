@@ -1,39 +1,159 @@
-//! Command-line flags of the pipeline example; bad input is a usage error.
+//! Command-line flags of the pipeline example; bad input is a usage error
+//! (exit status 2), never a panic.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
 pub const USAGE: &str = "\
 usage: pipeline [OPTIONS]
 
-An OTLP-shaped span pipeline: producer threads emit spans into a batch
-processor, whose exporter encodes each batch as an OTLP/protobuf
-ExportTraceServiceRequest on a work-stealing pool.
+Producer threads create spans (or log records) through the OpenTelemetry
+API on an SdkTracerProvider / SdkLoggerProvider; a batch processor hands
+them to opentelemetry-otlp's exporter, which ships them over OTLP/gRPC or
+OTLP/HTTP. With no endpoint, an embedded OTLP receiver on a loopback port
+decodes and counts every request.
 
-options:
-  --duration D        how long producers run: 10, 10s, 500ms, 2m (default 10s)
-  --producers N       producer threads (default 2)
-  --workers N         encoder pool threads (default: the CPUs this process may use)
-  --rate N            target spans/s over all producers, 0 = as fast as they can (default 500000)
-  --batch-size N      max spans per export batch (default 512)
-  --queue-size N      batch processor queue capacity (default 65536)
-  --output FILE       write every request as a length-delimited protobuf stream
-  --json              print the final report as JSON on stdout
-  --metrics-addr A    serve Prometheus text on http://A/metrics while running (loopback)
-  -h, --help          this text
+what runs:
+  --duration D            how long producers run: 10, 10s, 500ms, 2m (default 10s)
+  --producers N           producer threads (default 2)
+  --rate N                target items/s over all producers, 0 = flat out (default 100000)
+  --signal S              traces or logs (default traces)
+  --processor P           ours (otlp_sdk's) or sdk (opentelemetry_sdk's own) (default ours)
+  --compare               run ours, then sdk, with the same settings; print both and the ratios
+
+where it goes:
+  --endpoint URL          OTLP endpoint, e.g. http://collector:4317 (gRPC) or
+                          http://collector:4318/v1/traces (HTTP); without it the
+                          OTEL_EXPORTER_OTLP_* variables, else the embedded receiver
+  --protocol P            grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)
+  --compression C         none or gzip (default: OTEL_EXPORTER_OTLP_COMPRESSION, else none)
+  --export-timeout D      the exporter's timeout, retries included
+                          (default: OTEL_EXPORTER_OTLP_TIMEOUT, else 10s)
+
+batching (both processors):
+  --batch-size N          max items per export (default 512)
+  --queue-size N          processor queue capacity (default 65536)
+  --delay D               scheduled delay between exports (default 200ms)
+  --shutdown-timeout D    how long the final flush may take (default 10s)
+  --concurrent-exports N  exports in flight at once, ours only (default 4)
+  --export-mode M         threaded or inline, ours only (default threaded)
+
+embedded receiver:
+  --receiver-latency D    wait before answering each request (default 0)
+  --receiver-fail R       share of requests refused as retryable, 0..1 (default 0)
+  --receiver-retry-after D  Retry-After on HTTP refusals, whole seconds (default 1s)
+  --receiver-threads N    receiver runtime threads (default 1)
+
+output:
+  --json                  print the final report as JSON on stdout
+  --metrics-addr A        serve Prometheus text on http://A/metrics while running (loopback)
+  -h, --help              this text
 ";
+
+/// The OTLP transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+impl Protocol {
+    /// Reads the value OTLP's `OTEL_EXPORTER_OTLP_PROTOCOL` uses.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "grpc" => Ok(Protocol::Grpc),
+            "http/protobuf" | "http" => Ok(Protocol::HttpProtobuf),
+            "http/json" => Err(
+                "protocol `http/json` is not supported here; use grpc or http/protobuf".to_owned(),
+            ),
+            other => Err(format!(
+                "unknown protocol `{other}`: use grpc or http/protobuf"
+            )),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Protocol::Grpc => "grpc",
+            Protocol::HttpProtobuf => "http/protobuf",
+        }
+    }
+}
+
+/// Which telemetry the producers make.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalKind {
+    Traces,
+    Logs,
+}
+
+impl SignalKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            SignalKind::Traces => "traces",
+            SignalKind::Logs => "logs",
+        }
+    }
+
+    /// What one item is called in the report.
+    pub fn item(self) -> &'static str {
+        match self {
+            SignalKind::Traces => "spans",
+            SignalKind::Logs => "log records",
+        }
+    }
+}
+
+/// Whose batch processor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessorKind {
+    /// `otlp_sdk::BatchSpanProcessor` / `BatchLogProcessor`.
+    Ours,
+    /// `opentelemetry_sdk`'s own thread-based batch processors.
+    Sdk,
+}
+
+impl ProcessorKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ProcessorKind::Ours => "ours",
+            ProcessorKind::Sdk => "sdk",
+        }
+    }
+}
+
+/// Where ours runs each export (`otlp_sdk::ExportMode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExportModeFlag {
+    Threaded,
+    Inline,
+}
 
 /// Parsed flags.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     pub duration: Duration,
     pub producers: usize,
-    pub workers: Option<usize>,
     pub rate: u64,
+    pub signal: SignalKind,
+    pub processor: ProcessorKind,
+    pub compare: bool,
+    /// Checked: `http` or `https`, with a host.
+    pub endpoint: Option<String>,
+    pub protocol: Option<Protocol>,
+    /// `Some(true)` = gzip, `Some(false)` = none, `None` = the environment.
+    pub gzip: Option<bool>,
+    pub export_timeout: Option<Duration>,
     pub batch_size: usize,
     pub queue_size: usize,
-    pub output: Option<PathBuf>,
+    pub delay: Duration,
+    pub shutdown_timeout: Duration,
+    pub concurrent_exports: usize,
+    pub export_mode: ExportModeFlag,
+    pub receiver_latency: Duration,
+    pub receiver_fail: f64,
+    pub receiver_retry_after: Duration,
+    pub receiver_threads: usize,
     pub json: bool,
     pub metrics_addr: Option<SocketAddr>,
 }
@@ -43,11 +163,24 @@ impl Default for Options {
         Options {
             duration: Duration::from_secs(10),
             producers: 2,
-            workers: None,
-            rate: 500_000,
+            rate: 100_000,
+            signal: SignalKind::Traces,
+            processor: ProcessorKind::Ours,
+            compare: false,
+            endpoint: None,
+            protocol: None,
+            gzip: None,
+            export_timeout: None,
             batch_size: 512,
             queue_size: 65_536,
-            output: None,
+            delay: Duration::from_millis(200),
+            shutdown_timeout: Duration::from_secs(10),
+            concurrent_exports: 4,
+            export_mode: ExportModeFlag::Threaded,
+            receiver_latency: Duration::ZERO,
+            receiver_fail: 0.0,
+            receiver_retry_after: Duration::from_secs(1),
+            receiver_threads: 1,
             json: false,
             metrics_addr: None,
         }
@@ -57,7 +190,7 @@ impl Default for Options {
 /// What parsing decided.
 #[derive(Debug, PartialEq)]
 pub enum Parsed {
-    Run(Options),
+    Run(Box<Options>),
     Help,
 }
 
@@ -81,14 +214,46 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
         match flag.as_str() {
             "-h" | "--help" => return Ok(Parsed::Help),
             "--json" => options.json = true,
-            "--duration" => options.duration = parse_duration(&value("--duration")?)?,
+            "--compare" => options.compare = true,
+            "--duration" => options.duration = duration("--duration", &value("--duration")?)?,
             "--producers" => options.producers = positive("--producers", &value("--producers")?)?,
-            "--workers" => options.workers = Some(positive("--workers", &value("--workers")?)?),
             "--rate" => {
                 let text = value("--rate")?;
                 options.rate = text.parse().map_err(|_| {
-                    format!("--rate: `{text}` is not a whole number of spans per second")
+                    format!("--rate: `{text}` is not a whole number of items per second")
                 })?;
+            }
+            "--signal" => {
+                options.signal = match value("--signal")?.as_str() {
+                    "traces" | "spans" => SignalKind::Traces,
+                    "logs" => SignalKind::Logs,
+                    other => return Err(format!("--signal: `{other}` is not traces or logs")),
+                }
+            }
+            "--processor" => {
+                options.processor = match value("--processor")?.as_str() {
+                    "ours" => ProcessorKind::Ours,
+                    "sdk" => ProcessorKind::Sdk,
+                    other => return Err(format!("--processor: `{other}` is not ours or sdk")),
+                }
+            }
+            "--endpoint" => options.endpoint = Some(endpoint(&value("--endpoint")?)?),
+            "--protocol" => {
+                options.protocol = Some(
+                    Protocol::parse(&value("--protocol")?)
+                        .map_err(|e| format!("--protocol: {e}"))?,
+                )
+            }
+            "--compression" => {
+                options.gzip = match value("--compression")?.as_str() {
+                    "gzip" => Some(true),
+                    "none" => Some(false),
+                    other => return Err(format!("--compression: `{other}` is not none or gzip")),
+                }
+            }
+            "--export-timeout" => {
+                options.export_timeout =
+                    Some(duration("--export-timeout", &value("--export-timeout")?)?)
             }
             "--batch-size" => {
                 options.batch_size = positive("--batch-size", &value("--batch-size")?)?
@@ -96,7 +261,45 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             "--queue-size" => {
                 options.queue_size = positive("--queue-size", &value("--queue-size")?)?
             }
-            "--output" => options.output = Some(PathBuf::from(value("--output")?)),
+            "--delay" => options.delay = duration("--delay", &value("--delay")?)?,
+            "--shutdown-timeout" => {
+                options.shutdown_timeout =
+                    duration("--shutdown-timeout", &value("--shutdown-timeout")?)?
+            }
+            "--concurrent-exports" => {
+                options.concurrent_exports =
+                    positive("--concurrent-exports", &value("--concurrent-exports")?)?
+            }
+            "--export-mode" => {
+                options.export_mode = match value("--export-mode")?.as_str() {
+                    "threaded" => ExportModeFlag::Threaded,
+                    "inline" => ExportModeFlag::Inline,
+                    other => {
+                        return Err(format!(
+                            "--export-mode: `{other}` is not threaded or inline"
+                        ));
+                    }
+                }
+            }
+            "--receiver-latency" => {
+                options.receiver_latency =
+                    duration_or_zero("--receiver-latency", &value("--receiver-latency")?)?
+            }
+            "--receiver-fail" => {
+                let text = value("--receiver-fail")?;
+                options.receiver_fail = match text.parse::<f64>() {
+                    Ok(r) if (0.0..=1.0).contains(&r) => r,
+                    _ => return Err(format!("--receiver-fail: `{text}` is not a ratio in 0..=1")),
+                };
+            }
+            "--receiver-retry-after" => {
+                options.receiver_retry_after =
+                    duration_or_zero("--receiver-retry-after", &value("--receiver-retry-after")?)?
+            }
+            "--receiver-threads" => {
+                options.receiver_threads =
+                    positive("--receiver-threads", &value("--receiver-threads")?)?
+            }
             "--metrics-addr" => {
                 let text = value("--metrics-addr")?;
                 let addr: SocketAddr = text.parse().map_err(|_| {
@@ -116,7 +319,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             options.batch_size, options.queue_size
         ));
     }
-    Ok(Parsed::Run(options))
+    Ok(Parsed::Run(Box::new(options)))
 }
 
 fn positive(name: &str, text: &str) -> Result<usize, String> {
@@ -127,9 +330,34 @@ fn positive(name: &str, text: &str) -> Result<usize, String> {
     }
 }
 
-/// `10`, `10s`, `500ms`, `2m`.
-pub fn parse_duration(text: &str) -> Result<Duration, String> {
-    let bad = || format!("--duration: `{text}` is not a duration like 10s, 500ms or 2m");
+/// Checks an endpoint URL: `http` or `https`, a host, nothing else odd.
+pub fn endpoint(text: &str) -> Result<String, String> {
+    let bad = |why: &str| Err(format!("--endpoint: `{text}` {why}"));
+    let uri: http::Uri = match text.parse() {
+        Ok(uri) => uri,
+        Err(e) => return bad(&format!("is not a URL ({e})")),
+    };
+    match uri.scheme_str() {
+        Some("http" | "https") => {}
+        Some(other) => return bad(&format!("has scheme `{other}`; OTLP uses http or https")),
+        None => return bad("has no scheme; write http://HOST:PORT"),
+    }
+    match uri.host() {
+        Some(host) if !host.is_empty() => Ok(text.to_owned()),
+        _ => bad("has no host"),
+    }
+}
+
+fn duration(name: &str, text: &str) -> Result<Duration, String> {
+    match duration_or_zero(name, text)? {
+        d if d.is_zero() => Err(format!("{name}: must be more than zero")),
+        d => Ok(d),
+    }
+}
+
+/// `10`, `10s`, `500ms`, `2m`, or `0`.
+pub fn duration_or_zero(name: &str, text: &str) -> Result<Duration, String> {
+    let bad = || format!("{name}: `{text}` is not a duration like 10s, 500ms or 2m");
     let (number, scale_ms) = if let Some(n) = text.strip_suffix("ms") {
         (n, 1)
     } else if let Some(n) = text.strip_suffix('s') {
@@ -140,7 +368,7 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         (text, 1_000)
     };
     let value: f64 = number.parse().map_err(|_| bad())?;
-    if !value.is_finite() || value <= 0.0 || value * scale_ms as f64 > 86_400_000.0 {
+    if !value.is_finite() || value < 0.0 || value * scale_ms as f64 > 86_400_000.0 {
         return Err(bad());
     }
     Ok(Duration::from_secs_f64(value * scale_ms as f64 / 1_000.0))

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-/// The running endpoint; `stop` (or drop) ends it.
+/// The running endpoint; dropping it stops it.
 #[derive(Debug)]
 pub struct MetricsServer {
     addr: SocketAddr,
@@ -51,11 +51,6 @@ impl MetricsServer {
     /// The bound address (useful with port 0).
     pub fn addr(&self) -> SocketAddr {
         self.addr
-    }
-
-    /// Stops accepting and joins the thread.
-    pub fn stop(mut self) {
-        self.shut();
     }
 
     fn shut(&mut self) {

@@ -1,58 +1,156 @@
-//! What the pipeline prints: a line per second on stderr, a final table (or
-//! JSON), and Prometheus text for `--metrics-addr`.
+//! What the job prints: a line per second on stderr, a final table (two
+//! columns and the ratios with `--compare`) or JSON, and Prometheus text for
+//! `--metrics-addr`.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use otlp_concurrency::async_rt::ProcessorStats;
-use otlp_concurrency::monitor::{ConcurrencyMonitor, ConcurrencyStats};
+use otlp_concurrency::monitor::ConcurrencyStats;
+use otlp_concurrency::sdk::{ProcessorStats, StatsReader};
+use otlp_receiver::{Finished, Histogram, Receiver};
 
-use super::cli::Options;
-use super::exporter::EncodeSide;
+use super::cli::{Options, ProcessorKind, Protocol, SignalKind};
+use super::exporters::Tally;
+use super::producers::Shared;
 
 fn per_sec(count: u64, over: Duration) -> f64 {
     let secs = over.as_secs_f64();
     if secs > 0.0 { count as f64 / secs } else { 0.0 }
 }
 
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
+fn ms(ns: u64) -> f64 {
+    ns as f64 / 1e6
+}
+
+/// The counters at one moment.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample {
+    pub at: Duration,
+    pub emitted: u64,
+    pub handed: u64,
+    pub exported: u64,
+    pub failed: u64,
+    pub received: Option<u64>,
+    pub refused: Option<u64>,
+    pub queue_depth: Option<u64>,
+    pub dropped: Option<u64>,
+}
+
+impl Sample {
+    pub fn take(
+        at: Duration,
+        shared: &Shared,
+        tally: &Tally,
+        stats: Option<&StatsReader>,
+        receiver: Option<&Receiver>,
+    ) -> Self {
+        let ours = stats.map(StatsReader::stats);
+        let received = receiver.map(Receiver::stats);
+        Sample {
+            at,
+            emitted: shared.emitted.load(Ordering::Relaxed),
+            handed: tally.handed.load(Ordering::Relaxed),
+            exported: tally.exported.load(Ordering::Relaxed),
+            failed: tally.failed.load(Ordering::Relaxed),
+            received: received.as_ref().map(|r| r.items()),
+            refused: received.as_ref().map(|r| r.refused),
+            queue_depth: ours.map(|s| s.queue_depth),
+            dropped: ours.map(|s| s.dropped),
+        }
+    }
+
+    /// Prometheus text for `--metrics-addr`.
+    pub fn prometheus(&self, kind: ProcessorKind) -> String {
+        let mut out = String::new();
+        let mut metric = |name: &str, kind_: &str, help: &str, value: Option<u64>| {
+            if let Some(value) = value {
+                let _ = writeln!(
+                    out,
+                    "# HELP {name} {help}\n# TYPE {name} {kind_}\n{name}{{processor=\"{}\"}} {value}",
+                    kind.name()
+                );
+            }
+        };
+        metric(
+            "otlp_pipeline_items_emitted_total",
+            "counter",
+            "Spans ended or log records emitted.",
+            Some(self.emitted),
+        );
+        metric(
+            "otlp_pipeline_items_exported_total",
+            "counter",
+            "Items in exports that succeeded.",
+            Some(self.exported),
+        );
+        metric(
+            "otlp_pipeline_items_export_failed_total",
+            "counter",
+            "Items in exports that failed.",
+            Some(self.failed),
+        );
+        metric(
+            "otlp_pipeline_items_received_total",
+            "counter",
+            "Items the embedded receiver decoded.",
+            self.received,
+        );
+        metric(
+            "otlp_pipeline_requests_refused_total",
+            "counter",
+            "Requests the embedded receiver refused on purpose.",
+            self.refused,
+        );
+        metric(
+            "otlp_pipeline_items_dropped_total",
+            "counter",
+            "Items our processor dropped, any cause.",
+            self.dropped,
+        );
+        metric(
+            "otlp_pipeline_queue_depth",
+            "gauge",
+            "Items waiting in our processor's queue.",
+            self.queue_depth,
+        );
+        out
+    }
 }
 
 /// One second of the run.
 #[derive(Debug, Clone)]
 pub struct Tick {
     pub at: Duration,
-    pub spans_per_sec: f64,
     pub emitted_per_sec: f64,
-    pub batches_per_sec: f64,
-    pub p50: Duration,
-    pub p99: Duration,
-    pub queue_depth: u64,
-    pub dropped: u64,
+    pub exported_per_sec: f64,
+    pub received_per_sec: Option<f64>,
+    pub queue_depth: Option<u64>,
+    pub dropped: Option<u64>,
+    pub failed: u64,
+    pub p50_ns: Option<u64>,
+    pub p99_ns: Option<u64>,
 }
 
 impl Tick {
-    /// The tick for the window between `before` and `after`, with batch
-    /// latencies from that window's monitor interval.
-    pub fn new(
-        at: Duration,
-        before: &ProcessorStats,
-        after: &ProcessorStats,
-        window: &ConcurrencyStats,
-    ) -> Self {
-        let over = window.elapsed;
+    pub fn between(before: &Sample, after: &Sample, window: Option<&Histogram>) -> Self {
+        let over = after.at.saturating_sub(before.at);
+        let window = window.filter(|h| !h.is_empty());
         Tick {
-            at,
-            spans_per_sec: per_sec(after.exported.saturating_sub(before.exported), over),
+            at: after.at,
             emitted_per_sec: per_sec(after.emitted.saturating_sub(before.emitted), over),
-            batches_per_sec: per_sec(after.batches.saturating_sub(before.batches), over),
-            p50: window.p50,
-            p99: window.p99,
+            exported_per_sec: per_sec(after.exported.saturating_sub(before.exported), over),
+            received_per_sec: after
+                .received
+                .zip(before.received)
+                .map(|(a, b)| per_sec(a.saturating_sub(b), over)),
             queue_depth: after.queue_depth,
             dropped: after.dropped,
+            failed: after.failed,
+            p50_ns: window.map(|h| h.quantile(0.5)),
+            p99_ns: window.map(|h| h.quantile(0.99)),
         }
     }
 }
@@ -61,287 +159,538 @@ impl fmt::Display for Tick {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "[{:>5.1}s] spans/s {:>11.0}  emitted/s {:>11.0}  batches/s {:>7.0}  batch p50 {:>8.1} µs  p99 {:>8.1} µs  queue {:>6}  dropped {}",
+            "[{:>5.1}s] emitted/s {:>9.0}  exported/s {:>9.0}",
             self.at.as_secs_f64(),
-            self.spans_per_sec,
             self.emitted_per_sec,
-            self.batches_per_sec,
-            micros(self.p50),
-            micros(self.p99),
-            self.queue_depth,
-            self.dropped
-        )
+            self.exported_per_sec
+        )?;
+        if let Some(r) = self.received_per_sec {
+            write!(f, "  received/s {r:>9.0}")?;
+        }
+        if let Some(q) = self.queue_depth {
+            write!(f, "  queue {q:>6}")?;
+        }
+        if let Some(d) = self.dropped {
+            write!(f, "  dropped {d}")?;
+        }
+        write!(f, "  failed {}", self.failed)?;
+        if let (Some(p50), Some(p99)) = (self.p50_ns, self.p99_ns) {
+            write!(f, "  latency p50 {:.1} ms p99 {:.1} ms", ms(p50), ms(p99))?;
+        }
+        Ok(())
     }
 }
 
-/// The end-of-run summary.
+/// Where the items that were not received went.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Dropped {
+    /// Ours: the queue was full (`OverflowPolicy::Drop`).
+    pub queue_full: u64,
+    /// Ours: ended after shutdown began, or left when its timeout expired.
+    pub after_shutdown: u64,
+    /// Exports that failed: the exporter's error after its retries, or
+    /// (ours) the export timeout.
+    pub export_failed: u64,
+    /// The SDK's processor: never handed to the exporter (its queue was
+    /// full, or they were left at shutdown); it does not say which.
+    pub never_exported: u64,
+}
+
+impl Dropped {
+    pub fn total(&self) -> u64 {
+        self.queue_full + self.after_shutdown + self.export_failed + self.never_exported
+    }
+}
+
+/// The end of one run.
 #[derive(Debug, Clone)]
-pub struct FinalReport {
+pub struct RunReport {
+    pub processor: ProcessorKind,
+    pub signal: SignalKind,
+    pub protocol: Protocol,
+    pub endpoint: String,
+    pub embedded: bool,
     pub producers: usize,
-    pub workers: usize,
     pub batch_size: usize,
+    pub queue_size: usize,
+    pub concurrent_exports: usize,
     pub produce_time: Duration,
-    pub shutdown_time: Duration,
-    pub processor: ProcessorStats,
-    pub batches: ConcurrencyStats,
-    pub pool: ConcurrencyStats,
-    pub encoded_spans: u64,
-    pub requests: u64,
-    pub bytes: u64,
-    pub buffers_allocated: u64,
-    pub span_names: Vec<(&'static str, u64)>,
+    pub flush_time: Duration,
+    pub interrupted: bool,
+    pub emitted: u64,
+    /// What our processor counted as emitted (ours only).
+    pub processor_emitted: Option<u64>,
+    pub exported: u64,
+    pub received: Option<u64>,
+    pub dropped: Dropped,
+    pub batches: u64,
+    pub failed_batches: u64,
+    /// Requests the embedded receiver refused on purpose; each was retried
+    /// by the exporter or ended its batch as failed.
+    pub refused: Option<u64>,
+    /// Requests the embedded receiver rejected as bad input.
+    pub rejected: Option<u64>,
+    pub requests: Option<u64>,
+    pub wire_bytes: Option<u64>,
+    pub service_names: BTreeMap<String, u64>,
+    /// Process CPU time of the run less the receiver's threads.
+    pub sender_cpu: Duration,
+    pub receiver_cpu: Option<Duration>,
+    pub latency_p50_ns: Option<u64>,
+    pub latency_p99_ns: Option<u64>,
+    pub latency_max_ns: Option<u64>,
+    pub exports: ConcurrencyStats,
+    pub first_error: Option<String>,
+    pub shutdown_error: Option<String>,
     pub ticks: Vec<Tick>,
 }
 
-impl FinalReport {
+impl RunReport {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         options: &Options,
-        workers: usize,
+        processor: ProcessorKind,
+        protocol: Protocol,
+        tally: &Tally,
+        end: Sample,
+        ours: Option<ProcessorStats>,
+        receiver: Option<Finished>,
+        cpu: Duration,
         produce_time: Duration,
-        shutdown_time: Duration,
-        processor: ProcessorStats,
-        batches: ConcurrencyStats,
-        pool: ConcurrencyStats,
-        side: &EncodeSide,
+        flush_time: Duration,
+        interrupted: bool,
+        shutdown_error: Option<String>,
         ticks: Vec<Tick>,
     ) -> Self {
-        let mut span_names = side.counts.snapshot();
-        span_names.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-        FinalReport {
-            producers: options.producers,
-            workers,
-            batch_size: options.batch_size,
-            produce_time,
-            shutdown_time,
+        let dropped = match &ours {
+            Some(s) => Dropped {
+                queue_full: s.dropped_queue_full,
+                after_shutdown: s.dropped_after_shutdown,
+                export_failed: s.dropped_export_failed,
+                never_exported: 0,
+            },
+            None => Dropped {
+                export_failed: end.failed,
+                never_exported: end.emitted.saturating_sub(end.handed),
+                ..Dropped::default()
+            },
+        };
+        let receiver_cpu = receiver.as_ref().and_then(|r| r.cpu_time);
+        let latency = receiver
+            .as_ref()
+            .map(|r| &r.latency)
+            .filter(|h| !h.is_empty());
+        RunReport {
             processor,
-            batches,
-            pool,
-            encoded_spans: side.spans.load(Ordering::Relaxed),
-            requests: side.requests.load(Ordering::Relaxed),
-            bytes: side.bytes.load(Ordering::Relaxed),
-            buffers_allocated: side.buffers_allocated.load(Ordering::Relaxed),
-            span_names,
+            signal: options.signal,
+            protocol,
+            endpoint: tally.endpoint.clone(),
+            embedded: receiver.is_some(),
+            producers: options.producers,
+            batch_size: options.batch_size,
+            queue_size: options.queue_size,
+            concurrent_exports: match processor {
+                ProcessorKind::Ours => options.concurrent_exports,
+                ProcessorKind::Sdk => 1,
+            },
+            produce_time,
+            flush_time,
+            interrupted,
+            emitted: end.emitted,
+            processor_emitted: ours.map(|s| s.emitted),
+            exported: end.exported,
+            received: receiver.as_ref().map(|r| r.stats.items()),
+            dropped,
+            batches: tally.batches.load(Ordering::Relaxed),
+            failed_batches: tally.failed_batches.load(Ordering::Relaxed),
+            refused: receiver.as_ref().map(|r| r.stats.refused),
+            rejected: receiver.as_ref().map(|r| r.stats.rejected()),
+            requests: receiver.as_ref().map(|r| r.stats.requests()),
+            wire_bytes: receiver.as_ref().map(|r| r.stats.wire_bytes),
+            service_names: receiver
+                .as_ref()
+                .map(|r| r.stats.service_names.clone())
+                .unwrap_or_default(),
+            sender_cpu: cpu.saturating_sub(receiver_cpu.unwrap_or_default()),
+            receiver_cpu,
+            latency_p50_ns: latency.map(|h| h.quantile(0.5)),
+            latency_p99_ns: latency.map(|h| h.quantile(0.99)),
+            latency_max_ns: latency.map(|h| h.max()),
+            exports: tally.exports.get_stats(),
+            first_error: tally.first_error(),
+            shutdown_error,
             ticks,
         }
     }
 
-    /// The invariant every run must keep: nothing vanished.
+    /// `emitted == received + dropped` with the embedded receiver, else
+    /// `emitted == exported + dropped`; ours must also have seen every item.
     pub fn conserved(&self) -> bool {
-        let p = &self.processor;
-        p.emitted == p.exported + p.dropped && p.exported == self.encoded_spans
+        let arrived = self.received.unwrap_or(self.exported);
+        self.emitted == arrived + self.dropped.total()
+            && self.processor_emitted.is_none_or(|n| n == self.emitted)
     }
 
-    /// Exported spans per second over the whole run (production plus the
-    /// final flush).
-    pub fn spans_per_sec(&self) -> f64 {
-        per_sec(
-            self.processor.exported,
-            self.produce_time + self.shutdown_time,
-        )
+    /// Exported items per second over production and the final flush.
+    pub fn exported_per_sec(&self) -> f64 {
+        per_sec(self.exported, self.produce_time + self.flush_time)
     }
 
-    /// The report as one JSON object.
-    pub fn to_json(&self) -> String {
-        let p = &self.processor;
-        let names: Vec<String> = self
-            .span_names
-            .iter()
-            .map(|(name, n)| format!("{{\"name\":\"{name}\",\"spans\":{n}}}"))
-            .collect();
-        let ticks: Vec<String> = self
-            .ticks
-            .iter()
-            .map(|t| {
-                format!(
-                    "{{\"at_s\":{:.3},\"spans_per_sec\":{:.0},\"batches_per_sec\":{:.0},\"p50_us\":{:.1},\"p99_us\":{:.1},\"queue_depth\":{},\"dropped\":{}}}",
-                    t.at.as_secs_f64(), t.spans_per_sec, t.batches_per_sec, micros(t.p50), micros(t.p99), t.queue_depth, t.dropped
-                )
-            })
-            .collect();
-        format!(
-            "{{\"producers\":{},\"workers\":{},\"batch_size\":{},\"produce_s\":{:.3},\"shutdown_s\":{:.3},\
-             \"emitted\":{},\"exported\":{},\"dropped\":{},\"dropped_queue_full\":{},\"dropped_export_failed\":{},\
-             \"batches\":{},\"failed_batches\":{},\"requests\":{},\"encoded_bytes\":{},\"spans_per_sec\":{:.0},\
-             \"batch_latency_us\":{{\"p50\":{:.1},\"p90\":{:.1},\"p99\":{:.1},\"p999\":{:.1},\"max\":{:.1}}},\
-             \"pool_queue_wait_us\":{{\"p50\":{:.1},\"p99\":{:.1}}},\"buffers_allocated\":{},\"conserved\":{},\
-             \"span_names\":[{}],\"ticks\":[{}]}}",
-            self.producers,
-            self.workers,
-            self.batch_size,
-            self.produce_time.as_secs_f64(),
-            self.shutdown_time.as_secs_f64(),
-            p.emitted,
-            p.exported,
-            p.dropped,
-            p.dropped_queue_full,
-            p.dropped_export_failed,
-            p.batches,
-            p.failed_batches,
-            self.requests,
-            self.bytes,
-            self.spans_per_sec(),
-            micros(self.batches.p50),
-            micros(self.batches.p90),
-            micros(self.batches.p99),
-            micros(self.batches.p999),
-            micros(self.batches.max_execution_time),
-            micros(self.pool.queue_wait_p50),
-            micros(self.pool.queue_wait_p99),
-            self.buffers_allocated,
-            self.conserved(),
-            names.join(","),
-            ticks.join(",")
-        )
+    /// Sender CPU per exported item, in nanoseconds.
+    pub fn cpu_ns_per_item(&self) -> Option<f64> {
+        (self.exported > 0).then(|| self.sender_cpu.as_nanos() as f64 / self.exported as f64)
     }
-}
 
-impl fmt::Display for FinalReport {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let p = &self.processor;
-        let row = |f: &mut fmt::Formatter<'_>, k: &str, v: String| writeln!(f, "  {k:<32} {v:>16}");
-        writeln!(f, "\n== pipeline: final report ==")?;
-        row(
-            f,
-            "producers / encoder workers",
-            format!("{} / {}", self.producers, self.workers),
-        )?;
-        row(
-            f,
-            "production time",
-            format!("{:.2} s", self.produce_time.as_secs_f64()),
-        )?;
-        row(
-            f,
-            "final flush time",
-            format!("{:.3} s", self.shutdown_time.as_secs_f64()),
-        )?;
-        row(f, "spans emitted", p.emitted.to_string())?;
-        row(f, "spans exported", p.exported.to_string())?;
-        row(
-            f,
-            "spans dropped (queue full)",
-            p.dropped_queue_full.to_string(),
-        )?;
-        row(
-            f,
-            "spans dropped (after shutdown)",
-            p.dropped_after_shutdown.to_string(),
-        )?;
-        row(
-            f,
-            "spans dropped (export failed)",
-            p.dropped_export_failed.to_string(),
-        )?;
-        row(
-            f,
-            "exported spans/s",
-            format!("{:.0}", self.spans_per_sec()),
-        )?;
-        row(
-            f,
-            "batches (failed)",
-            format!("{} ({})", p.batches, p.failed_batches),
-        )?;
-        row(
-            f,
-            "OTLP requests / bytes",
-            format!("{} / {}", self.requests, self.bytes),
-        )?;
-        row(
-            f,
-            "batch latency p50 / p99",
-            format!(
-                "{:.1} / {:.1} µs",
-                micros(self.batches.p50),
-                micros(self.batches.p99)
-            ),
-        )?;
-        row(
-            f,
-            "batch latency p99.9 / max",
-            format!(
-                "{:.1} / {:.1} µs",
-                micros(self.batches.p999),
-                micros(self.batches.max_execution_time)
-            ),
-        )?;
-        row(
-            f,
-            "pool queue wait p50 / p99",
-            format!(
-                "{:.1} / {:.1} µs",
-                micros(self.pool.queue_wait_p50),
-                micros(self.pool.queue_wait_p99)
-            ),
-        )?;
-        row(
-            f,
-            "encode buffers allocated",
-            self.buffers_allocated.to_string(),
-        )?;
-        writeln!(f, "  spans per name:")?;
-        for (name, n) in &self.span_names {
-            writeln!(f, "    {name:<30} {n:>16}")?;
+    /// What went wrong, in words; empty for a clean run.
+    pub fn problems(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let who = self.processor.name();
+        if !self.conserved() {
+            out.push(format!(
+                "{who}: {} emitted != {} {} + {} dropped: items were lost or duplicated",
+                self.emitted,
+                self.received.unwrap_or(self.exported),
+                if self.received.is_some() {
+                    "received"
+                } else {
+                    "exported"
+                },
+                self.dropped.total()
+            ));
         }
-        let verdict = if self.conserved() {
-            "holds"
+        if self.dropped.export_failed > 0 {
+            out.push(format!(
+                "{who}: {} {} lost to failed exports ({})",
+                self.dropped.export_failed,
+                self.signal.item(),
+                self.first_error
+                    .as_deref()
+                    .unwrap_or("the export timed out")
+            ));
+        }
+        if self.emitted > 0 && self.exported == 0 && self.dropped.export_failed == 0 {
+            out.push(format!("{who}: nothing was exported to {}", self.endpoint));
+        }
+        if let Some(e) = &self.shutdown_error {
+            out.push(format!("{who}: shutdown: {e}"));
+        }
+        out
+    }
+}
+
+/// Every run of the job.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub runs: Vec<RunReport>,
+    pub compare: bool,
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0 && a.is_finite() && b.is_finite()).then(|| a / b)
+}
+
+impl Outcome {
+    pub fn conserved(&self) -> bool {
+        !self.runs.is_empty() && self.runs.iter().all(RunReport::conserved)
+    }
+
+    pub fn problems(&self) -> Vec<String> {
+        self.runs.iter().flat_map(RunReport::problems).collect()
+    }
+
+    pub fn interrupted(&self) -> bool {
+        self.runs.iter().any(|r| r.interrupted)
+    }
+
+    /// 0 clean, 1 on any problem, 130 after Ctrl-C otherwise.
+    pub fn exit_code(&self) -> u8 {
+        if !self.conserved() || !self.problems().is_empty() {
+            1
+        } else if self.interrupted() {
+            130
         } else {
-            "VIOLATED"
+            0
+        }
+    }
+
+    /// (ours / sdk) for throughput, CPU per item and p99 latency, when both ran.
+    fn ratios(&self) -> Option<(Option<f64>, Option<f64>, Option<f64>)> {
+        let ours = self
+            .runs
+            .iter()
+            .find(|r| r.processor == ProcessorKind::Ours)?;
+        let sdk = self
+            .runs
+            .iter()
+            .find(|r| r.processor == ProcessorKind::Sdk)?;
+        let f = |x: Option<u64>| x.map(|v| v as f64);
+        Some((
+            ratio(ours.exported_per_sec(), sdk.exported_per_sec()),
+            ours.cpu_ns_per_item()
+                .zip(sdk.cpu_ns_per_item())
+                .and_then(|(a, b)| ratio(a, b)),
+            f(ours.latency_p99_ns)
+                .zip(f(sdk.latency_p99_ns))
+                .and_then(|(a, b)| ratio(a, b)),
+        ))
+    }
+
+    pub fn to_json(&self) -> String {
+        let runs: Vec<String> = self.runs.iter().map(run_json).collect();
+        if !self.compare && runs.len() == 1 {
+            return runs.into_iter().next().unwrap_or_default();
+        }
+        let num = |x: Option<f64>| x.map_or("null".to_owned(), |v| format!("{v:.3}"));
+        let ratios = match self.ratios() {
+            Some((t, c, l)) => format!(
+                "{{\"exported_per_sec\":{},\"cpu_per_item\":{},\"latency_p99\":{}}}",
+                num(t),
+                num(c),
+                num(l)
+            ),
+            None => "null".to_owned(),
         };
-        write!(
-            f,
-            "  emitted = exported + dropped: {} = {} + {} ({verdict})",
-            p.emitted, p.exported, p.dropped
+        format!(
+            "{{\"compare\":true,\"runs\":[{}],\"ratios_ours_over_sdk\":{ratios},\"conserved\":{}}}",
+            runs.join(","),
+            self.conserved()
         )
     }
 }
 
-/// Prometheus text for `--metrics-addr`: the processor's counters and both
-/// monitors.
-pub fn prometheus(
-    stats: &ProcessorStats,
-    batches: &ConcurrencyMonitor,
-    pool: &ConcurrencyMonitor,
-) -> String {
-    let mut out = String::new();
-    let mut metric = |name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(
-            out,
-            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
-        );
-    };
-    metric(
-        "otlp_pipeline_spans_emitted_total",
-        "counter",
-        "Spans passed to emit.",
-        stats.emitted,
-    );
-    metric(
-        "otlp_pipeline_spans_exported_total",
-        "counter",
-        "Spans in batches the exporter accepted.",
-        stats.exported,
-    );
-    metric(
-        "otlp_pipeline_spans_dropped_total",
-        "counter",
-        "Spans dropped for any reason.",
-        stats.dropped,
-    );
-    metric(
-        "otlp_pipeline_batches_total",
-        "counter",
-        "Successful exports.",
-        stats.batches,
-    );
-    metric(
-        "otlp_pipeline_queue_depth",
-        "gauge",
-        "Spans waiting in the processor queue.",
-        stats.queue_depth,
-    );
-    out.push_str(&batches.to_prometheus("otlp_pipeline_batch"));
-    out.push_str(&pool.to_prometheus("otlp_pipeline_pool"));
+fn json_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => {
+                let _ = write!(out, "\\u{:04x}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out.push('"');
     out
+}
+
+fn opt<T: fmt::Display>(x: Option<T>) -> String {
+    x.map_or("null".to_owned(), |v| v.to_string())
+}
+
+fn us(ns: Option<u64>) -> String {
+    ns.map_or("null".to_owned(), |v| format!("{:.1}", v as f64 / 1e3))
+}
+
+fn run_json(r: &RunReport) -> String {
+    let names: Vec<String> = r
+        .service_names
+        .iter()
+        .map(|(name, n)| format!("{}:{n}", json_str(name)))
+        .collect();
+    let ticks: Vec<String> = r
+        .ticks
+        .iter()
+        .map(|t| {
+            format!(
+                "{{\"at_s\":{:.3},\"emitted_per_sec\":{:.0},\"exported_per_sec\":{:.0},\"received_per_sec\":{},\"queue_depth\":{},\"p99_us\":{}}}",
+                t.at.as_secs_f64(),
+                t.emitted_per_sec,
+                t.exported_per_sec,
+                opt(t.received_per_sec.map(|v| format!("{v:.0}"))),
+                opt(t.queue_depth),
+                us(t.p99_ns)
+            )
+        })
+        .collect();
+    let d = &r.dropped;
+    format!(
+        "{{\"processor\":{},\"signal\":{},\"protocol\":{},\"endpoint\":{},\"embedded_receiver\":{},\
+         \"producers\":{},\"batch_size\":{},\"queue_size\":{},\"concurrent_exports\":{},\
+         \"produce_s\":{:.3},\"flush_s\":{:.3},\"interrupted\":{},\
+         \"emitted\":{},\"exported\":{},\"received\":{},\"dropped\":{},\
+         \"dropped_queue_full\":{},\"dropped_after_shutdown\":{},\"dropped_export_failed\":{},\"dropped_never_exported\":{},\
+         \"batches\":{},\"failed_batches\":{},\"refused_requests\":{},\"rejected_requests\":{},\
+         \"requests\":{},\"wire_bytes\":{},\"exported_per_sec\":{:.0},\
+         \"sender_cpu_s\":{:.4},\"receiver_cpu_s\":{},\"cpu_ns_per_item\":{},\
+         \"latency_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},\
+         \"export_latency_us\":{{\"p50\":{:.1},\"p99\":{:.1}}},\
+         \"service_names\":{{{}}},\"first_error\":{},\"shutdown_error\":{},\"conserved\":{},\"ticks\":[{}]}}",
+        json_str(r.processor.name()),
+        json_str(r.signal.name()),
+        json_str(r.protocol.name()),
+        json_str(&r.endpoint),
+        r.embedded,
+        r.producers,
+        r.batch_size,
+        r.queue_size,
+        r.concurrent_exports,
+        r.produce_time.as_secs_f64(),
+        r.flush_time.as_secs_f64(),
+        r.interrupted,
+        r.emitted,
+        r.exported,
+        opt(r.received),
+        d.total(),
+        d.queue_full,
+        d.after_shutdown,
+        d.export_failed,
+        d.never_exported,
+        r.batches,
+        r.failed_batches,
+        opt(r.refused),
+        opt(r.rejected),
+        opt(r.requests),
+        opt(r.wire_bytes),
+        r.exported_per_sec(),
+        r.sender_cpu.as_secs_f64(),
+        opt(r.receiver_cpu.map(|c| format!("{:.4}", c.as_secs_f64()))),
+        opt(r.cpu_ns_per_item().map(|v| format!("{v:.1}"))),
+        us(r.latency_p50_ns),
+        us(r.latency_p99_ns),
+        us(r.latency_max_ns),
+        r.exports.p50.as_secs_f64() * 1e6,
+        r.exports.p99.as_secs_f64() * 1e6,
+        names.join(","),
+        opt(r.first_error.as_deref().map(json_str)),
+        opt(r.shutdown_error.as_deref().map(json_str)),
+        r.conserved(),
+        ticks.join(",")
+    )
+}
+
+/// The rows of the final table, as (label, value) per run.
+fn rows(r: &RunReport) -> Vec<(&'static str, String)> {
+    let ms_opt = |ns: Option<u64>| ns.map_or("-".to_owned(), |v| format!("{:.2} ms", ms(v)));
+    let d = &r.dropped;
+    vec![
+        ("processor", r.processor.name().to_owned()),
+        ("concurrent exports", r.concurrent_exports.to_string()),
+        (
+            "production / flush time",
+            format!(
+                "{:.2} s / {:.3} s",
+                r.produce_time.as_secs_f64(),
+                r.flush_time.as_secs_f64()
+            ),
+        ),
+        ("emitted", r.emitted.to_string()),
+        ("exported", r.exported.to_string()),
+        ("received", opt(r.received)),
+        ("dropped: queue full", d.queue_full.to_string()),
+        ("dropped: after shutdown", d.after_shutdown.to_string()),
+        ("dropped: export failed", d.export_failed.to_string()),
+        (
+            "dropped: never exported (sdk)",
+            d.never_exported.to_string(),
+        ),
+        (
+            "exports (failed)",
+            format!("{} ({})", r.batches, r.failed_batches),
+        ),
+        ("requests refused (retried)", opt(r.refused)),
+        ("requests rejected", opt(r.rejected)),
+        (
+            "requests / bytes on the wire",
+            match (r.requests, r.wire_bytes) {
+                (Some(q), Some(b)) => format!("{q} / {b}"),
+                _ => "-".to_owned(),
+            },
+        ),
+        ("exported /s", format!("{:.0}", r.exported_per_sec())),
+        (
+            "sender CPU per exported item",
+            r.cpu_ns_per_item()
+                .map_or("-".to_owned(), |v| format!("{v:.0} ns")),
+        ),
+        (
+            "sender / receiver CPU",
+            format!(
+                "{:.2} s / {}",
+                r.sender_cpu.as_secs_f64(),
+                r.receiver_cpu
+                    .map_or("-".to_owned(), |c| format!("{:.2} s", c.as_secs_f64()))
+            ),
+        ),
+        ("end -> received p50", ms_opt(r.latency_p50_ns)),
+        ("end -> received p99", ms_opt(r.latency_p99_ns)),
+        (
+            "export call p50 / p99",
+            format!(
+                "{:.2} / {:.2} ms",
+                r.exports.p50.as_secs_f64() * 1e3,
+                r.exports.p99.as_secs_f64() * 1e3
+            ),
+        ),
+        (
+            "conservation",
+            format!(
+                "{} = {} + {} {}",
+                r.emitted,
+                r.received.unwrap_or(r.exported),
+                d.total(),
+                if r.conserved() {
+                    "(holds)"
+                } else {
+                    "(VIOLATED)"
+                }
+            ),
+        ),
+    ]
+}
+
+impl fmt::Display for Outcome {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Some(first) = self.runs.first() else {
+            return write!(f, "\n== pipeline: no run completed ==");
+        };
+        writeln!(
+            f,
+            "\n== pipeline: {} over {} to {}{} ==",
+            first.signal.item(),
+            first.protocol.name(),
+            first.endpoint,
+            if first.embedded {
+                " (embedded receiver)"
+            } else {
+                ""
+            }
+        )?;
+        writeln!(
+            f,
+            "  {} producers, batch {}, queue {}{}",
+            first.producers,
+            first.batch_size,
+            first.queue_size,
+            if first.interrupted {
+                ", interrupted by Ctrl-C"
+            } else {
+                ""
+            }
+        )?;
+        let columns: Vec<Vec<(&str, String)>> = self.runs.iter().map(rows).collect();
+        for (i, (label, _)) in columns[0].iter().enumerate() {
+            write!(f, "  {label:<32}")?;
+            for column in &columns {
+                write!(f, " {:>22}", column[i].1)?;
+            }
+            writeln!(f)?;
+        }
+        if let Some((t, c, l)) = self.ratios() {
+            let show = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.2}x"));
+            writeln!(
+                f,
+                "  ours / sdk: exported/s {}, CPU per item {}, p99 latency {}",
+                show(t),
+                show(c),
+                show(l)
+            )?;
+        }
+        if let Some(names) = (!first.service_names.is_empty()).then_some(&first.service_names) {
+            let list: Vec<String> = names.iter().map(|(n, c)| format!("{n} ({c})")).collect();
+            write!(f, "  service.name received: {}", list.join(", "))?;
+        }
+        Ok(())
+    }
 }

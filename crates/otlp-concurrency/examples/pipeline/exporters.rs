@@ -1,0 +1,278 @@
+//! The exporters: opentelemetry-otlp's `SpanExporter` / `LogExporter` over
+//! gRPC (tonic) or HTTP/protobuf (hyper), each wrapped in [`Counted`], the
+//! same wrapper for both processors.
+//!
+//! `Counted` counts what it is handed and how each export ended (the SDK's
+//! own processor reports none of that), times each export with an
+//! otlp-monitor `ConcurrencyMonitor`, prints the first failure as soon as it
+//! happens, naming the endpoint, and polls the inner export inside the
+//! exporter's Tokio runtime: opentelemetry-otlp's tonic channel and hyper
+//! client need a Tokio context, and the SDK's thread-based processor polls
+//! exports on a plain thread with `futures_executor::block_on`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use opentelemetry_otlp::{Compression, WithExportConfig, WithHttpConfig, WithTonicConfig};
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{LogBatch, LogExporter};
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+use otlp_concurrency::monitor::ConcurrencyMonitor;
+
+use super::cli::{Protocol, SignalKind};
+
+/// What the wrapper counted; shared with the report and the live line.
+#[derive(Debug)]
+pub struct Tally {
+    /// Where exports go, as the user should read it in an error.
+    pub endpoint: String,
+    /// Items handed to `export`.
+    pub handed: AtomicU64,
+    /// Items in exports that succeeded.
+    pub exported: AtomicU64,
+    /// Items in exports that failed (after the exporter's own retries).
+    pub failed: AtomicU64,
+    pub batches: AtomicU64,
+    pub failed_batches: AtomicU64,
+    /// Export durations (the exporter's retries included).
+    pub exports: ConcurrencyMonitor,
+    first_error: Mutex<Option<String>>,
+}
+
+impl Tally {
+    pub fn new(endpoint: String) -> Self {
+        Tally {
+            endpoint,
+            handed: AtomicU64::new(0),
+            exported: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            batches: AtomicU64::new(0),
+            failed_batches: AtomicU64::new(0),
+            exports: ConcurrencyMonitor::new(),
+            first_error: Mutex::new(None),
+        }
+    }
+
+    /// The first export failure, if any.
+    pub fn first_error(&self) -> Option<String> {
+        self.first_error
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn record(&self, items: u64, result: &OTelSdkResult) {
+        self.batches.fetch_add(1, Ordering::Relaxed);
+        match result {
+            Ok(()) => {
+                self.exported.fetch_add(items, Ordering::Relaxed);
+            }
+            Err(e) => {
+                self.failed.fetch_add(items, Ordering::Relaxed);
+                self.failed_batches.fetch_add(1, Ordering::Relaxed);
+                let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
+                if first.is_none() {
+                    let message = format!("export to {} failed: {e}", self.endpoint);
+                    eprintln!("pipeline: {message}");
+                    *first = Some(message);
+                }
+            }
+        }
+    }
+}
+
+/// Polls a future with a Tokio runtime's context entered.
+struct InRuntime<F> {
+    handle: tokio::runtime::Handle,
+    future: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for InRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _inside = self.handle.enter();
+        self.future.as_mut().poll(cx)
+    }
+}
+
+/// An SDK exporter that counts, times and reports; see the module docs.
+#[derive(Debug)]
+pub struct Counted<E> {
+    inner: E,
+    io: tokio::runtime::Handle,
+    tally: Arc<Tally>,
+}
+
+impl<E> Counted<E> {
+    pub fn new(inner: E, io: tokio::runtime::Handle, tally: Arc<Tally>) -> Self {
+        Counted { inner, io, tally }
+    }
+
+    async fn run<F: Future<Output = OTelSdkResult>>(&self, items: u64, export: F) -> OTelSdkResult {
+        self.tally.handed.fetch_add(items, Ordering::Relaxed);
+        let timer = self.tally.exports.start_task();
+        let result = InRuntime {
+            handle: self.io.clone(),
+            future: Box::pin(export),
+        }
+        .await;
+        match result {
+            Ok(()) => timer.finish(),
+            Err(_) => timer.fail(),
+        };
+        self.tally.record(items, &result);
+        result
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for Counted<E> {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        let items = batch.len() as u64;
+        self.run(items, self.inner.export(batch))
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let _inside = self.io.enter();
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        let _inside = self.io.enter();
+        self.inner.force_flush()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+impl<E: LogExporter> LogExporter for Counted<E> {
+    fn export(&self, batch: LogBatch<'_>) -> impl Future<Output = OTelSdkResult> + Send {
+        let items = batch.iter().count() as u64;
+        self.run(items, self.inner.export(batch))
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let _inside = self.io.enter();
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+/// How to reach the endpoint.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub protocol: Protocol,
+    /// `None`: opentelemetry-otlp reads `OTEL_EXPORTER_OTLP_*` itself.
+    pub endpoint: Option<String>,
+    pub gzip: Option<bool>,
+    pub timeout: Option<Duration>,
+}
+
+impl Target {
+    /// What to call the endpoint in messages.
+    pub fn describe(&self, signal: SignalKind) -> String {
+        match &self.endpoint {
+            Some(url) => url.clone(),
+            None => {
+                let specific = match signal {
+                    SignalKind::Traces => "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+                    SignalKind::Logs => "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                };
+                [specific, "OTEL_EXPORTER_OTLP_ENDPOINT"]
+                    .iter()
+                    .find_map(|var| {
+                        std::env::var(var)
+                            .ok()
+                            .filter(|v| !v.is_empty())
+                            .map(|v| format!("{v} (from {var})"))
+                    })
+                    .unwrap_or_else(|| "the default OTLP endpoint".to_owned())
+            }
+        }
+    }
+}
+
+fn compression(gzip: bool) -> Option<Compression> {
+    gzip.then_some(Compression::Gzip)
+}
+
+/// Builds opentelemetry-otlp's span exporter; must run inside the Tokio
+/// runtime that will carry its connections (tonic connects lazily on it).
+pub fn span_exporter(target: &Target) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    let built = match target.protocol {
+        Protocol::Grpc => {
+            let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
+            if let Some(url) = &target.endpoint {
+                builder = builder.with_endpoint(url.clone());
+            }
+            if let Some(timeout) = target.timeout {
+                builder = builder.with_timeout(timeout);
+            }
+            if let Some(c) = target.gzip.and_then(compression) {
+                builder = builder.with_compression(c);
+            }
+            builder.build()
+        }
+        Protocol::HttpProtobuf => {
+            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+            if let Some(url) = &target.endpoint {
+                builder = builder.with_endpoint(url.clone());
+            }
+            if let Some(timeout) = target.timeout {
+                builder = builder.with_timeout(timeout);
+            }
+            if let Some(c) = target.gzip.and_then(compression) {
+                builder = builder.with_compression(c);
+            }
+            builder.build()
+        }
+    };
+    built.map_err(|e| format!("building the OTLP span exporter: {e}"))
+}
+
+/// Builds opentelemetry-otlp's log exporter; see [`span_exporter`].
+pub fn log_exporter(target: &Target) -> Result<opentelemetry_otlp::LogExporter, String> {
+    let built = match target.protocol {
+        Protocol::Grpc => {
+            let mut builder = opentelemetry_otlp::LogExporter::builder().with_tonic();
+            if let Some(url) = &target.endpoint {
+                builder = builder.with_endpoint(url.clone());
+            }
+            if let Some(timeout) = target.timeout {
+                builder = builder.with_timeout(timeout);
+            }
+            if let Some(c) = target.gzip.and_then(compression) {
+                builder = builder.with_compression(c);
+            }
+            builder.build()
+        }
+        Protocol::HttpProtobuf => {
+            let mut builder = opentelemetry_otlp::LogExporter::builder()
+                .with_http()
+                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+            if let Some(url) = &target.endpoint {
+                builder = builder.with_endpoint(url.clone());
+            }
+            if let Some(timeout) = target.timeout {
+                builder = builder.with_timeout(timeout);
+            }
+            if let Some(c) = target.gzip.and_then(compression) {
+                builder = builder.with_compression(c);
+            }
+            builder.build()
+        }
+    };
+    built.map_err(|e| format!("building the OTLP log exporter: {e}"))
+}

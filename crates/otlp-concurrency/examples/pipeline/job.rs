@@ -1,0 +1,481 @@
+//! The main job: parse, pick the endpoint, run one processor (or both with
+//! `--compare`), report, and choose the exit status.
+//!
+//! Exit status: 0 when every item is accounted for and no export failed;
+//! 1 when items were lost to failed exports, the accounting does not hold,
+//! or the run could not start; 2 for a usage or configuration error; 130
+//! after Ctrl-C once the flush and the report are done.
+
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use opentelemetry::InstrumentationScope;
+use opentelemetry::logs::LoggerProvider as _;
+use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use otlp_concurrency::sdk::{BatchConfig, ExportMode, Signal, StatsReader};
+use otlp_receiver::{Receiver, ReceiverConfig};
+
+use super::cli::{self, ExportModeFlag, Options, Parsed, ProcessorKind, Protocol, SignalKind};
+use super::exporters::{self, Counted, Tally, Target};
+use super::producers::{self, Shared};
+use super::report::{Outcome, RunReport, Sample, Tick};
+use super::{http, system};
+
+/// Why the job did not produce a report.
+#[derive(Debug)]
+pub enum JobError {
+    /// Bad flags or environment: exit status 2.
+    Usage(String),
+    /// Could not start or run: exit status 1.
+    Failed(String),
+}
+
+/// The whole program, minus `std::process::exit`: returns the exit status.
+pub fn main<I: IntoIterator<Item = String>>(args: I) -> u8 {
+    let options = match cli::parse(args) {
+        Ok(Parsed::Run(options)) => options,
+        Ok(Parsed::Help) => {
+            print!("{}", cli::USAGE);
+            return 0;
+        }
+        Err(message) => {
+            eprintln!("pipeline: {message}\n\n{}", cli::USAGE);
+            return 2;
+        }
+    };
+    if let Err(message) = system::catch_sigint() {
+        eprintln!("pipeline: {message}");
+        return 1;
+    }
+    match run(&options) {
+        Ok(outcome) => {
+            if options.json {
+                println!("{}", outcome.to_json());
+            } else {
+                println!("{outcome}");
+            }
+            for problem in outcome.problems() {
+                eprintln!("pipeline: {problem}");
+            }
+            outcome.exit_code()
+        }
+        Err(JobError::Usage(message)) => {
+            eprintln!("pipeline: {message}");
+            2
+        }
+        Err(JobError::Failed(message)) => {
+            eprintln!("pipeline: {message}");
+            1
+        }
+    }
+}
+
+/// Where the exports go.
+#[derive(Debug, Clone, PartialEq)]
+enum Destination {
+    /// `--endpoint`.
+    Flag(String),
+    /// An `OTEL_EXPORTER_OTLP_*ENDPOINT` variable, read by opentelemetry-otlp.
+    Environment,
+    /// A fresh embedded receiver per run.
+    Embedded,
+}
+
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+fn signal_var(signal: SignalKind, what: &str) -> String {
+    let signal = match signal {
+        SignalKind::Traces => "TRACES",
+        SignalKind::Logs => "LOGS",
+    };
+    format!("OTEL_EXPORTER_OTLP_{signal}_{what}")
+}
+
+/// The protocol: the flag, else the signal's variable, else the general
+/// one, else gRPC.
+fn protocol(options: &Options) -> Result<Protocol, JobError> {
+    if let Some(p) = options.protocol {
+        return Ok(p);
+    }
+    for var in [
+        signal_var(options.signal, "PROTOCOL"),
+        "OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(),
+    ] {
+        if let Some(value) = env_var(&var) {
+            return Protocol::parse(&value).map_err(|e| JobError::Usage(format!("{var}: {e}")));
+        }
+    }
+    Ok(Protocol::Grpc)
+}
+
+fn destination(options: &Options) -> Destination {
+    match &options.endpoint {
+        Some(url) => Destination::Flag(url.clone()),
+        None if env_var(&signal_var(options.signal, "ENDPOINT")).is_some()
+            || env_var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() =>
+        {
+            Destination::Environment
+        }
+        None => Destination::Embedded,
+    }
+}
+
+/// The exporter's own timeout (its retries included): the flag, else
+/// `OTEL_EXPORTER_OTLP_{,SIGNAL_}TIMEOUT` in milliseconds, else 10 s, as
+/// opentelemetry-otlp resolves it.
+fn exporter_timeout(options: &Options) -> Duration {
+    options.export_timeout.unwrap_or_else(|| {
+        [
+            signal_var(options.signal, "TIMEOUT"),
+            "OTEL_EXPORTER_OTLP_TIMEOUT".to_owned(),
+        ]
+        .iter()
+        .find_map(|var| env_var(var)?.trim().parse::<u64>().ok())
+        .map_or(Duration::from_secs(10), Duration::from_millis)
+    })
+}
+
+/// Runs what `options` asks for: one processor, or both with `--compare`.
+pub fn run(options: &Options) -> Result<Outcome, JobError> {
+    let protocol = protocol(options)?;
+    let destination = destination(options);
+    let kinds: &[ProcessorKind] = if options.compare {
+        &[ProcessorKind::Ours, ProcessorKind::Sdk]
+    } else {
+        std::slice::from_ref(&options.processor)
+    };
+    let metrics = Arc::new(Mutex::new(String::new()));
+    let _metrics_server = match options.metrics_addr {
+        Some(addr) => {
+            let text = Arc::clone(&metrics);
+            let server = http::MetricsServer::start(addr, move || {
+                text.lock().unwrap_or_else(|e| e.into_inner()).clone()
+            })
+            .map_err(|e| JobError::Failed(format!("--metrics-addr {addr}: {e}")))?;
+            eprintln!(
+                "serving Prometheus metrics on http://{}/metrics",
+                server.addr()
+            );
+            Some(server)
+        }
+        None => None,
+    };
+    let mut runs = Vec::new();
+    for &kind in kinds {
+        if system::interrupted() {
+            break;
+        }
+        runs.push(run_one(options, kind, protocol, &destination, &metrics)?);
+    }
+    Ok(Outcome {
+        runs,
+        compare: options.compare,
+    })
+}
+
+/// The provider a run drives, with our processor's stats where it is ours.
+enum Provider {
+    Traces(SdkTracerProvider),
+    Logs(SdkLoggerProvider),
+}
+
+impl Provider {
+    fn shutdown(&self, timeout: Duration) -> Result<(), String> {
+        match self {
+            Provider::Traces(p) => p.shutdown_with_timeout(timeout),
+            Provider::Logs(p) => p.shutdown_with_timeout(timeout),
+        }
+        .map_err(|e| e.to_string())
+    }
+}
+
+fn resource() -> Resource {
+    let builder = Resource::builder();
+    // OTEL_SERVICE_NAME, when set, is the SDK's to apply.
+    if env_var("OTEL_SERVICE_NAME").is_some() {
+        builder.build()
+    } else {
+        builder.with_service_name("otlp-pipeline").build()
+    }
+}
+
+fn scope() -> InstrumentationScope {
+    InstrumentationScope::builder("otlp-pipeline")
+        .with_version(env!("CARGO_PKG_VERSION"))
+        .build()
+}
+
+fn ours_config(options: &Options, signal: Signal, export_timeout: Duration) -> BatchConfig {
+    BatchConfig::from_env(signal)
+        .with_max_queue_size(options.queue_size)
+        .with_max_export_batch_size(options.batch_size)
+        .with_scheduled_delay(options.delay)
+        .with_max_concurrent_exports(options.concurrent_exports)
+        // The exporter's own deadline (retries included) fires first.
+        .with_export_timeout(export_timeout + Duration::from_secs(2))
+}
+
+fn ours_mode(options: &Options) -> ExportMode {
+    match options.export_mode {
+        ExportModeFlag::Threaded => ExportMode::Threaded,
+        ExportModeFlag::Inline => ExportMode::Inline,
+    }
+}
+
+/// Builds the provider with the chosen processor around `Counted`
+/// opentelemetry-otlp exporters; runs inside `io`'s context.
+fn provider(
+    options: &Options,
+    kind: ProcessorKind,
+    target: &Target,
+    io: &tokio::runtime::Runtime,
+    tally: &Arc<Tally>,
+) -> Result<(Provider, Option<StatsReader>), JobError> {
+    let _inside = io.enter();
+    let timeout = exporter_timeout(options);
+    let bad =
+        |e: otlp_concurrency::sdk::ConfigError| JobError::Usage(format!("batch settings: {e}"));
+    Ok(match options.signal {
+        SignalKind::Traces => {
+            let exporter = exporters::span_exporter(target).map_err(JobError::Usage)?;
+            let exporter = Counted::new(exporter, io.handle().clone(), Arc::clone(tally));
+            let builder = SdkTracerProvider::builder().with_resource(resource());
+            match kind {
+                ProcessorKind::Ours => {
+                    let processor = otlp_concurrency::sdk::BatchSpanProcessor::builder(exporter)
+                        .with_batch_config(ours_config(options, Signal::Spans, timeout))
+                        .with_export_mode(ours_mode(options))
+                        .build()
+                        .map_err(bad)?;
+                    let stats = processor.stats_reader();
+                    (
+                        Provider::Traces(builder.with_span_processor(processor).build()),
+                        Some(stats),
+                    )
+                }
+                ProcessorKind::Sdk => {
+                    let config = opentelemetry_sdk::trace::BatchConfigBuilder::default()
+                        .with_max_queue_size(options.queue_size)
+                        .with_max_export_batch_size(options.batch_size)
+                        .with_scheduled_delay(options.delay)
+                        .build();
+                    let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+                        .with_batch_config(config)
+                        .build();
+                    (
+                        Provider::Traces(builder.with_span_processor(processor).build()),
+                        None,
+                    )
+                }
+            }
+        }
+        SignalKind::Logs => {
+            let exporter = exporters::log_exporter(target).map_err(JobError::Usage)?;
+            let exporter = Counted::new(exporter, io.handle().clone(), Arc::clone(tally));
+            let builder = SdkLoggerProvider::builder().with_resource(resource());
+            match kind {
+                ProcessorKind::Ours => {
+                    let processor = otlp_concurrency::sdk::BatchLogProcessor::builder(exporter)
+                        .with_batch_config(ours_config(options, Signal::Logs, timeout))
+                        .with_export_mode(ours_mode(options))
+                        .build()
+                        .map_err(bad)?;
+                    let stats = processor.stats_reader();
+                    (
+                        Provider::Logs(builder.with_log_processor(processor).build()),
+                        Some(stats),
+                    )
+                }
+                ProcessorKind::Sdk => {
+                    let config = opentelemetry_sdk::logs::BatchConfigBuilder::default()
+                        .with_max_queue_size(options.queue_size)
+                        .with_max_export_batch_size(options.batch_size)
+                        .with_scheduled_delay(options.delay)
+                        .build();
+                    let processor = opentelemetry_sdk::logs::BatchLogProcessor::builder(exporter)
+                        .with_batch_config(config)
+                        .build();
+                    (
+                        Provider::Logs(builder.with_log_processor(processor).build()),
+                        None,
+                    )
+                }
+            }
+        }
+    })
+}
+
+/// One run of one processor, from a fresh receiver to the report.
+fn run_one(
+    options: &Options,
+    kind: ProcessorKind,
+    protocol: Protocol,
+    destination: &Destination,
+    metrics: &Mutex<String>,
+) -> Result<RunReport, JobError> {
+    let receiver = match destination {
+        Destination::Embedded => Some(
+            Receiver::start(ReceiverConfig {
+                latency: options.receiver_latency,
+                fail_ratio: options.receiver_fail,
+                retry_after: options.receiver_retry_after,
+                worker_threads: options.receiver_threads,
+                ..ReceiverConfig::default()
+            })
+            .map_err(|e| JobError::Failed(format!("embedded receiver: {e}")))?,
+        ),
+        _ => None,
+    };
+    let endpoint = match (destination, &receiver) {
+        (Destination::Flag(url), _) => Some(url.clone()),
+        (_, Some(r)) => Some(match (protocol, options.signal) {
+            (Protocol::Grpc, _) => r.endpoint(),
+            (Protocol::HttpProtobuf, SignalKind::Traces) => r.traces_url(),
+            (Protocol::HttpProtobuf, SignalKind::Logs) => r.logs_url(),
+        }),
+        _ => None,
+    };
+    let target = Target {
+        protocol,
+        endpoint,
+        gzip: options.gzip,
+        timeout: options.export_timeout,
+    };
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("otlp-exporter-io")
+        .enable_all()
+        .build()
+        .map_err(|e| JobError::Failed(format!("exporter runtime: {e}")))?;
+    let tally = Arc::new(Tally::new(target.describe(options.signal)));
+    let cpu_before = system::process_cpu_time();
+    let (provider, stats) = provider(options, kind, &target, &io, &tally)?;
+
+    eprintln!(
+        "pipeline: {} {} over {} to {}{}, processor {}, {} producers at {}, batch {} / queue {}, for {:.1} s",
+        options.signal.name(),
+        options.signal.item(),
+        protocol.name(),
+        tally.endpoint,
+        if receiver.is_some() {
+            " (embedded receiver)"
+        } else {
+            ""
+        },
+        kind.name(),
+        options.producers,
+        if options.rate == 0 {
+            "full speed".to_owned()
+        } else {
+            format!("{}/s", options.rate)
+        },
+        options.batch_size,
+        options.queue_size,
+        options.duration.as_secs_f64(),
+    );
+
+    let shared = Arc::new(Shared::default());
+    let rate = options.rate as f64 / options.producers as f64;
+    let started = Instant::now();
+    let handles = match &provider {
+        Provider::Traces(p) => {
+            let (tracer, shared) = (p.tracer_with_scope(scope()), Arc::clone(&shared));
+            producers::start(options.producers, move |id| {
+                producers::spans(id, &tracer, &shared, rate)
+            })
+        }
+        Provider::Logs(p) => {
+            let (logger, shared) = (p.logger_with_scope(scope()), Arc::clone(&shared));
+            producers::start(options.producers, move |id| {
+                producers::logs(id, &logger, &shared, rate)
+            })
+        }
+    };
+    let handles = match handles {
+        Ok(handles) => handles,
+        Err(e) => {
+            shared
+                .stop
+                .store(true, std::sync::atomic::Ordering::Release);
+            let _ = provider.shutdown(options.shutdown_timeout);
+            return Err(JobError::Failed(e));
+        }
+    };
+
+    let sample =
+        |at: Duration| Sample::take(at, &shared, &tally, stats.as_ref(), receiver.as_ref());
+    let mut ticks = Vec::new();
+    let mut previous = sample(Duration::ZERO);
+    let mut next_tick = Duration::from_secs(1);
+    let interrupted = loop {
+        if system::interrupted() {
+            break true;
+        }
+        let elapsed = started.elapsed();
+        if elapsed >= options.duration {
+            break false;
+        }
+        let wake = next_tick.min(options.duration);
+        thread::sleep(wake.saturating_sub(elapsed).min(Duration::from_millis(50)));
+        if started.elapsed() >= next_tick {
+            let now = sample(started.elapsed());
+            let window = receiver.as_ref().map(|r| r.take_window_latency());
+            let tick = Tick::between(&previous, &now, window.as_ref());
+            eprintln!("{tick}");
+            *metrics.lock().unwrap_or_else(|e| e.into_inner()) = now.prometheus(kind);
+            ticks.push(tick);
+            previous = now;
+            next_tick += Duration::from_secs(1);
+        }
+    };
+    if interrupted {
+        eprintln!("pipeline: interrupted; stopping the producers and flushing");
+    }
+    shared
+        .stop
+        .store(true, std::sync::atomic::Ordering::Release);
+    let mut panicked = false;
+    for handle in handles {
+        panicked |= handle.join().is_err();
+    }
+    let produce_time = started.elapsed();
+    let flush_started = Instant::now();
+    let shutdown = provider.shutdown(options.shutdown_timeout).err();
+    let flush_time = flush_started.elapsed();
+    drop(provider);
+    io.shutdown_timeout(Duration::from_secs(1));
+    let finished = receiver.map(Receiver::finish);
+    let cpu = system::process_cpu_time().saturating_sub(cpu_before);
+    let end = Sample::take(
+        produce_time + flush_time,
+        &shared,
+        &tally,
+        stats.as_ref(),
+        None,
+    );
+    *metrics.lock().unwrap_or_else(|e| e.into_inner()) = end.prometheus(kind);
+    if panicked {
+        return Err(JobError::Failed("a producer thread panicked".to_owned()));
+    }
+    Ok(RunReport::new(
+        options,
+        kind,
+        protocol,
+        &tally,
+        end,
+        stats.map(|s| s.stats()),
+        finished,
+        cpu,
+        produce_time,
+        flush_time,
+        interrupted,
+        shutdown,
+        ticks,
+    ))
+}

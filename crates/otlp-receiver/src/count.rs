@@ -1,0 +1,331 @@
+//! What the receiver counts: items, requests, bytes, refusals and
+//! rejections by cause, `service.name` per item, and span-end (or log
+//! timestamp) to received latency.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use otlp_monitor::Histogram;
+
+use crate::decode::{Decoded, Rejection};
+
+/// The protocol a request arrived over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    /// OTLP/gRPC.
+    Grpc,
+    /// OTLP/HTTP with protobuf bodies.
+    HttpProtobuf,
+}
+
+/// A snapshot of everything the receiver has counted.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ReceiverStats {
+    /// Spans in accepted requests.
+    pub spans: u64,
+    /// Log records in accepted requests.
+    pub log_records: u64,
+    /// Accepted gRPC export requests.
+    pub grpc_requests: u64,
+    /// Accepted OTLP/HTTP export requests.
+    pub http_requests: u64,
+    /// Accepted requests whose body was gzip-compressed.
+    pub gzip_requests: u64,
+    /// Bytes of accepted request bodies as they came over the wire
+    /// (compressed where they were).
+    pub wire_bytes: u64,
+    /// Bytes of accepted request messages once inflated.
+    pub message_bytes: u64,
+    /// Well-formed requests refused on purpose (`fail_ratio`), answered
+    /// with a retryable status; their items are not counted.
+    pub refused: u64,
+    /// Requests rejected as malformed protobuf or gRPC framing.
+    pub rejected_malformed: u64,
+    /// Requests rejected for their content type.
+    pub rejected_media_type: u64,
+    /// Requests rejected for an unsupported content encoding.
+    pub rejected_encoding: u64,
+    /// Requests rejected as larger than the body limit.
+    pub rejected_too_large: u64,
+    /// Requests whose gzip body did not inflate.
+    pub rejected_bad_gzip: u64,
+    /// Requests whose body did not arrive within the body timeout.
+    pub rejected_timed_out: u64,
+    /// Items per `service.name` resource attribute (`""` when absent).
+    pub service_names: BTreeMap<String, u64>,
+    /// Requests per `name: value` for request headers whose name starts
+    /// with `x-` (how a test sees `OTEL_EXPORTER_OTLP_HEADERS` arrive).
+    pub custom_headers: BTreeMap<String, u64>,
+}
+
+impl ReceiverStats {
+    /// Spans and log records together.
+    pub fn items(&self) -> u64 {
+        self.spans + self.log_records
+    }
+
+    /// Accepted requests over both protocols.
+    pub fn requests(&self) -> u64 {
+        self.grpc_requests + self.http_requests
+    }
+
+    /// Every rejected request, whatever the cause.
+    pub fn rejected(&self) -> u64 {
+        self.rejected_malformed
+            + self.rejected_media_type
+            + self.rejected_encoding
+            + self.rejected_too_large
+            + self.rejected_bad_gzip
+            + self.rejected_timed_out
+    }
+}
+
+#[derive(Debug, Default)]
+struct Named {
+    service_names: BTreeMap<String, u64>,
+    custom_headers: BTreeMap<String, u64>,
+}
+
+/// The shared counters; one per receiver.
+#[derive(Debug)]
+pub(crate) struct Counters {
+    spans: AtomicU64,
+    log_records: AtomicU64,
+    grpc_requests: AtomicU64,
+    http_requests: AtomicU64,
+    gzip_requests: AtomicU64,
+    wire_bytes: AtomicU64,
+    message_bytes: AtomicU64,
+    refused: AtomicU64,
+    malformed: AtomicU64,
+    media_type: AtomicU64,
+    encoding: AtomicU64,
+    too_large: AtomicU64,
+    bad_gzip: AtomicU64,
+    timed_out: AtomicU64,
+    /// Requests seen so far, the input of the refusal decision.
+    sequence: AtomicU64,
+    named: Mutex<Named>,
+    latency: Mutex<Latency>,
+}
+
+#[derive(Debug)]
+struct Latency {
+    total: Histogram,
+    window: Histogram,
+}
+
+/// The counters' locks guard plain data no user code touches while they are
+/// held, so a poisoned lock still holds consistent numbers.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn add<'a>(per_service: &mut Vec<(&'a str, u64)>, service: &'a str, n: u64) {
+    match per_service.iter_mut().find(|(s, _)| *s == service) {
+        Some((_, count)) => *count += n,
+        None => per_service.push((service, n)),
+    }
+}
+
+fn service_name(resource: Option<&Resource>) -> &str {
+    let attributes: &[KeyValue] = resource.map_or(&[], |r| &r.attributes);
+    attributes
+        .iter()
+        .find(|kv| kv.key == "service.name")
+        .and_then(|kv| kv.value.as_ref())
+        .and_then(|v| match &v.value {
+            Some(any_value::Value::StringValue(s)) => Some(s.as_str()),
+            _ => None,
+        })
+        .unwrap_or("")
+}
+
+impl Counters {
+    pub(crate) fn new() -> Self {
+        Counters {
+            spans: AtomicU64::new(0),
+            log_records: AtomicU64::new(0),
+            grpc_requests: AtomicU64::new(0),
+            http_requests: AtomicU64::new(0),
+            gzip_requests: AtomicU64::new(0),
+            wire_bytes: AtomicU64::new(0),
+            message_bytes: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            media_type: AtomicU64::new(0),
+            encoding: AtomicU64::new(0),
+            too_large: AtomicU64::new(0),
+            bad_gzip: AtomicU64::new(0),
+            timed_out: AtomicU64::new(0),
+            sequence: AtomicU64::new(0),
+            named: Mutex::new(Named::default()),
+            latency: Mutex::new(Latency {
+                total: Histogram::new(),
+                window: Histogram::new(),
+            }),
+        }
+    }
+
+    /// Whether to refuse this well-formed request: a fixed-seed hash of the
+    /// request's sequence number against `ratio`, so a run refuses the same
+    /// share of requests however they interleave.
+    pub(crate) fn should_refuse(&self, ratio: f64) -> bool {
+        if ratio <= 0.0 {
+            return false;
+        }
+        let n = self.sequence.fetch_add(1, Ordering::Relaxed);
+        // splitmix64 finaliser: evenly spread bits from a counter.
+        let mut z = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let refused = (z >> 11) as f64 / (1u64 << 53) as f64 <= ratio;
+        if refused {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        refused
+    }
+
+    pub(crate) fn reject(&self, why: &Rejection) {
+        let counter = match why {
+            Rejection::Malformed(_) => &self.malformed,
+            Rejection::UnsupportedMediaType(_) => &self.media_type,
+            Rejection::UnsupportedEncoding(_) => &self.encoding,
+            Rejection::TooLarge { .. } => &self.too_large,
+            Rejection::BadGzip(_) => &self.bad_gzip,
+            Rejection::TimedOut => &self.timed_out,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one accepted request.
+    pub(crate) fn accept(
+        &self,
+        protocol: Protocol,
+        decoded: &Decoded,
+        wire_bytes: usize,
+        message_bytes: usize,
+        gzip: bool,
+        custom_headers: &[String],
+    ) {
+        let now = now_unix_nanos();
+        let mut per_service: Vec<(&str, u64)> = Vec::with_capacity(1);
+        let mut latencies: Vec<u64> = Vec::new();
+        match decoded {
+            Decoded::Traces(request) => {
+                let mut spans = 0;
+                for rs in &request.resource_spans {
+                    let service = service_name(rs.resource.as_ref());
+                    let mut n = 0;
+                    for ss in &rs.scope_spans {
+                        n += ss.spans.len() as u64;
+                        latencies.extend(
+                            ss.spans
+                                .iter()
+                                .map(|s| now.saturating_sub(s.end_time_unix_nano)),
+                        );
+                    }
+                    add(&mut per_service, service, n);
+                    spans += n;
+                }
+                self.spans.fetch_add(spans, Ordering::Relaxed);
+            }
+            Decoded::Logs(request) => {
+                let mut records = 0;
+                for rl in &request.resource_logs {
+                    let service = service_name(rl.resource.as_ref());
+                    let mut n = 0;
+                    for sl in &rl.scope_logs {
+                        n += sl.log_records.len() as u64;
+                        latencies.extend(sl.log_records.iter().map(|r| {
+                            let at = if r.time_unix_nano != 0 {
+                                r.time_unix_nano
+                            } else {
+                                r.observed_time_unix_nano
+                            };
+                            now.saturating_sub(at)
+                        }));
+                    }
+                    add(&mut per_service, service, n);
+                    records += n;
+                }
+                self.log_records.fetch_add(records, Ordering::Relaxed);
+            }
+        }
+        match protocol {
+            Protocol::Grpc => &self.grpc_requests,
+            Protocol::HttpProtobuf => &self.http_requests,
+        }
+        .fetch_add(1, Ordering::Relaxed);
+        if gzip {
+            self.gzip_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        self.wire_bytes
+            .fetch_add(wire_bytes as u64, Ordering::Relaxed);
+        self.message_bytes
+            .fetch_add(message_bytes as u64, Ordering::Relaxed);
+        {
+            let mut named = lock(&self.named);
+            for (service, n) in per_service {
+                match named.service_names.get_mut(service) {
+                    Some(count) => *count += n,
+                    None => {
+                        named.service_names.insert(service.to_owned(), n);
+                    }
+                }
+            }
+            for header in custom_headers {
+                *named.custom_headers.entry(header.clone()).or_insert(0) += 1;
+            }
+        }
+        let mut latency = lock(&self.latency);
+        for ns in latencies {
+            latency.total.record(ns);
+            latency.window.record(ns);
+        }
+    }
+
+    pub(crate) fn stats(&self) -> ReceiverStats {
+        let named = lock(&self.named);
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        ReceiverStats {
+            spans: get(&self.spans),
+            log_records: get(&self.log_records),
+            grpc_requests: get(&self.grpc_requests),
+            http_requests: get(&self.http_requests),
+            gzip_requests: get(&self.gzip_requests),
+            wire_bytes: get(&self.wire_bytes),
+            message_bytes: get(&self.message_bytes),
+            refused: get(&self.refused),
+            rejected_malformed: get(&self.malformed),
+            rejected_media_type: get(&self.media_type),
+            rejected_encoding: get(&self.encoding),
+            rejected_too_large: get(&self.too_large),
+            rejected_bad_gzip: get(&self.bad_gzip),
+            rejected_timed_out: get(&self.timed_out),
+            service_names: named.service_names.clone(),
+            custom_headers: named.custom_headers.clone(),
+        }
+    }
+
+    /// Latency of every accepted item so far.
+    pub(crate) fn latency(&self) -> Histogram {
+        lock(&self.latency).total.clone()
+    }
+
+    /// Latency of the items accepted since the last call.
+    pub(crate) fn take_window_latency(&self) -> Histogram {
+        std::mem::take(&mut lock(&self.latency).window)
+    }
+}

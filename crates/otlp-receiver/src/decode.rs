@@ -1,0 +1,390 @@
+//! Request decoding, free of any I/O so the fuzz target and the tests can
+//! drive it directly: OTLP/HTTP bodies (content type, `Content-Encoding`,
+//! protobuf) and unary gRPC frames (the 5-byte prefix, `grpc-encoding`).
+//!
+//! Every failure is a [`Rejection`] naming what was wrong; the server maps it
+//! onto the status the OTLP specification asks for. Nothing here panics on
+//! any input, and nothing allocates more than the configured limit for a
+//! decompressed body (a gzip bomb is cut at the limit, not inflated).
+
+use std::fmt;
+use std::io::Read;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
+
+/// Why a request was refused before it reached the counters.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Rejection {
+    /// The body (after any decompression) is not the expected protobuf
+    /// message, or a gRPC frame is inconsistent.
+    Malformed(String),
+    /// The content type is not one this receiver decodes.
+    UnsupportedMediaType(String),
+    /// A `Content-Encoding` / `grpc-encoding` this receiver does not inflate.
+    UnsupportedEncoding(String),
+    /// The body, compressed or inflated, is larger than the limit.
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The gzip stream does not inflate.
+    BadGzip(String),
+    /// The client stopped sending before the body was complete.
+    TimedOut,
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rejection::Malformed(why) => write!(f, "malformed request: {why}"),
+            Rejection::UnsupportedMediaType(ct) => {
+                write!(
+                    f,
+                    "unsupported content type `{ct}` (this receiver decodes application/x-protobuf)"
+                )
+            }
+            Rejection::UnsupportedEncoding(enc) => {
+                write!(f, "unsupported encoding `{enc}` (identity or gzip)")
+            }
+            Rejection::TooLarge { limit } => write!(f, "body larger than {limit} bytes"),
+            Rejection::BadGzip(why) => write!(f, "gzip body does not inflate: {why}"),
+            Rejection::TimedOut => write!(f, "timed out reading the request body"),
+        }
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+/// Which OTLP signal a request carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalKind {
+    /// `ExportTraceServiceRequest`.
+    Traces,
+    /// `ExportLogsServiceRequest`.
+    Logs,
+}
+
+/// A decoded export request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decoded {
+    /// Spans.
+    Traces(ExportTraceServiceRequest),
+    /// Log records.
+    Logs(ExportLogsServiceRequest),
+}
+
+/// Decodes `bytes` as the request message of `kind`.
+pub fn decode_message(kind: SignalKind, bytes: &[u8]) -> Result<Decoded, Rejection> {
+    let malformed = |e: prost::DecodeError| Rejection::Malformed(e.to_string());
+    Ok(match kind {
+        SignalKind::Traces => {
+            Decoded::Traces(ExportTraceServiceRequest::decode(bytes).map_err(malformed)?)
+        }
+        SignalKind::Logs => {
+            Decoded::Logs(ExportLogsServiceRequest::decode(bytes).map_err(malformed)?)
+        }
+    })
+}
+
+/// Inflates a gzip `body`, refusing output over `limit` bytes.
+pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    let mut decoder = flate2::read::GzDecoder::new(body).take(limit as u64 + 1);
+    decoder
+        .read_to_end(&mut out)
+        .map_err(|e| Rejection::BadGzip(e.to_string()))?;
+    if out.len() > limit {
+        return Err(Rejection::TooLarge { limit });
+    }
+    Ok(out)
+}
+
+/// The media type of a `Content-Type` value, lower-cased, parameters cut.
+fn media_type(content_type: &str) -> String {
+    content_type
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase()
+}
+
+/// Checks an OTLP/HTTP `Content-Type`: `application/x-protobuf`, any case,
+/// parameters ignored. (OTLP/JSON is not decoded by this receiver.)
+pub fn check_media_type(content_type: Option<&str>) -> Result<(), Rejection> {
+    match content_type.map(media_type).as_deref() {
+        Some("application/x-protobuf") => Ok(()),
+        Some(other) => Err(Rejection::UnsupportedMediaType(other.to_owned())),
+        None => Err(Rejection::UnsupportedMediaType(String::new())),
+    }
+}
+
+/// Decodes an OTLP/HTTP request body: checks the content type, inflates
+/// `Content-Encoding: gzip` up to `limit`, and decodes the message. Returns
+/// it with its uncompressed size.
+pub fn decode_http(
+    kind: SignalKind,
+    content_type: Option<&str>,
+    content_encoding: Option<&str>,
+    body: &[u8],
+    limit: usize,
+) -> Result<(Decoded, usize), Rejection> {
+    check_media_type(content_type)?;
+    if body.len() > limit {
+        return Err(Rejection::TooLarge { limit });
+    }
+    let encoding = content_encoding
+        .map(|e| e.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    match encoding.as_str() {
+        "" | "identity" => Ok((decode_message(kind, body)?, body.len())),
+        "gzip" | "x-gzip" => {
+            let inflated = gunzip(body, limit)?;
+            Ok((decode_message(kind, &inflated)?, inflated.len()))
+        }
+        other => Err(Rejection::UnsupportedEncoding(other.to_owned())),
+    }
+}
+
+/// Unwraps one unary gRPC message: the 5-byte prefix (compressed flag, big
+/// endian length) must describe exactly the rest of `body`; a compressed
+/// message is inflated per `grpc_encoding` up to `limit`. Returns the
+/// uncompressed message bytes.
+pub fn unframe_grpc(
+    body: &[u8],
+    grpc_encoding: Option<&str>,
+    limit: usize,
+) -> Result<Vec<u8>, Rejection> {
+    let Some((prefix, message)) = body.split_first_chunk::<5>() else {
+        return Err(Rejection::Malformed(format!(
+            "a gRPC frame needs a 5-byte prefix, got {} bytes",
+            body.len()
+        )));
+    };
+    let [flag, len @ ..] = *prefix;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > limit {
+        return Err(Rejection::TooLarge { limit });
+    }
+    if len != message.len() {
+        return Err(Rejection::Malformed(format!(
+            "gRPC frame says {len} bytes, body has {}",
+            message.len()
+        )));
+    }
+    match (flag, grpc_encoding.map(str::trim)) {
+        (0, _) => Ok(message.to_vec()),
+        (1, Some("gzip")) => gunzip(message, limit),
+        (1, Some(other)) if other != "identity" => {
+            Err(Rejection::UnsupportedEncoding(other.to_owned()))
+        }
+        (1, _) => Err(Rejection::Malformed(
+            "compressed gRPC frame without a grpc-encoding".to_owned(),
+        )),
+        (flag, _) => Err(Rejection::Malformed(format!(
+            "gRPC compressed flag is {flag}, not 0 or 1"
+        ))),
+    }
+}
+
+/// Frames `message` as one uncompressed gRPC message.
+pub fn frame_grpc(message: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 5);
+    out.push(0);
+    out.extend_from_slice(
+        &u32::try_from(message.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(message);
+    out
+}
+
+/// A `google.rpc.Status` with `code` and `message`, protobuf-encoded: the
+/// body OTLP/HTTP asks for on an error answer.
+pub fn rpc_status(code: i32, message: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len() + 8);
+    if code != 0 {
+        prost::encoding::int32::encode(1, &code, &mut out);
+    }
+    if !message.is_empty() {
+        prost::encoding::string::encode(2, &message.to_owned(), &mut out);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spans_request() -> Vec<u8> {
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        name: "x".into(),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+        .encode_to_vec()
+    }
+
+    fn gzip(bytes: &[u8]) -> Vec<u8> {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        enc.write_all(bytes).expect("in memory");
+        enc.finish().expect("in memory")
+    }
+
+    #[test]
+    fn http_bodies_decode_plain_and_gzip() {
+        let body = spans_request();
+        let ct = Some("application/x-protobuf");
+        assert!(matches!(
+            decode_http(SignalKind::Traces, ct, None, &body, 1 << 20),
+            Ok((Decoded::Traces(r), _)) if r.resource_spans[0].scope_spans[0].spans.len() == 1
+        ));
+        assert!(
+            decode_http(
+                SignalKind::Traces,
+                Some("Application/X-Protobuf; charset=binary"),
+                Some("gzip"),
+                &gzip(&body),
+                1 << 20
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn http_rejections_name_the_problem() {
+        let body = spans_request();
+        let ct = Some("application/x-protobuf");
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            Vec<u8>,
+            usize,
+            fn(&Rejection) -> bool,
+        );
+        let cases: [Case<'_>; 7] = [
+            (
+                Some("application/json"),
+                None,
+                body.clone(),
+                1 << 20,
+                |r| matches!(r, Rejection::UnsupportedMediaType(t) if t == "application/json"),
+            ),
+            (None, None, body.clone(), 1 << 20, |r| {
+                matches!(r, Rejection::UnsupportedMediaType(_))
+            }),
+            (ct, None, vec![0xff, 0xff, 0xff], 1 << 20, |r| {
+                matches!(r, Rejection::Malformed(_))
+            }),
+            (ct, None, body[..body.len() - 1].to_vec(), 1 << 20, |r| {
+                matches!(r, Rejection::Malformed(_))
+            }),
+            (
+                ct,
+                Some("gzip"),
+                b"not gzip at all".to_vec(),
+                1 << 20,
+                |r| matches!(r, Rejection::BadGzip(_)),
+            ),
+            (
+                ct,
+                Some("br"),
+                body.clone(),
+                1 << 20,
+                |r| matches!(r, Rejection::UnsupportedEncoding(e) if e == "br"),
+            ),
+            (ct, None, body.clone(), 4, |r| {
+                matches!(r, Rejection::TooLarge { limit: 4 })
+            }),
+        ];
+        for (ct, enc, body, limit, expected) in cases {
+            let got = decode_http(SignalKind::Traces, ct, enc, &body, limit)
+                .expect_err("must be rejected");
+            assert!(expected(&got), "{ct:?} {enc:?}: got {got:?}");
+        }
+    }
+
+    #[test]
+    fn a_gzip_bomb_stops_at_the_limit() {
+        let bomb = gzip(&vec![0u8; 1 << 20]);
+        assert_eq!(
+            gunzip(&bomb, 1000),
+            Err(Rejection::TooLarge { limit: 1000 })
+        );
+    }
+
+    #[test]
+    fn grpc_frames_round_trip_and_reject_lies() {
+        let body = spans_request();
+        let framed = frame_grpc(&body);
+        assert_eq!(
+            unframe_grpc(&framed, None, 1 << 20).as_deref(),
+            Ok(&body[..])
+        );
+
+        let mut compressed = gzip(&body);
+        let mut framed_gz = vec![1];
+        framed_gz.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+        framed_gz.append(&mut compressed);
+        assert_eq!(
+            unframe_grpc(&framed_gz, Some("gzip"), 1 << 20).as_deref(),
+            Ok(&body[..])
+        );
+        assert!(matches!(
+            unframe_grpc(&framed_gz, None, 1 << 20),
+            Err(Rejection::Malformed(_))
+        ));
+        assert!(matches!(
+            unframe_grpc(&framed_gz, Some("snappy"), 1 << 20),
+            Err(Rejection::UnsupportedEncoding(_))
+        ));
+        assert!(matches!(
+            unframe_grpc(&framed[..3], None, 1 << 20),
+            Err(Rejection::Malformed(_))
+        ));
+        assert!(matches!(
+            unframe_grpc(&framed[..framed.len() - 1], None, 1 << 20),
+            Err(Rejection::Malformed(_))
+        ));
+        let mut bad_flag = framed.clone();
+        bad_flag[0] = 7;
+        assert!(matches!(
+            unframe_grpc(&bad_flag, None, 1 << 20),
+            Err(Rejection::Malformed(_))
+        ));
+        assert_eq!(
+            unframe_grpc(&framed, None, 2),
+            Err(Rejection::TooLarge { limit: 2 })
+        );
+    }
+
+    #[test]
+    fn rpc_status_decodes_as_google_rpc_status() {
+        let bytes = rpc_status(3, "bad");
+        let mut buf = &bytes[..];
+        let (mut code, mut message) = (0i32, String::new());
+        while !buf.is_empty() {
+            let (tag, wire) = prost::encoding::decode_key(&mut buf).expect("key");
+            let ctx = prost::encoding::DecodeContext::default();
+            match tag {
+                1 => prost::encoding::int32::merge(wire, &mut code, &mut buf, ctx),
+                2 => prost::encoding::string::merge(wire, &mut message, &mut buf, ctx),
+                _ => panic!("unexpected field {tag}"),
+            }
+            .expect("field");
+        }
+        assert_eq!((code, message.as_str()), (3, "bad"));
+    }
+}

@@ -1,0 +1,505 @@
+//! The server: one hyper connection handler per accepted socket (HTTP/1.1
+//! and HTTP/2 on the same port), dispatching by path to OTLP/HTTP or to
+//! opentelemetry-proto's generated tonic services.
+//!
+//! The gRPC path reads and checks the body itself before tonic sees it
+//! (size limit, read timeout, framing, `grpc-encoding`), then hands tonic an
+//! uncompressed frame. Tonic's codec answers a protobuf decode failure with
+//! INTERNAL; OTLP wants INVALID_ARGUMENT for a malformed request, so a
+//! failure that comes back before the handler ran is rewritten to it.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode, header};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
+    LogsService, LogsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
+use prost::Message;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tonic::Code;
+use tonic::codegen::Service;
+
+use crate::ReceiverConfig;
+use crate::count::{Counters, Protocol};
+use crate::decode::{self, Decoded, Rejection, SignalKind};
+
+type Body = tonic::body::Body;
+
+const TRACES_GRPC: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+const LOGS_GRPC: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+
+/// At most this many `x-` headers per request are recorded.
+const CUSTOM_HEADERS: usize = 8;
+
+/// What every connection shares.
+#[derive(Debug)]
+pub(crate) struct Core {
+    pub(crate) counters: Counters,
+    pub(crate) config: ReceiverConfig,
+}
+
+/// What the body check learned, handed to the gRPC handler through the
+/// request's extensions.
+#[derive(Debug, Clone)]
+struct WireInfo {
+    wire_bytes: usize,
+    message_bytes: usize,
+    gzip: bool,
+    custom_headers: Arc<Vec<String>>,
+    /// Set by the handler: a failure answered without it is tonic's decode.
+    handled: Arc<AtomicBool>,
+}
+
+/// The generated services' implementation.
+#[derive(Debug, Clone)]
+struct Sink(Arc<Core>);
+
+/// A refusal on purpose (`fail_ratio`).
+struct Refused;
+
+impl Core {
+    /// Counts (or refuses) a decoded request, then waits the configured
+    /// latency.
+    async fn finish(
+        &self,
+        protocol: Protocol,
+        decoded: &Decoded,
+        wire_bytes: usize,
+        message_bytes: usize,
+        gzip: bool,
+        custom_headers: &[String],
+    ) -> Result<(), Refused> {
+        let refused = self.counters.should_refuse(self.config.fail_ratio);
+        if !refused {
+            self.counters.accept(
+                protocol,
+                decoded,
+                wire_bytes,
+                message_bytes,
+                gzip,
+                custom_headers,
+            );
+        }
+        if !self.config.latency.is_zero() {
+            tokio::time::sleep(self.config.latency).await;
+        }
+        if refused { Err(Refused) } else { Ok(()) }
+    }
+}
+
+impl Sink {
+    async fn grpc<T>(
+        &self,
+        request: tonic::Request<T>,
+        wrap: fn(T) -> Decoded,
+    ) -> Result<(), tonic::Status> {
+        let Some(info) = request.extensions().get::<WireInfo>().cloned() else {
+            return Err(tonic::Status::internal(
+                "request did not pass the body check",
+            ));
+        };
+        info.handled.store(true, Ordering::Release);
+        let decoded = wrap(request.into_inner());
+        self.0
+            .finish(
+                Protocol::Grpc,
+                &decoded,
+                info.wire_bytes,
+                info.message_bytes,
+                info.gzip,
+                &info.custom_headers,
+            )
+            .await
+            .map_err(|Refused| {
+                tonic::Status::unavailable("refused by the receiver's fail ratio; retry")
+            })
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.grpc(request, Decoded::Traces).await?;
+        Ok(tonic::Response::new(ExportTraceServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+#[tonic::async_trait]
+impl LogsService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportLogsServiceRequest>,
+    ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
+        self.grpc(request, Decoded::Logs).await?;
+        Ok(tonic::Response::new(ExportLogsServiceResponse {
+            partial_success: None,
+        }))
+    }
+}
+
+/// Everything a connection needs to answer requests.
+#[derive(Clone)]
+struct Handler {
+    core: Arc<Core>,
+    traces: TraceServiceServer<Sink>,
+    logs: LogsServiceServer<Sink>,
+}
+
+fn header_str<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Option<&'a str> {
+    headers.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn custom_headers(headers: &HeaderMap) -> Vec<String> {
+    headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("x-"))
+        .take(CUSTOM_HEADERS)
+        .map(|(name, value)| {
+            let value: String = String::from_utf8_lossy(value.as_bytes())
+                .chars()
+                .take(64)
+                .collect();
+            format!("{name}: {value}")
+        })
+        .collect()
+}
+
+fn plain(status: StatusCode, text: impl Into<String>) -> Response<Body> {
+    let mut response = Response::new(Body::new(Full::new(Bytes::from(text.into()))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("text/plain"),
+    );
+    response
+}
+
+/// An OTLP/HTTP answer: `body` is a protobuf message.
+fn protobuf(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+    let mut response = Response::new(Body::new(Full::new(Bytes::from(body))));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/x-protobuf"),
+    );
+    response
+}
+
+/// Reads a whole body, at most `limit` bytes, within `timeout`.
+async fn read_body(body: Incoming, limit: usize, timeout: Duration) -> Result<Bytes, Rejection> {
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(Rejection::TimedOut),
+        Ok(Err(e)) if e.downcast_ref::<LengthLimitError>().is_some() => {
+            Err(Rejection::TooLarge { limit })
+        }
+        Ok(Err(e)) => Err(Rejection::Malformed(format!("the body ended early: {e}"))),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+    }
+}
+
+fn declared_length(headers: &HeaderMap) -> Option<u64> {
+    header_str(headers, &header::CONTENT_LENGTH).and_then(|v| v.trim().parse().ok())
+}
+
+impl Handler {
+    async fn handle(self, request: Request<Incoming>) -> Result<Response<Body>, Infallible> {
+        let path = request.uri().path();
+        Ok(match path {
+            TRACES_GRPC => {
+                let service = self.traces.clone();
+                self.grpc(request, service).await
+            }
+            LOGS_GRPC => {
+                let service = self.logs.clone();
+                self.grpc(request, service).await
+            }
+            "/v1/traces" => self.http(request, SignalKind::Traces).await,
+            "/v1/logs" => self.http(request, SignalKind::Logs).await,
+            _ if is_grpc(request.headers()) => {
+                tonic::Status::unimplemented(format!("no OTLP service at {path}")).into_http()
+            }
+            _ => plain(
+                StatusCode::NOT_FOUND,
+                "OTLP/HTTP lives at /v1/traces and /v1/logs\n",
+            ),
+        })
+    }
+
+    async fn grpc<S>(&self, request: Request<Incoming>, mut service: S) -> Response<Body>
+    where
+        S: Service<Request<Full<Bytes>>, Response = Response<Body>, Error = Infallible>,
+    {
+        if request.method() != Method::POST {
+            return plain(StatusCode::METHOD_NOT_ALLOWED, "gRPC calls are POSTs\n");
+        }
+        if !is_grpc(request.headers()) {
+            // gRPC over HTTP/2: a wrong content type is answered with 415.
+            let why = Rejection::UnsupportedMediaType(
+                header_str(request.headers(), &header::CONTENT_TYPE)
+                    .unwrap_or("")
+                    .to_owned(),
+            );
+            self.core.counters.reject(&why);
+            return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{why}\n"));
+        }
+        let limit = self.core.config.max_body_bytes;
+        let encoding = request
+            .headers()
+            .get("grpc-encoding")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let custom = custom_headers(request.headers());
+        let (mut parts, body) = request.into_parts();
+        let checked = match read_body(body, limit.saturating_add(5), self.core.config.body_timeout)
+            .await
+        {
+            Ok(bytes) => decode::unframe_grpc(&bytes, encoding.as_deref(), limit).map(|message| {
+                let wire = bytes.len();
+                // An uncompressed frame goes to tonic as it came.
+                let frame = if bytes.first() == Some(&0) {
+                    bytes
+                } else {
+                    Bytes::from(decode::frame_grpc(&message))
+                };
+                (frame, wire, message.len())
+            }),
+            Err(why) => Err(why),
+        };
+        let (frame, wire_bytes, message_bytes) = match checked {
+            Ok(checked) => checked,
+            Err(why) => {
+                self.core.counters.reject(&why);
+                return grpc_rejection(&why).into_http();
+            }
+        };
+        parts.headers.remove("grpc-encoding");
+        let info = WireInfo {
+            wire_bytes,
+            message_bytes,
+            gzip: encoding.as_deref() == Some("gzip"),
+            custom_headers: Arc::new(custom),
+            handled: Arc::new(AtomicBool::new(false)),
+        };
+        let handled = Arc::clone(&info.handled);
+        parts.extensions.insert(info);
+        // The generated services are always ready (`poll_ready` returns
+        // Ready), so `call` needs no readiness wait.
+        let Ok(mut response) = service
+            .call(Request::from_parts(parts, Full::new(frame)))
+            .await;
+        let failed = response
+            .headers()
+            .get("grpc-status")
+            .is_some_and(|status| status.as_bytes() != b"0");
+        if failed && !handled.load(Ordering::Acquire) {
+            let why = Rejection::Malformed("the message is not valid protobuf".to_owned());
+            self.core.counters.reject(&why);
+            response.headers_mut().insert(
+                "grpc-status",
+                header::HeaderValue::from(Code::InvalidArgument as i32),
+            );
+        }
+        response
+    }
+
+    async fn http(&self, request: Request<Incoming>, kind: SignalKind) -> Response<Body> {
+        if request.method() != Method::POST {
+            let mut response = plain(StatusCode::METHOD_NOT_ALLOWED, "OTLP/HTTP takes POST\n");
+            response
+                .headers_mut()
+                .insert(header::ALLOW, header::HeaderValue::from_static("POST"));
+            return response;
+        }
+        let limit = self.core.config.max_body_bytes;
+        let headers = request.headers();
+        let content_type = header_str(headers, &header::CONTENT_TYPE).map(str::to_owned);
+        let content_encoding = header_str(headers, &header::CONTENT_ENCODING).map(str::to_owned);
+        let custom = custom_headers(headers);
+        // Refuse what cannot succeed before reading a byte of the body.
+        let early = match decode::check_media_type(content_type.as_deref()) {
+            Err(why) => Some(why),
+            Ok(()) if declared_length(headers).is_some_and(|n| n > limit as u64) => {
+                Some(Rejection::TooLarge { limit })
+            }
+            Ok(()) => None,
+        };
+        if let Some(why) = early {
+            self.core.counters.reject(&why);
+            return http_rejection(&why);
+        }
+        let result =
+            match read_body(request.into_body(), limit, self.core.config.body_timeout).await {
+                Ok(body) => decode::decode_http(
+                    kind,
+                    content_type.as_deref(),
+                    content_encoding.as_deref(),
+                    &body,
+                    limit,
+                )
+                .map(|(decoded, message_bytes)| (decoded, body.len(), message_bytes)),
+                Err(why) => Err(why),
+            };
+        let (decoded, wire_bytes, message_bytes) = match result {
+            Ok(ok) => ok,
+            Err(why) => {
+                self.core.counters.reject(&why);
+                return http_rejection(&why);
+            }
+        };
+        let gzip = content_encoding
+            .as_deref()
+            .is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
+        match self
+            .core
+            .finish(
+                Protocol::HttpProtobuf,
+                &decoded,
+                wire_bytes,
+                message_bytes,
+                gzip,
+                &custom,
+            )
+            .await
+        {
+            Ok(()) => protobuf(
+                StatusCode::OK,
+                match kind {
+                    SignalKind::Traces => ExportTraceServiceResponse::default().encode_to_vec(),
+                    SignalKind::Logs => ExportLogsServiceResponse::default().encode_to_vec(),
+                },
+            ),
+            Err(Refused) => {
+                let mut response = protobuf(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    decode::rpc_status(
+                        Code::Unavailable as i32,
+                        "refused by the receiver's fail ratio; retry",
+                    ),
+                );
+                response.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    header::HeaderValue::from(self.core.config.retry_after.as_secs()),
+                );
+                response
+            }
+        }
+    }
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    header_str(headers, &header::CONTENT_TYPE).is_some_and(|ct| {
+        let ct = ct.trim();
+        ct == "application/grpc"
+            || ct.starts_with("application/grpc+")
+            || ct.starts_with("application/grpc;")
+    })
+}
+
+fn grpc_rejection(why: &Rejection) -> tonic::Status {
+    let code = match why {
+        Rejection::Malformed(_) | Rejection::BadGzip(_) => Code::InvalidArgument,
+        Rejection::TooLarge { .. } => Code::ResourceExhausted,
+        Rejection::UnsupportedEncoding(_) => Code::Unimplemented,
+        Rejection::TimedOut => Code::DeadlineExceeded,
+        Rejection::UnsupportedMediaType(_) => Code::InvalidArgument,
+    };
+    tonic::Status::new(code, why.to_string())
+}
+
+fn http_rejection(why: &Rejection) -> Response<Body> {
+    let (status, code) = match why {
+        Rejection::Malformed(_) | Rejection::BadGzip(_) => {
+            (StatusCode::BAD_REQUEST, Code::InvalidArgument)
+        }
+        Rejection::UnsupportedMediaType(_) | Rejection::UnsupportedEncoding(_) => {
+            (StatusCode::UNSUPPORTED_MEDIA_TYPE, Code::InvalidArgument)
+        }
+        Rejection::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted),
+        Rejection::TimedOut => (StatusCode::REQUEST_TIMEOUT, Code::DeadlineExceeded),
+    };
+    protobuf(status, decode::rpc_status(code as i32, &why.to_string()))
+}
+
+/// Accepts connections until `shutdown` changes.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    core: Arc<Core>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let sink = Sink(Arc::clone(&core));
+    let limit = core.config.max_body_bytes;
+    let handler = Handler {
+        traces: TraceServiceServer::new(sink.clone()).max_decoding_message_size(limit),
+        logs: LogsServiceServer::new(sink).max_decoding_message_size(limit),
+        core: Arc::clone(&core),
+    };
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(core.config.header_timeout);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(Duration::from_secs(10)))
+        .keep_alive_timeout(core.config.header_timeout);
+    loop {
+        tokio::select! {
+            _ = shutdown.changed() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let (builder, handler, wait) =
+                        (builder.clone(), handler.clone(), core.config.header_timeout);
+                    tokio::spawn(connection(stream, builder, handler, wait));
+                }
+                // Out of descriptors and the like: back off, keep serving.
+                Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
+            },
+        }
+    }
+}
+
+async fn connection(
+    stream: TcpStream,
+    builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    handler: Handler,
+    first_byte_timeout: Duration,
+) {
+    let _ = stream.set_nodelay(true);
+    // A client that connects and sends nothing is dropped after the header
+    // timeout (the HTTP/1 header timeout only starts once the protocol is
+    // known).
+    let mut probe = [0u8; 1];
+    match tokio::time::timeout(first_byte_timeout, stream.peek(&mut probe)).await {
+        Ok(Ok(n)) if n > 0 => {}
+        _ => return,
+    }
+    let service = hyper::service::service_fn(move |request| handler.clone().handle(request));
+    // Errors here are the client's (a reset, a protocol violation); they
+    // end only this connection.
+    let _ = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}

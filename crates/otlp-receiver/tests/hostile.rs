@@ -1,0 +1,465 @@
+//! The receiver over real loopback sockets: valid requests are counted, and
+//! hostile ones (malformed, truncated, wrong type, bad gzip, too large,
+//! stalled) get the OTLP-specified answer while the server keeps serving.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+use opentelemetry_proto::tonic::resource::v1::Resource;
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use otlp_receiver::{Receiver, ReceiverConfig};
+use prost::Message;
+
+/// Bounds every read so a server bug fails the test instead of hanging it.
+const READ_BOUND: Duration = Duration::from_secs(20);
+
+fn request(spans: usize) -> Vec<u8> {
+    ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![KeyValue {
+                    key: "service.name".into(),
+                    value: Some(AnyValue {
+                        value: Some(any_value::Value::StringValue("checkout".into())),
+                    }),
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: (0..spans)
+                    .map(|i| Span {
+                        name: format!("span-{i}"),
+                        trace_id: vec![1; 16],
+                        span_id: vec![2; 8],
+                        ..Default::default()
+                    })
+                    .collect(),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+    .encode_to_vec()
+}
+
+fn gzip(bytes: &[u8]) -> Vec<u8> {
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(bytes).expect("in memory");
+    enc.finish().expect("in memory")
+}
+
+/// One HTTP/1.1 exchange on a fresh connection; returns the status line's
+/// code and the whole response text (headers and body, lossily).
+fn http1(addr: SocketAddr, head: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(READ_BOUND)).expect("timeout");
+    stream.write_all(head.as_bytes()).expect("write head");
+    stream.write_all(body).expect("write body");
+    let mut response = Vec::new();
+    // The server closes after answering (Connection: close), or on error.
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    let code = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, response)
+}
+
+fn post(
+    addr: SocketAddr,
+    path: &str,
+    content_type: &str,
+    extra: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n{extra}Connection: close\r\n\r\n",
+        body.len()
+    );
+    http1(addr, &head, body)
+}
+
+fn small_limits() -> ReceiverConfig {
+    ReceiverConfig {
+        max_body_bytes: 4096,
+        header_timeout: Duration::from_millis(300),
+        body_timeout: Duration::from_millis(300),
+        ..ReceiverConfig::default()
+    }
+}
+
+#[test]
+fn http_requests_are_decoded_and_counted() {
+    let receiver = Receiver::start(ReceiverConfig::default()).expect("start");
+    let addr = receiver.addr();
+    let body = request(3);
+    let (code, _) = post(
+        addr,
+        "/v1/traces",
+        "application/x-protobuf",
+        "X-Tenant: blue\r\n",
+        &body,
+    );
+    assert_eq!(code, 200);
+    let (code, _) = post(
+        addr,
+        "/v1/traces",
+        "application/x-protobuf",
+        "Content-Encoding: gzip\r\n",
+        &gzip(&body),
+    );
+    assert_eq!(code, 200);
+    let stats = receiver.stop();
+    assert_eq!(
+        (stats.spans, stats.http_requests, stats.gzip_requests),
+        (6, 2, 1)
+    );
+    assert_eq!(stats.service_names.get("checkout"), Some(&6));
+    assert_eq!(stats.custom_headers.get("x-tenant: blue"), Some(&1));
+    assert_eq!(stats.message_bytes, 2 * body.len() as u64);
+    assert_eq!(stats.rejected(), 0);
+}
+
+#[test]
+fn hostile_http_gets_the_specified_status_and_the_server_keeps_serving() {
+    let receiver = Receiver::start(small_limits()).expect("start");
+    let addr = receiver.addr();
+    let body = request(2);
+    let pb = "application/x-protobuf";
+
+    assert_eq!(
+        post(addr, "/v1/traces", pb, "", &[0xff, 0xff, 0xff, 0xff]).0,
+        400,
+        "malformed"
+    );
+    assert_eq!(
+        post(addr, "/v1/traces", pb, "", &body[..body.len() - 3]).0,
+        400,
+        "truncated"
+    );
+    assert_eq!(
+        post(addr, "/v1/traces", "application/json", "", b"{}").0,
+        415,
+        "json"
+    );
+    assert_eq!(
+        post(addr, "/v1/traces", "text/plain", "", &body).0,
+        415,
+        "text"
+    );
+    assert_eq!(
+        post(
+            addr,
+            "/v1/traces",
+            pb,
+            "Content-Encoding: gzip\r\n",
+            b"definitely not gzip"
+        )
+        .0,
+        400,
+        "bad gzip"
+    );
+    assert_eq!(
+        post(addr, "/v1/traces", pb, "Content-Encoding: br\r\n", &body).0,
+        415,
+        "br"
+    );
+    assert_eq!(
+        post(addr, "/v1/traces", pb, "", &request(200)).0,
+        413,
+        "too large"
+    );
+    // A gzip bomb: small on the wire, over the limit once inflated.
+    let bomb = gzip(&vec![0u8; 1 << 20]);
+    assert!(bomb.len() < 4096);
+    assert_eq!(
+        post(addr, "/v1/traces", pb, "Content-Encoding: gzip\r\n", &bomb).0,
+        413,
+        "bomb"
+    );
+    // Chunked, no Content-Length: the limit still holds while reading.
+    let big = request(200);
+    let chunked = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: {pb}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n",
+        big.len()
+    );
+    let mut chunk = big.clone();
+    chunk.extend_from_slice(b"\r\n0\r\n\r\n");
+    assert_eq!(http1(addr, &chunked, &chunk).0, 413, "chunked too large");
+    // Stalls mid-body: says 10 bytes, sends 2, then nothing.
+    let stalled = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nContent-Type: {pb}\r\nContent-Length: 10\r\nConnection: close\r\n\r\n"
+    );
+    assert_eq!(http1(addr, &stalled, &[0x0a, 0x00]).0, 408, "stalled body");
+    // Stalls in its headers: the connection is closed, no answer.
+    let (code, response) = http1(addr, "POST /v1/traces HTTP/1.1\r\nHost:", &[]);
+    assert!(
+        code == 0 || code == 408,
+        "stalled headers answered {code}: {response:?}"
+    );
+    // Connects and sends nothing: closed.
+    let (code, _) = http1(addr, "", &[]);
+    assert_eq!(code, 0, "silent client");
+    // Wrong method and path.
+    assert_eq!(
+        http1(
+            addr,
+            "GET /v1/traces HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+            &[]
+        )
+        .0,
+        405
+    );
+    assert_eq!(post(addr, "/v2/whatever", pb, "", &body).0, 404);
+
+    // Still serving.
+    assert_eq!(post(addr, "/v1/traces", pb, "", &body).0, 200);
+    let stats = receiver.stop();
+    assert_eq!(stats.spans, 2);
+    assert_eq!(stats.rejected_malformed, 2);
+    assert_eq!(stats.rejected_media_type, 2);
+    assert_eq!(stats.rejected_bad_gzip, 1);
+    assert_eq!(stats.rejected_encoding, 1);
+    assert_eq!(stats.rejected_too_large, 3);
+    assert_eq!(stats.rejected_timed_out, 1);
+}
+
+#[test]
+fn an_http_error_body_is_a_google_rpc_status() {
+    let receiver = Receiver::start(ReceiverConfig::default()).expect("start");
+    let (code, response) = post(
+        receiver.addr(),
+        "/v1/traces",
+        "application/x-protobuf",
+        "",
+        &[0xff; 8],
+    );
+    assert_eq!(code, 400);
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers end");
+    let body = &response[split + 4..];
+    let mut buf = body;
+    let (tag, wire) = prost::encoding::decode_key(&mut buf).expect("key");
+    let mut status_code = 0i32;
+    prost::encoding::int32::merge(wire, &mut status_code, &mut buf, Default::default())
+        .expect("code");
+    assert_eq!((tag, status_code), (1, 3), "INVALID_ARGUMENT");
+}
+
+#[test]
+fn refusals_are_retryable_and_not_counted() {
+    let receiver = Receiver::start(ReceiverConfig {
+        fail_ratio: 1.0,
+        retry_after: Duration::from_secs(2),
+        ..ReceiverConfig::default()
+    })
+    .expect("start");
+    let (code, response) = post(
+        receiver.addr(),
+        "/v1/traces",
+        "application/x-protobuf",
+        "",
+        &request(1),
+    );
+    assert_eq!(code, 503);
+    let text = String::from_utf8_lossy(&response).to_ascii_lowercase();
+    assert!(text.contains("retry-after: 2"), "{text}");
+    let stats = receiver.stop();
+    assert_eq!((stats.spans, stats.refused), (0, 1));
+}
+
+/// A raw HTTP/2 gRPC call: returns the HTTP status and the grpc-status
+/// (from the headers of a trailers-only answer, or from the trailers).
+async fn grpc_call(
+    addr: SocketAddr,
+    content_type: &str,
+    encoding: Option<&str>,
+    body: Vec<u8>,
+) -> (u16, Option<String>) {
+    let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .expect("h2 handshake");
+    tokio::spawn(connection);
+    let mut builder = http::Request::post(format!(
+        "http://{addr}/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+    ))
+    .header("content-type", content_type)
+    .header("te", "trailers");
+    if let Some(encoding) = encoding {
+        builder = builder.header("grpc-encoding", encoding);
+    }
+    let request = builder.body(Full::new(Bytes::from(body))).expect("request");
+    let response = tokio::time::timeout(READ_BOUND, sender.send_request(request))
+        .await
+        .expect("answered in time")
+        .expect("response");
+    let status = response.status().as_u16();
+    let in_headers = response
+        .headers()
+        .get("grpc-status")
+        .map(|v| v.to_str().unwrap_or("?").to_owned());
+    let collected = tokio::time::timeout(READ_BOUND, response.into_body().collect())
+        .await
+        .expect("body in time")
+        .expect("body");
+    let in_trailers = collected
+        .trailers()
+        .and_then(|t| t.get("grpc-status"))
+        .map(|v| v.to_str().unwrap_or("?").to_owned());
+    (status, in_headers.or(in_trailers))
+}
+
+fn frame(flag: u8, message: &[u8]) -> Vec<u8> {
+    let mut out = vec![flag];
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_valid_and_hostile_calls() {
+    let receiver = Receiver::start(small_limits()).expect("start");
+    let addr = receiver.addr();
+    let ct = "application/grpc";
+    let body = request(4);
+
+    assert_eq!(
+        grpc_call(addr, ct, None, frame(0, &body)).await,
+        (200, Some("0".into())),
+        "valid"
+    );
+    assert_eq!(
+        grpc_call(addr, ct, Some("gzip"), frame(1, &gzip(&body))).await,
+        (200, Some("0".into())),
+        "valid gzip"
+    );
+    // Malformed protobuf in a well-formed frame: tonic decodes and fails;
+    // answered INVALID_ARGUMENT (3), not tonic's INTERNAL.
+    assert_eq!(
+        grpc_call(addr, ct, None, frame(0, &[0xff; 6]))
+            .await
+            .1
+            .as_deref(),
+        Some("3"),
+        "malformed"
+    );
+    let mut truncated = frame(0, &body);
+    truncated.truncate(truncated.len() - 2);
+    assert_eq!(
+        grpc_call(addr, ct, None, truncated).await.1.as_deref(),
+        Some("3"),
+        "truncated"
+    );
+    assert_eq!(
+        grpc_call(addr, ct, Some("gzip"), frame(1, b"not gzip"))
+            .await
+            .1
+            .as_deref(),
+        Some("3"),
+        "bad gzip"
+    );
+    assert_eq!(
+        grpc_call(addr, ct, None, frame(0, &request(200)))
+            .await
+            .1
+            .as_deref(),
+        Some("8"),
+        "RESOURCE_EXHAUSTED"
+    );
+    assert_eq!(
+        grpc_call(addr, "application/json", None, frame(0, &body))
+            .await
+            .0,
+        415,
+        "content type"
+    );
+
+    let stats = receiver.stop();
+    assert_eq!(
+        (stats.spans, stats.grpc_requests, stats.gzip_requests),
+        (8, 2, 1)
+    );
+    assert_eq!(stats.service_names.get("checkout"), Some(&8));
+    assert_eq!(stats.rejected_malformed, 2);
+    assert_eq!(stats.rejected_bad_gzip, 1);
+    assert_eq!(stats.rejected_too_large, 1);
+    assert_eq!(stats.rejected_media_type, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_refusals_are_unavailable() {
+    let receiver = Receiver::start(ReceiverConfig {
+        fail_ratio: 1.0,
+        ..ReceiverConfig::default()
+    })
+    .expect("start");
+    let answer = grpc_call(
+        receiver.addr(),
+        "application/grpc",
+        None,
+        frame(0, &request(1)),
+    )
+    .await;
+    assert_eq!(answer.1.as_deref(), Some("14"), "UNAVAILABLE");
+    assert_eq!(receiver.stop().refused, 1);
+}
+
+#[test]
+fn bad_configs_are_typed_errors() {
+    for config in [
+        ReceiverConfig {
+            fail_ratio: 1.5,
+            ..ReceiverConfig::default()
+        },
+        ReceiverConfig {
+            fail_ratio: f64::NAN,
+            ..ReceiverConfig::default()
+        },
+        ReceiverConfig {
+            worker_threads: 0,
+            ..ReceiverConfig::default()
+        },
+        ReceiverConfig {
+            max_body_bytes: 0,
+            ..ReceiverConfig::default()
+        },
+    ] {
+        assert!(matches!(
+            Receiver::start(config),
+            Err(otlp_receiver::ReceiverError::InvalidConfig(_))
+        ));
+    }
+}
+
+#[test]
+fn receiver_threads_report_their_cpu_time() {
+    let receiver = Receiver::start(ReceiverConfig::default()).expect("start");
+    for _ in 0..20 {
+        post(
+            receiver.addr(),
+            "/v1/traces",
+            "application/x-protobuf",
+            "",
+            &request(50),
+        );
+    }
+    let cpu = receiver.cpu_time();
+    if cfg!(target_os = "linux") {
+        assert!(cpu.is_some_and(|t| t > Duration::ZERO), "{cpu:?}");
+    }
+    assert_eq!(receiver.stop().spans, 1000);
+}
