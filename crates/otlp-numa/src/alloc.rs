@@ -728,9 +728,16 @@ impl<A> NumaAwareAllocator<A> {
         }
     }
 
-    #[inline]
+    /// Whether `layout` is served by [`Self::alloc_bound`]. The size test
+    /// comes first and alone on the hot path: with binding off the
+    /// threshold is `usize::MAX`, so one compare settles it.
+    #[inline(always)]
     fn is_bound(&self, layout: Layout) -> bool {
-        layout.size() >= self.bind_threshold && layout.align() <= MIN_PAGE
+        if layout.size() < self.bind_threshold {
+            return false;
+        }
+        std::hint::cold_path();
+        layout.align() <= MIN_PAGE
     }
 
     /// mmap + mbind to the current node.
