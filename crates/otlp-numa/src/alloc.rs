@@ -3,15 +3,16 @@
 //!
 //! # How it stays cheap
 //!
-//! * The node comes from `getcpu` (vDSO). The thread's state is one
-//!   const-initialised, destructor-free `thread_local!` `Cell<u64>`
-//!   holding the index of its current node's counters; the owned
-//!   allocation and free counters double as the refresh clock, so every
-//!   [`NODE_REFRESH_INTERVAL`]th allocation, and every
-//!   [`NODE_REFRESH_INTERVAL`]th free, re-reads the node and the hot path
-//!   writes no thread-local state. A thread that migrates is charged to its
-//!   old node for at most that many more allocations and as many frees
-//!   (a thread that only frees after moving is re-read too).
+//! * The node comes from `getcpu` (vDSO). The thread's state is a
+//!   const-initialised, destructor-free `thread_local!` pair: a refresh
+//!   clock and the byte offset ("place") of its current node's counters in
+//!   the flat slot array. The hot path decrements the clock (one
+//!   read-modify-write whose sign is the only test), reads the place and
+//!   bumps two counters; when the clock runs out, every
+//!   [`NODE_REFRESH_INTERVAL`]th operation of the thread (allocations and
+//!   frees together), the slow path re-reads the node. A thread that
+//!   migrates is charged to its old node for at most that many more
+//!   operations, whichever kind they are.
 //! * Counters are per thread *slot*, not shared: each of the first
 //!   [`THREAD_SLOTS`] live threads owns a slot (a process-wide bitmap hands
 //!   out slot ids) whose per-node counters only it writes, with a plain
@@ -40,7 +41,7 @@
 //!   real node (up to [`crate::MAX_NODE`]), never to a stand-in.
 
 use crate::registry::{SlotRegistry, bump_owned};
-use crate::sync::{AtomicU64, AtomicUsize, Ordering::*};
+use crate::sync::{AtomicU64, AtomicUsize, Ordering::*, compiler_fence};
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::ptr;
@@ -54,8 +55,8 @@ pub const MAX_TRACKED_NODES: usize = if cfg!(miri) { 4 } else { 64 };
 /// How many live threads get private (uncontended) counter slots (4 under
 /// Miri).
 pub const THREAD_SLOTS: usize = if cfg!(miri) { 4 } else { 32 };
-/// Allocations (and, counted apart, frees) between two `getcpu` refreshes
-/// of a thread's cached node.
+/// Operations of a thread (allocations and frees together) between two
+/// `getcpu` refreshes of its cached node.
 pub const NODE_REFRESH_INTERVAL: u32 = 64;
 
 const BUCKETS: usize = MAX_TRACKED_NODES + 1;
@@ -91,18 +92,93 @@ impl Counters {
 const ROW: usize = BUCKETS.next_multiple_of(4);
 /// Counters of all slot rows.
 const FLAT: usize = THREAD_SLOTS * ROW;
-/// Marks a thread state that has no slot (bits 16..24 say why, 0..16 hold
-/// the bucket).
-const UNSLOTTED: u64 = 1 << 30;
+/// Bytes per counter group: a slotted thread's place is the byte offset of
+/// its group in the flat slot array, so the hot path scales nothing.
+const GROUP_BYTES: u32 = size_of::<Counters>() as u32;
+/// Marks a place that is no slot's: bits 12..20 then count down to the
+/// thread's next refresh, bit 8 says it has not asked for a slot yet, bits
+/// 0..8 hold the bucket.
+const UNSLOTTED: u32 = 1 << 23;
+const UNCLAIMED_BIT: u32 = 1 << 8;
+const TICKS_SHIFT: u32 = 12;
 const SLOT_UNCLAIMED: u64 = 0xFF;
 const SLOT_NONE: u64 = 0xFE;
+/// The place of a thread that has not allocated yet.
+const FRESH: u32 = UNSLOTTED | UNCLAIMED_BIT | OTHER as u32;
+/// The place of a thread that cannot have a slot (exiting, or no
+/// thread-local storage left).
+const NO_SLOT: u32 = UNSLOTTED | OTHER as u32;
+const _: () = {
+    // Every slotted offset stays clear of the UNSLOTTED bit, every bucket
+    // fits its 8 bits, and the unslotted clock holds NODE_REFRESH_INTERVAL.
+    assert!((FLAT as u64) * (GROUP_BYTES as u64) <= UNSLOTTED as u64);
+    assert!(OTHER < UNCLAIMED_BIT as usize);
+    assert!(NODE_REFRESH_INTERVAL >= 1 && NODE_REFRESH_INTERVAL <= 256);
+};
+
+/// A thread's cached node and refresh clock.
+///
+/// Invariant, on which the hot path's unchecked counter access rests:
+/// whenever `left` is positive, `place` is the byte offset of a counter
+/// group in the flat slot array (`(slot * ROW + bucket) * GROUP_BYTES`,
+/// `slot < THREAD_SLOTS`, `bucket <= OTHER`). [`ThreadState::set`] writes
+/// both in an order that keeps it between the two stores too; the fast
+/// path only decrements `left`, and the slow path resets a negative one.
+struct ThreadState {
+    /// Operations left before the node is re-read. Never positive for a
+    /// thread without a slot (the slow path puts it back to zero), so "is
+    /// it still non-negative after taking one" is the whole fast-path
+    /// test.
+    left: Cell<i32>,
+    /// A slotted offset, or `UNSLOTTED | ticks << 12 | unclaimed << 8 |
+    /// bucket`.
+    place: Cell<u32>,
+}
+
+impl ThreadState {
+    /// Stores a (left, place) pair from [`pack`].
+    #[inline(always)]
+    fn set(&self, (left, place): (i32, u32)) {
+        // No clock while the place changes, so a place is never paired
+        // with a clock it was not packed with, not even by a signal handler
+        // that allocates between these stores (the fences keep the
+        // compiler from merging or reordering them).
+        self.left.set(0);
+        compiler_fence(Release);
+        self.place.set(place);
+        compiler_fence(Release);
+        self.left.set(left);
+    }
+
+    #[inline(always)]
+    fn get(&self) -> (i32, u32) {
+        (self.left.get(), self.place.get())
+    }
+
+    /// The fast path's test: takes one operation off the clock and returns
+    /// the slotted place it may charge, or `None` (clock ran out, or no
+    /// slot) for the slow path.
+    #[inline(always)]
+    fn take_tick(&self) -> Option<u32> {
+        // Stored unconditionally (one read-modify-write whose sign flag is
+        // the test): a clock that was zero becomes negative, which the
+        // slow path resets.
+        let left = self.left.get().wrapping_sub(1);
+        self.left.set(left);
+        if left < 0 {
+            return None;
+        }
+        // `place` is read after `left` (see `set`).
+        compiler_fence(Acquire);
+        Some(self.place.get())
+    }
+}
 
 thread_local! {
-    /// The thread's state: for a thread with a slot, the index of its
-    /// current node's counters in the flat slot array (so the hot path is
-    /// one load and one bounds check); otherwise `UNSLOTTED | marker << 16 |
-    /// bucket`.
-    static STATE: Cell<u64> = const { Cell::new(UNSLOTTED | (SLOT_UNCLAIMED << 16) | OTHER as u64) };
+    /// The thread's state.
+    static STATE: ThreadState = const {
+        ThreadState { left: Cell::new(0), place: Cell::new(FRESH) }
+    };
 }
 
 /// Which slot ids are taken, process-wide.
@@ -111,22 +187,43 @@ static SLOTS: SlotRegistry = SlotRegistry::new(THREAD_SLOTS as u32);
 /// created, otherwise key + 1.
 static EXIT_KEY: AtomicUsize = AtomicUsize::new(0);
 
+/// A thread state (left, place) for (slot or marker, bucket) and the
+/// operations left before the next refresh (at most 255; an unslotted
+/// thread's count goes into its place, and its `left` is zero).
 #[inline(always)]
-fn unpack(state: u64) -> (u64, usize) {
-    if state < UNSLOTTED {
-        (state / ROW as u64, (state % ROW as u64) as usize)
+fn pack(slot: u64, bucket: usize, left: u32) -> (i32, u32) {
+    let bucket = bucket.min(OTHER) as u32;
+    let left = left.min(0xFF);
+    if slot < THREAD_SLOTS as u64 {
+        // Below FLAT * GROUP_BYTES (checked above).
+        let place = (slot as u32 * ROW as u32 + bucket) * GROUP_BYTES;
+        (left as i32, place)
     } else {
-        ((state >> 16) & 0xFF, ((state & 0xFFFF) as usize).min(OTHER))
+        let unclaimed = if slot == SLOT_UNCLAIMED {
+            UNCLAIMED_BIT
+        } else {
+            0
+        };
+        (0, UNSLOTTED | left << TICKS_SHIFT | unclaimed | bucket)
     }
 }
 
+/// The inverse of [`pack`]: (slot or marker, bucket, operations left; zero
+/// for a slotted clock that ran out).
 #[inline(always)]
-fn pack(slot: u64, bucket: usize) -> u64 {
-    let bucket = bucket.min(OTHER) as u64;
-    if slot < THREAD_SLOTS as u64 {
-        slot * ROW as u64 + bucket
+fn unpack((left, place): (i32, u32)) -> (u64, usize, u32) {
+    if place & UNSLOTTED == 0 {
+        let group = place / GROUP_BYTES;
+        let slot = u64::from(group / ROW as u32);
+        (slot, (group % ROW as u32) as usize, left.max(0) as u32)
     } else {
-        UNSLOTTED | ((slot & 0xFF) << 16) | bucket
+        let ticks = (place >> TICKS_SHIFT) & 0xFF;
+        let slot = if place & UNCLAIMED_BIT != 0 {
+            SLOT_UNCLAIMED
+        } else {
+            SLOT_NONE
+        };
+        (slot, ((place & 0xFF) as usize).min(OTHER), ticks)
     }
 }
 
@@ -193,7 +290,7 @@ fn setspecific_never_allocates(key: libc::pthread_key_t) -> bool {
 unsafe extern "C" fn release_slot(value: *mut libc::c_void) {
     let id = value.addr().wrapping_sub(1) as u64;
     // From now on this thread uses the shared counters.
-    let _ = STATE.try_with(|s| s.set(pack(SLOT_NONE, OTHER)));
+    let _ = STATE.try_with(|s| s.set((0, NO_SLOT)));
     if id < THREAD_SLOTS as u64 {
         // Release: this thread's last counter writes happen-before the next
         // owner's claim (Acquire).
@@ -223,6 +320,8 @@ fn exit_key() -> Option<libc::pthread_key_t> {
 }
 
 /// Claims a free slot id for this thread, or `SLOT_NONE`.
+#[cold]
+#[inline(never)]
 fn claim_slot() -> u64 {
     let Some(key) = exit_key() else {
         return SLOT_NONE;
@@ -245,23 +344,30 @@ fn claim_slot() -> u64 {
     u64::from(id)
 }
 
-/// This thread's cached (slot, node bucket).
+/// This thread's cached (slot, node bucket, operations left before the
+/// next refresh).
 #[inline(always)]
-fn thread_state() -> (u64, usize) {
-    unpack(STATE.try_with(Cell::get).unwrap_or(pack(SLOT_NONE, OTHER)))
+fn thread_state() -> (u64, usize, u32) {
+    unpack(STATE.try_with(ThreadState::get).unwrap_or((0, NO_SLOT)))
 }
 
-/// Re-reads the node this thread runs on (and claims a slot on first use);
-/// returns the new (slot, bucket).
+/// Re-reads the node this thread runs on (and claims a slot on first use),
+/// restarts the refresh clock for the operation being charged and the
+/// [`NODE_REFRESH_INTERVAL`]` - 1` after it; returns the new (slot, bucket).
 #[cold]
 #[inline(never)]
 fn refresh() -> (u64, usize) {
-    let (mut slot, _) = thread_state();
+    refresh_from(thread_state().0)
+}
+
+/// [`refresh`] for a caller that has read the state already.
+#[inline(always)]
+fn refresh_from(mut slot: u64) -> (u64, usize) {
     if slot == SLOT_UNCLAIMED {
         slot = claim_slot();
     }
     let bucket = current_bucket();
-    let _ = STATE.try_with(|s| s.set(pack(slot, bucket)));
+    let _ = STATE.try_with(|s| s.set(pack(slot, bucket, NODE_REFRESH_INTERVAL - 1)));
     (slot, bucket)
 }
 
@@ -512,71 +618,93 @@ impl<A> NumaAwareAllocator<A> {
             .store(self.bind_failures.load(Relaxed), Relaxed);
     }
 
-    /// Charges one allocation or free to this thread's node. The owned
-    /// allocation and free counters double as the refresh clock: every
-    /// [`NODE_REFRESH_INTERVAL`]th allocation and every
-    /// [`NODE_REFRESH_INTERVAL`]th free re-reads the node, so the hot path
-    /// writes no thread-local state, and a thread that moved and only
-    /// frees is not charged to its old node for ever.
+    /// Charges one allocation or free to this thread's node. The fast path
+    /// is a decrement of the thread-local clock whose sign is the only test
+    /// (the clock ran out, or the thread has no slot), one thread-local
+    /// load of the place and two plain updates of counters only this
+    /// thread writes: five instructions on x86_64. Every [`NODE_REFRESH_INTERVAL`]th
+    /// operation of the thread, allocation or free, takes the slow path and
+    /// re-reads the node, so a thread that moved, even one that only frees,
+    /// is charged to its old node for at most that many operations.
     #[inline(always)]
     fn charge(&self, bytes: usize, alloc: bool) {
-        let state = STATE
-            .try_with(Cell::get)
-            .unwrap_or(UNSLOTTED | (SLOT_NONE << 16) | OTHER as u64);
-        match usize::try_from(state)
-            .ok()
-            .and_then(|i| self.slots.0.get(i))
-        {
-            Some(c) => {
-                let bytes = bytes as u64;
-                if alloc {
-                    let n = c.allocations.load(Relaxed).wrapping_add(1);
-                    c.allocations.store(n, Relaxed);
-                    bump_owned(&c.bytes_allocated, bytes);
-                    if n.is_multiple_of(u64::from(NODE_REFRESH_INTERVAL)) {
-                        refresh();
-                    }
-                } else {
-                    let n = c.frees.load(Relaxed).wrapping_add(1);
-                    c.frees.store(n, Relaxed);
-                    bump_owned(&c.bytes_freed, bytes);
-                    if n.is_multiple_of(u64::from(NODE_REFRESH_INTERVAL)) {
-                        refresh();
-                    }
-                }
-            }
-            None => self.charge_unslotted(state, bytes, alloc),
+        let place = STATE.try_with(ThreadState::take_tick);
+        let Ok(Some(place)) = place else {
+            return self.charge_slow(bytes, alloc);
+        };
+        let c = self.owned(place);
+        if alloc {
+            bump_owned(&c.allocations, 1);
+            bump_owned(&c.bytes_allocated, bytes as u64);
+        } else {
+            bump_owned(&c.frees, 1);
+            bump_owned(&c.bytes_freed, bytes as u64);
         }
     }
 
-    /// Threads without a private slot: first use (claim one), or no slot
-    /// free (shared atomics).
+    /// The counters of a slotted place: one read while `left` was
+    /// positive.
+    #[inline(always)]
+    fn owned(&self, place: u32) -> &Counters {
+        debug_assert!(
+            place & UNSLOTTED == 0
+                && place.is_multiple_of(GROUP_BYTES)
+                && (place as usize) < FLAT * GROUP_BYTES as usize
+        );
+        // SAFETY: by `ThreadState`'s invariant a place read while `left`
+        // was positive is `(slot * ROW + bucket) * GROUP_BYTES` with `slot
+        // < THREAD_SLOTS` and `bucket <= OTHER < ROW`: the byte offset of
+        // an element of `slots`, a `[Counters; FLAT]` array (every
+        // allocator has the same layout, so an offset is valid for all).
+        unsafe { &*self.slots.0.as_ptr().byte_add(place as usize) }
+    }
+
+    /// The slow path: the thread's first operation (claim a slot), the
+    /// refresh clock ran out (re-read the node), or the thread has no slot
+    /// (shared atomics, and a refresh every [`NODE_REFRESH_INTERVAL`]
+    /// operations counted in its state).
     #[cold]
     #[inline(never)]
-    fn charge_unslotted(&self, state: u64, bytes: usize, alloc: bool) {
-        let (mut slot, mut bucket) = unpack(state);
-        if slot == SLOT_UNCLAIMED {
-            (slot, bucket) = refresh();
+    fn charge_slow(&self, bytes: usize, alloc: bool) {
+        let (left, place) = STATE.try_with(ThreadState::get).unwrap_or((0, NO_SLOT));
+        if place & UNSLOTTED == 0 {
+            // The common case: a slot's clock ran out. Same slot (its row
+            // starts at a multiple of ROW groups), the node read again.
+            let row = place - place % (ROW as u32 * GROUP_BYTES);
+            let place = row + current_bucket() as u32 * GROUP_BYTES;
+            let _ = STATE.try_with(|s| s.set((NODE_REFRESH_INTERVAL as i32 - 1, place)));
+            match self.slots.0.get((place / GROUP_BYTES) as usize) {
+                Some(c) if alloc => {
+                    bump_owned(&c.allocations, 1);
+                    bump_owned(&c.bytes_allocated, bytes as u64);
+                }
+                Some(c) => {
+                    bump_owned(&c.frees, 1);
+                    bump_owned(&c.bytes_freed, bytes as u64);
+                }
+                // Not reached (every slotted place is in bounds); counted
+                // rather than lost if it were.
+                None => self.charge_in(SLOT_NONE, OTHER, bytes, alloc),
+            }
+            return;
+        }
+        let (mut slot, mut bucket, left) = unpack((left, place));
+        if slot == SLOT_UNCLAIMED || left == 0 {
+            (slot, bucket) = refresh_from(slot);
+        } else {
+            // An unslotted thread between refreshes (this also puts back
+            // the `left` the fast path took below zero).
+            let _ = STATE.try_with(|s| s.set(pack(slot, bucket, left - 1)));
         }
         self.charge_in(slot, bucket, bytes, alloc);
-        if slot >= THREAD_SLOTS as u64 {
-            // Shared counters: every 64th operation of anyone on the
-            // bucket (a cheap, approximate clock) re-reads this node.
-            let c = &self.shared[bucket].0;
-            let n = if alloc { &c.allocations } else { &c.frees }.load(Relaxed);
-            if n.is_multiple_of(u64::from(NODE_REFRESH_INTERVAL)) {
-                refresh();
-            }
-        }
     }
 
     #[inline(always)]
     fn charge_in(&self, slot: u64, bucket: usize, bytes: usize, alloc: bool) {
         let bytes = bytes as u64;
         let owned = if slot < THREAD_SLOTS as u64 {
-            usize::try_from(pack(slot, bucket))
-                .ok()
-                .and_then(|i| self.slots.0.get(i))
+            let group = pack(slot, bucket, 0).1 / GROUP_BYTES;
+            self.slots.0.get(group as usize)
         } else {
             None
         };
@@ -600,9 +728,16 @@ impl<A> NumaAwareAllocator<A> {
         }
     }
 
-    #[inline]
+    /// Whether `layout` is served by [`Self::alloc_bound`]. The size test
+    /// comes first and alone on the hot path: with binding off the
+    /// threshold is `usize::MAX`, so one compare settles it.
+    #[inline(always)]
     fn is_bound(&self, layout: Layout) -> bool {
-        layout.size() >= self.bind_threshold && layout.align() <= MIN_PAGE
+        if layout.size() < self.bind_threshold {
+            return false;
+        }
+        std::hint::cold_path();
+        layout.align() <= MIN_PAGE
     }
 
     /// mmap + mbind to the current node.
@@ -635,7 +770,7 @@ impl<A> NumaAwareAllocator<A> {
             // SAFETY: `addr..addr+len` is the mapping just created.
             unsafe { mbind_raw(addr, len, MPOL_BIND, &mask, 0) }.is_ok()
         });
-        let (mut slot, _) = thread_state();
+        let (mut slot, _, _) = thread_state();
         if slot == SLOT_UNCLAIMED {
             slot = refresh().0;
         }
@@ -660,9 +795,11 @@ unsafe impl<A: GlobalAlloc> GlobalAlloc for NumaAwareAllocator<A> {
         }
         // SAFETY: forwarded under the caller's contract.
         let p = unsafe { self.inner.alloc(layout) };
-        if !p.is_null() {
-            self.charge(layout.size(), true);
+        if p.is_null() {
+            std::hint::cold_path();
+            return p;
         }
+        self.charge(layout.size(), true);
         p
     }
 
@@ -736,7 +873,7 @@ pub mod testing {
 
     /// The calling thread's private counter slot, if it has one.
     pub fn thread_slot() -> Option<u32> {
-        let (slot, _) = thread_state();
+        let (slot, _, _) = thread_state();
         u32::try_from(slot)
             .ok()
             .filter(|&slot| (slot as usize) < THREAD_SLOTS)
@@ -779,16 +916,56 @@ mod tests {
     #[test]
     fn pack_round_trips() {
         let last = THREAD_SLOTS as u64 - 1;
-        for (slot, bucket) in [
-            (0, 0),
-            (last, OTHER),
-            (SLOT_NONE, OTHER),
-            (SLOT_UNCLAIMED, 3),
+        for (slot, bucket, left) in [
+            (0, 0, 0),
+            (0, 0, NODE_REFRESH_INTERVAL - 1),
+            (last, OTHER, 1),
+            (SLOT_NONE, OTHER, 0),
+            (SLOT_NONE, 2, NODE_REFRESH_INTERVAL - 1),
+            (SLOT_UNCLAIMED, 3, 5),
         ] {
-            assert_eq!(unpack(pack(slot, bucket)), (slot, bucket));
+            assert_eq!(unpack(pack(slot, bucket, left)), (slot, bucket, left));
         }
-        assert!(pack(last, OTHER) < FLAT as u64);
-        assert!(pack(SLOT_NONE, 0) >= FLAT as u64);
+        assert_eq!(unpack((0, FRESH)), (SLOT_UNCLAIMED, OTHER, 0));
+        assert_eq!(unpack((0, NO_SLOT)), (SLOT_NONE, OTHER, 0));
+        // A slotted clock the fast path took below zero has run out.
+        assert_eq!(unpack((-1, pack(1, 2, 0).1)), (1, 2, 0));
+    }
+
+    /// The fast path's one test is what keeps its unchecked counter access
+    /// in bounds: it must pass only for a slotted state, whose place is
+    /// then an element of the slot array.
+    #[test]
+    fn only_slotted_states_take_the_fast_path() {
+        let st = ThreadState {
+            left: Cell::new(0),
+            place: Cell::new(FRESH),
+        };
+        assert_eq!(st.take_tick(), None);
+        assert_eq!(st.take_tick(), None, "no slot, clock below zero");
+        for marker in [SLOT_NONE, SLOT_UNCLAIMED] {
+            for left in [0, 1, NODE_REFRESH_INTERVAL - 1, u32::MAX] {
+                st.set(pack(marker, OTHER, left));
+                assert_eq!(st.take_tick(), None);
+            }
+        }
+        let last = THREAD_SLOTS as u64 - 1;
+        st.set(pack(last, OTHER, 0));
+        assert_eq!(st.take_tick(), None, "clock ran out");
+        st.set(pack(last, OTHER, u32::MAX));
+        assert_eq!(st.get().0, 0xFF, "the clock saturates");
+        st.set(pack(last, OTHER, 2));
+        let place = st.take_tick().unwrap();
+        assert_eq!(unpack(st.get()), (last, OTHER, 1));
+        assert_eq!(st.take_tick(), Some(place));
+        assert_eq!(st.take_tick(), None, "two operations, then a refresh");
+        assert_eq!(
+            place as usize,
+            (FLAT - (ROW - OTHER)) * GROUP_BYTES as usize
+        );
+        let a = Box::new(NumaAwareAllocator::new());
+        let group = (place / GROUP_BYTES) as usize;
+        assert!(std::ptr::eq(a.owned(place), &a.slots.0[group]));
     }
 
     #[test]

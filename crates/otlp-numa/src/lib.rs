@@ -90,9 +90,10 @@
 //! # The allocator's design
 //!
 //! The calling thread's node is cached in a const-initialised,
-//! destructor-free `thread_local!` (as the index of its counters) and
-//! re-read with `getcpu` (vDSO) on every [`NODE_REFRESH_INTERVAL`]th
-//! allocation and every [`NODE_REFRESH_INTERVAL`]th free. Counters live in
+//! destructor-free `thread_local!` (as the offset of its counters, beside a
+//! countdown) and re-read with `getcpu` (vDSO) on every
+//! [`NODE_REFRESH_INTERVAL`]th operation of the thread, allocations and
+//! frees together. Counters live in
 //! per-thread slots
 //! (cache-padded, written only by their owner with a plain load + store, no
 //! locked instruction); a thread that exits gives its slot back through a

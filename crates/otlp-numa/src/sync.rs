@@ -5,4 +5,4 @@
 #[allow(unused_imports)] // AtomicUsize is used by the allocator, not built under loom
 pub(crate) use loom::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 #[cfg(not(loom))]
-pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+pub(crate) use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering, compiler_fence};

@@ -333,3 +333,87 @@ fn threads_get_slots_when_the_key_is_low() {
     }
     assert_eq!(a.total_stats().allocations, 1);
 }
+
+/// Issue 15 item 5: the refresh clock is the thread's, counting
+/// allocations and frees together, so after a move every kind of operation
+/// is charged to the new node within `NODE_REFRESH_INTERVAL` operations.
+#[test]
+fn mixed_operations_after_a_move_reach_the_new_node_within_the_interval() {
+    let hook = Override::take();
+    let a = Box::new(NumaAwareAllocator::new());
+    let layout = Layout::from_size_align(40, 8).unwrap();
+    let pairs = 4 * NODE_REFRESH_INTERVAL as u64;
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            hook.node(Some(1));
+            // SAFETY: non-zero size, freed with its layout.
+            unsafe { a.dealloc(a.alloc(layout), layout) };
+            hook.node(Some(2));
+            for _ in 0..pairs {
+                // SAFETY: as above.
+                unsafe { a.dealloc(a.alloc(layout), layout) };
+            }
+        });
+    });
+    let (on_1, on_2) = (a.node_stats(1), a.node_stats(2));
+    assert_eq!(on_1.allocations + on_2.allocations, pairs + 1);
+    assert_eq!(on_1.frees + on_2.frees, pairs + 1);
+    let late = on_1.allocations + on_1.frees - 2;
+    assert!(
+        late <= u64::from(NODE_REFRESH_INTERVAL),
+        "{late} operations after the move charged to the old node"
+    );
+    assert_eq!(on_2.bytes_allocated, 40 * on_2.allocations);
+    assert_eq!(on_2.bytes_freed, 40 * on_2.frees);
+}
+
+/// Issue 15 item 5: a thread's cached counter place is shared by every
+/// allocator (it is an offset into a layout they all have), so a thread
+/// that interleaves two allocators is counted exactly by each, on the node
+/// it runs on.
+#[test]
+fn one_thread_interleaving_two_allocators_is_counted_exactly_by_each() {
+    let hook = Override::take();
+    let a = Box::new(NumaAwareAllocator::new());
+    let b = Box::new(NumaAwareAllocator::new());
+    let small = Layout::from_size_align(24, 8).unwrap();
+    let large = Layout::from_size_align(200, 8).unwrap();
+    let rounds = 3 * NODE_REFRESH_INTERVAL as u64 + 5;
+    let slot = std::thread::scope(|s| {
+        s.spawn(|| {
+            hook.node(Some(3));
+            for i in 0..rounds {
+                // SAFETY: non-zero sizes; each block is freed with its
+                // layout by the allocator that made it.
+                unsafe {
+                    let p = a.alloc(small);
+                    let q = b.alloc(large);
+                    if i % 3 == 0 {
+                        let r = b.alloc(small);
+                        b.dealloc(r, small);
+                    }
+                    a.dealloc(p, small);
+                    b.dealloc(q, large);
+                }
+            }
+            __testing::thread_slot()
+        })
+        .join()
+        .unwrap()
+    });
+    let extra = rounds.div_ceil(3);
+    let (sa, sb) = (a.node_stats(3), b.node_stats(3));
+    assert_eq!((sa.allocations, sa.frees), (rounds, rounds));
+    assert_eq!(
+        (sa.bytes_allocated, sa.bytes_freed),
+        (24 * rounds, 24 * rounds)
+    );
+    assert_eq!((sb.allocations, sb.frees), (rounds + extra, rounds + extra));
+    assert_eq!(sb.bytes_allocated, 200 * rounds + 24 * extra);
+    assert_eq!(sb.bytes_freed, sb.bytes_allocated);
+    assert_eq!(a.total_stats(), sa);
+    assert_eq!(b.total_stats(), sb);
+    if cfg!(target_env = "gnu") {
+        assert!(slot.is_some(), "counted in a private slot");
+    }
+}

@@ -261,9 +261,14 @@ where
         false
     }
 
-    /// Runs the job on the owner's thread after popping it back.
-    pub(crate) fn run_inline(self) -> R {
-        match self.func.into_inner() {
+    /// Runs the job on the owner's thread after popping it back. Takes the
+    /// closure out in place rather than moving the whole job (a copy of the
+    /// job's words that the closure call would then wait on).
+    pub(crate) fn run_inline(&self) -> R {
+        // SAFETY: the owner popped the job back from its own deque, so no
+        // other thread has it or ever will.
+        let func = unsafe { (*self.func.get()).take() };
+        match func {
             Some(func) => func(),
             None => unreachable!("a stack job popped back by its owner was never run"),
         }

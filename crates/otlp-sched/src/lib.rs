@@ -11,7 +11,10 @@
 //!   the injector of its priority.
 //! * **Finding work.** For each priority from `High` to `Low`, a worker
 //!   pops its own deque, then takes a batch from the injector, then steals
-//!   a batch from the other workers starting at a random victim. So a
+//!   one job from the other workers starting at a random victim (one, not
+//!   a batch: a peer's oldest entries are the large `b` halves of its
+//!   joins, and a thief holding several would leave the peer waiting for
+//!   them). So a
 //!   worker never starts a `Normal` task while a `High` one is visible to
 //!   it (see [`Priority`] for the exact guarantee).
 //! * **Parking.** A worker that finds nothing becomes a *searcher*, retries
@@ -25,7 +28,11 @@
 //!   long (rayon's 32 yield rounds, rayon#642).
 //! * **Fork-join.** [`WorkStealingScheduler::join`] pushes `b` as a job that
 //!   lives on the caller's stack (no allocation), runs `a`, then pops `b`
-//!   back or, if a thief took it, runs other work until `b` is done.
+//!   back or, if a thief took it, runs other work until `b` is done. On a
+//!   worker the call is one thread-local read and one compare before the
+//!   push, and a `b` popped back is taken out of its job in place and
+//!   called (no copy of the job, no counter, and no fence but the one in
+//!   the deque's `pop`).
 //! * **Shutdown.** `shutdown` closes the pool (late submissions are handed
 //!   back), runs what is queued and joins the threads; `shutdown_now`
 //!   drops queued tasks and reports how many; `Drop` is `shutdown`.

@@ -428,7 +428,8 @@ impl WorkerThread {
     }
 
     /// The next job this worker should run, highest priority first: its own
-    /// deque, then the injector, then the other workers' deques (batches).
+    /// deque, then the injector (a batch), then the other workers' deques
+    /// (one job).
     pub(crate) fn find_work(&self) -> Option<(JobRef, Priority)> {
         for p in Priority::ALL {
             if let Some(job) = self.locals[p.index()].pop() {
@@ -467,7 +468,13 @@ impl WorkerThread {
                     if victim == self.index || stealer.is_empty() {
                         continue;
                     }
-                    match stealer.steal_batch_and_pop(local) {
+                    // One job from a peer, not a batch (as the injector
+                    // gives): a peer's deque holds mostly the stolen-able
+                    // `b` halves of its own joins, oldest (largest) first.
+                    // A batch would take several of them, which the thief
+                    // then runs one after another while the peer, back at
+                    // those frames, can only wait for them.
+                    match stealer.steal() {
                         Steal::Success(job) => {
                             self.counters().bump_stolen();
                             return Some(job);

@@ -58,7 +58,7 @@ pub struct WorkerStats {
     /// the `b` halves of `join` that it stole (a `b` popped back by the
     /// worker that pushed it runs as a plain call and is not counted).
     pub executed: u64,
-    /// Successful steals from other workers' deques (each may move a batch).
+    /// Successful steals from other workers' deques (one job each).
     pub stolen: u64,
     /// Times the worker slept on the pool's condition variable and was
     /// woken by new work.

@@ -1,6 +1,8 @@
 //! Regression tests for issue 14 item 5: a panic in a destructor run on a
 //! worker must neither kill the worker (a one-worker pool would run nothing
-//! again) nor go unreported.
+//! again) nor go unreported; and for issue 15 item 4: `join`'s fast path
+//! (this pool's worker only) and its popped-back `b`, taken out of its job
+//! in place.
 #![cfg(not(loom))]
 
 use std::any::Any;
@@ -372,4 +374,105 @@ fn task_handle_drops_a_replaced_waker_outside_its_lock() {
         "the task could not complete while the replaced waker was dropped"
     );
     assert_eq!(handle.join().unwrap(), 7);
+}
+
+/// Issue 15 item 4: `join` takes its fast path only on a worker of *this*
+/// pool. Called from a worker of another pool, or from a plain thread, both
+/// halves still run on this pool's workers.
+#[test]
+fn join_from_another_pools_worker_runs_on_this_pool() {
+    let named = |prefix: &'static str| {
+        Builder::new()
+            .workers(2)
+            .thread_name(move |i| format!("{prefix}-{i}"))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (named("pool-a"), Arc::new(named("pool-b")));
+    let here = || std::thread::current().name().unwrap_or("").to_owned();
+    let on_b = Arc::clone(&b);
+    let (left, right) = a
+        .submit(move || on_b.join(here, here))
+        .ok()
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(left.starts_with("pool-b-"), "{left}");
+    assert!(right.starts_with("pool-b-"), "{right}");
+    let (left, right) = b.join(here, here);
+    assert!(left.starts_with("pool-b-") && right.starts_with("pool-b-"));
+    let nested = b.join(|| b.join(here, here), here);
+    assert!(nested.0.0.starts_with("pool-b-") && nested.1.starts_with("pool-b-"));
+}
+
+/// Counts how often a value was dropped.
+struct CountDrops(Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for CountDrops {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Issue 15 item 4: a `b` popped back by its owner is taken out of its
+/// stack job in place and run; what it captured is dropped exactly once,
+/// whether `b` ran or `a` panicked first (then `b` never runs).
+#[test]
+fn popped_back_join_half_drops_its_captures_once() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    // One worker: nobody can steal `b`, so it is always popped back.
+    let (pool, seen) = logged_builder(1);
+    let pool = Arc::new(pool);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let (p, d) = (Arc::clone(&pool), Arc::clone(&drops));
+    let sum = pool
+        .submit(move || {
+            let (x, y) = (CountDrops(Arc::clone(&d)), CountDrops(Arc::clone(&d)));
+            let (l, r) = p.join(
+                move || {
+                    drop(x);
+                    1
+                },
+                move || {
+                    let _keep = y;
+                    2
+                },
+            );
+            l + r
+        })
+        .ok()
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(sum, 3);
+    assert_eq!(drops.load(Ordering::SeqCst), 2);
+
+    let (p, d) = (Arc::clone(&pool), Arc::clone(&drops));
+    let ran_b = Arc::new(AtomicUsize::new(0));
+    let r = Arc::clone(&ran_b);
+    let err = pool
+        .submit(move || {
+            let y = CountDrops(d);
+            p.join(
+                || -> u8 { std::panic::panic_any("a first") },
+                move || {
+                    let _keep = y;
+                    r.fetch_add(1, Ordering::SeqCst);
+                    0
+                },
+            )
+        })
+        .ok()
+        .unwrap()
+        .join()
+        .unwrap_err();
+    assert_eq!(err.panic_message(), Some("a first"), "{err:?}");
+    assert_eq!(
+        ran_b.load(Ordering::SeqCst),
+        0,
+        "b must not run after a panicked"
+    );
+    assert_eq!(drops.load(Ordering::SeqCst), 3, "b's capture dropped once");
+    assert_eq!(*seen.lock().unwrap(), ["a first"]);
+    assert_worker_alive(&pool);
 }
