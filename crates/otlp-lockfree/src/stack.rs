@@ -390,7 +390,9 @@ impl<T> LockFreeStack<T> {
                     // this CAS (acquire). Moved out once: the slot is handed
                     // back below, and a free slot's value counts as
                     // uninitialised.
-                    let value = slot.value.with(|cell| unsafe { (*cell).assume_init_read() });
+                    let value = slot
+                        .value
+                        .with(|cell| unsafe { (*cell).assume_init_read() });
                     self.hand_back(idx, slot);
                     return Some(value);
                 }
@@ -422,7 +424,10 @@ impl<T> LockFreeStack<T> {
             // changed), and each value was published before the swap
             // (acquire). Each is moved out once; the chain then goes back to
             // the free list as a whole.
-            out.push(slot.value.with(|cell| unsafe { (*cell).assume_init_read() }));
+            out.push(
+                slot.value
+                    .with(|cell| unsafe { (*cell).assume_init_read() }),
+            );
             last = idx;
             idx = slot.next.load(Ordering::Relaxed);
         }
@@ -748,7 +753,11 @@ mod tests {
             let last = u32::MAX - first;
             let (b, offset) = locate(last, shift);
             assert!(b < SEGMENTS, "shift {shift}: segment {b}");
-            assert_eq!(offset, len(b) - 1, "shift {shift}: the last index ends its segment");
+            assert_eq!(
+                offset,
+                len(b) - 1,
+                "shift {shift}: the last index ends its segment"
+            );
             // Consecutive indices fill each segment in order, then the next.
             let mut expect = (0, 0);
             for idx in 0..5_000 {
