@@ -221,12 +221,13 @@ impl<T> Slab<T> {
         };
         let segment = self.segments[b].load(Ordering::Acquire);
         debug_assert!(!segment.is_null(), "slot {idx} has no segment");
-        // SAFETY: every index in a head word or a `next` field was handed out
-        // by `fresh_slot`, which installed its segment before returning it,
-        // and this load happens after that install (through the head word
-        // that carried the index). Segments are freed only when the stack
-        // drops, so even a stale index names live memory, and `locate` keeps
-        // `offset` below the segment's length.
+        // SAFETY: callers pass indices read from a head word or from the
+        // link of a slot on a chain they own; every such index was handed
+        // out by `fresh_slot`, which installed its segment before returning
+        // it, and this load happens after that install (through the head
+        // word that carried the index). Segments are freed only when the
+        // stack drops, so even a stale index names live memory, and `locate`
+        // keeps `offset` below the segment's length.
         unsafe { &*segment.add(offset) }
     }
 
