@@ -73,37 +73,49 @@ fn pop_races_pop_then_push_of_the_same_slot() {
 /// (A and B go to the free list, A first) and pushes again, reusing A with
 /// `next = NIL`. A stale compare-and-swap that succeeded would make the free
 /// slot B the top. With the tag it fails, and the pop retries on the new top.
+/// Run with the stale pop on the spawned thread and on the main thread
+/// (loom explores a spawned thread's operations before the main thread's
+/// differently).
 #[test]
 fn pop_races_pop_all_then_push_reusing_the_slot() {
-    loom::model(|| {
-        let stack = Arc::new(LockFreeStack::new());
-        stack.push(0);
-        stack.push(1);
-        let s1 = stack.clone();
-        let other = thread::spawn(move || {
-            let mut all = s1.pop_all();
-            s1.push(2);
-            all.sort_unstable();
-            all
+    fn pop_all_then_push(stack: &LockFreeStack<i32>) -> Vec<i32> {
+        let all = stack.pop_all();
+        stack.push(2);
+        all
+    }
+    for stale_pop_spawned in [false, true] {
+        loom::model(move || {
+            let stack = Arc::new(LockFreeStack::new());
+            stack.push(0);
+            stack.push(1);
+            let s1 = stack.clone();
+            let mut got: Vec<i32> = if stale_pop_spawned {
+                let other = thread::spawn(move || s1.pop());
+                let mut got = pop_all_then_push(&stack);
+                got.extend(other.join().unwrap());
+                got
+            } else {
+                let other = thread::spawn(move || pop_all_then_push(&s1));
+                let mine = stack.pop();
+                let mut got = other.join().unwrap();
+                got.extend(mine);
+                got
+            };
+            // Whatever the interleaving, the stack ends with at most the one
+            // pushed value, and everything is seen exactly once.
+            let rest = stack.pop_all();
+            assert!(rest.len() <= 1);
+            got.extend(rest);
+            got.sort_unstable();
+            assert_eq!(got, [0, 1, 2]);
+            assert!(stack.is_empty());
+            // The free list is intact: three pushes reuse the freed slots.
+            for v in 10..13 {
+                stack.push(v);
+            }
+            assert_eq!(stack.pop_all(), [12, 11, 10]);
         });
-        let mine = stack.pop();
-        let theirs = other.join().unwrap();
-        let mut got: Vec<i32> = theirs;
-        got.extend(mine);
-        // Whatever the interleaving, the stack ends with at most the one
-        // pushed value, and everything is seen exactly once.
-        let rest = stack.pop_all();
-        assert!(rest.len() <= 1);
-        got.extend(rest);
-        got.sort_unstable();
-        assert_eq!(got, [0, 1, 2]);
-        assert!(stack.is_empty());
-        // The free list is intact: three pushes reuse the freed slots.
-        for v in 10..13 {
-            stack.push(v);
-        }
-        assert_eq!(stack.pop_all(), [12, 11, 10]);
-    });
+    }
 }
 
 /// Two pushes on a fresh stack each take a never-used slot; with segments of
@@ -155,14 +167,11 @@ fn len_races_push_and_pop() {
         let stack = Arc::new(LockFreeStack::new());
         stack.push(0);
         let s1 = stack.clone();
-        let other = thread::spawn(move || {
-            s1.push(1);
-            s1.pop()
-        });
-        let len = stack.len();
+        let reader = thread::spawn(move || s1.len());
+        stack.push(1);
+        assert!(stack.pop().is_some());
+        let len = reader.join().unwrap();
         assert!((1..=2).contains(&len), "len {len}");
-        let popped = other.join().unwrap();
-        assert!(popped.is_some());
         assert_eq!(stack.len(), 1);
     });
 }
