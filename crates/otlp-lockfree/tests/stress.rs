@@ -153,6 +153,57 @@ fn stack_conserves_and_drops_once() {
     assert_eq!(drops.load(Ordering::Relaxed), PRODUCERS * n + 1);
 }
 
+/// Every thread pushes and pops on a stack that stays almost empty, so the
+/// same few slots are recycled (through the spare slot and the free list)
+/// by every thread in turn, the pattern where a stale compare-and-swap would
+/// strike (ABA). Every item is seen exactly once and dropped exactly once.
+#[test]
+fn stack_recycles_slots_without_loss_or_duplication() {
+    const THREADS: usize = 4;
+    let n = scaled(20_000);
+    let drops = Arc::new(AtomicUsize::new(0));
+    let stack = Arc::new(LockFreeStack::new());
+    let barrier = Arc::new(Barrier::new(THREADS));
+    let workers: Vec<_> = (0..THREADS)
+        .map(|t| {
+            let (stack, drops, barrier) = (stack.clone(), drops.clone(), barrier.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                let mut keys = Vec::new();
+                for s in 0..n {
+                    stack.push(Item::new(t, s, &drops));
+                    if s % 64 == 63 {
+                        keys.extend(stack.pop_all().iter().map(|i| i.producer * n + i.seq));
+                    } else if let Some(item) = stack.pop() {
+                        keys.push(item.producer * n + item.seq);
+                    }
+                }
+                keys
+            })
+        })
+        .collect();
+    let mut seen = vec![0u8; THREADS * n];
+    for w in workers {
+        for key in w.join().unwrap() {
+            seen[key] += 1;
+        }
+    }
+    for item in stack.pop_all() {
+        seen[item.producer * n + item.seq] += 1;
+    }
+    for (key, &count) in seen.iter().enumerate() {
+        assert_eq!(
+            count,
+            1,
+            "producer {} item {} seen {count} times",
+            key / n,
+            key % n
+        );
+    }
+    assert!(stack.is_empty());
+    assert_eq!(drops.load(Ordering::Relaxed), THREADS * n);
+}
+
 #[test]
 fn bounded_queue_conserves_fifo_and_drops_once() {
     let n = scaled(20_000);
