@@ -22,7 +22,7 @@ const STEPS: &[&str] = &[
 /// still covering the two-preemption interleavings most bugs need.
 const CI_PREEMPTIONS: &str = "2";
 /// Seeds per Miri test binary in CI.
-const CI_MIRI_SEEDS: &str = "4";
+const CI_MIRI_SEEDS: &str = "2";
 
 pub fn run(args: &[String]) -> Result<(), String> {
     let skip = parse_skip(args)?;
