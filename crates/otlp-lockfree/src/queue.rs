@@ -491,6 +491,15 @@ impl<T> LockFreeQueue<T> {
         self.pop_with(&mut Some(stall))
     }
 
+    /// Whether a freed block is kept as the spare. Only for tests and loom
+    /// models, which check that a drained block is freed exactly when the
+    /// last of its consumers is done.
+    #[cfg(any(test, loom))]
+    #[doc(hidden)]
+    pub fn has_spare(&self) -> bool {
+        !self.spare.load(Ordering::Acquire).is_null()
+    }
+
     #[inline]
     fn pop_with(&self, stall: &mut Option<impl FnOnce()>) -> Option<T> {
         let backoff = Backoff::new();
