@@ -427,11 +427,11 @@ impl<T> LockFreeQueue<T> {
             // SAFETY: the caller's contract.
             unsafe { self.release_slot(block, BLOCK_CAP - 1) };
         } else {
-            // Last to first: the freer walks up and stops at the first busy
+            // `start` last: the freer walks up and stops at the first busy
             // slot, so it reaches the slots after `start` only once `start`
             // is released, and by then they are too. Only `start` can meet
             // the freer, so only `start` needs the swap.
-            for i in (start + 1..end).rev() {
+            for i in start + 1..end {
                 // SAFETY: claimed by the caller, the block is alive.
                 unsafe { Block::slot(block, i) }
                     .handoff
@@ -561,9 +561,26 @@ impl<T> LockFreeQueue<T> {
     /// order) and returns how many; 0 when empty or when `max == 0`. The
     /// ready items of one block are claimed with one compare-and-swap.
     pub fn pop_batch(&self, out: &mut Vec<T>, max: usize) -> usize {
+        self.pop_batch_with(out, max, &mut None::<fn()>)
+    }
+
+    /// [`pop_batch`](Self::pop_batch) whose consumer runs `stall` after it
+    /// claimed and read its first run of items and before it released their
+    /// slots. Only for the unit tests.
+    #[cfg(all(test, not(loom)))]
+    fn pop_batch_stalled(&self, out: &mut Vec<T>, max: usize, stall: impl FnOnce()) -> usize {
+        self.pop_batch_with(out, max, &mut Some(stall))
+    }
+
+    fn pop_batch_with(
+        &self,
+        out: &mut Vec<T>,
+        max: usize,
+        stall: &mut Option<impl FnOnce()>,
+    ) -> usize {
         let mut total = 0;
         while total < max {
-            let n = self.pop_run(out, max - total);
+            let n = self.pop_run(out, max - total, stall);
             if n == 0 {
                 break;
             }
@@ -574,7 +591,7 @@ impl<T> LockFreeQueue<T> {
 
     /// Claims, reads and releases a run of up to `max` (>= 1) items within
     /// the head block; 0 when the queue is empty.
-    fn pop_run(&self, out: &mut Vec<T>, max: usize) -> usize {
+    fn pop_run(&self, out: &mut Vec<T>, max: usize, stall: &mut Option<impl FnOnce()>) -> usize {
         let backoff = Backoff::new();
         let mut head = self.head.index.load(Ordering::Acquire);
         let mut block = self.head.block.load(Ordering::Acquire);
@@ -623,6 +640,9 @@ impl<T> LockFreeQueue<T> {
                             let slot = Block::slot(block, i);
                             slot.wait_written();
                             out.push(slot.value.with(|p| p.read().assume_init()));
+                        }
+                        if let Some(stall) = stall.take() {
+                            stall();
                         }
                         self.release_run(block, start, end);
                     }
@@ -970,6 +990,52 @@ mod tests {
         other.join().unwrap();
         let got = got.expect("a consumer waited for the one on the last slot");
         assert_eq!(got, (BLOCK_CAP..total).collect::<Vec<_>>());
+        assert!(spare_while_stalled.is_null());
+        assert_eq!(q.spare.load(Ordering::Acquire), first);
+    }
+
+    /// A batch consumer stalled while it holds a run of slots (not the
+    /// block's last): the freer stops at the run's first slot, and the batch
+    /// consumer, releasing that slot after the rest of its run, finishes
+    /// freeing the block.
+    #[test]
+    fn stalled_batch_consumer_frees_the_block_after_its_run() {
+        use std::sync::{Arc, mpsc};
+        use std::time::Duration;
+
+        let q = Arc::new(LockFreeQueue::new());
+        let total = BLOCK_CAP + 3;
+        q.extend_from(0..total);
+        let first = q.head.block.load(Ordering::Relaxed);
+        let (claimed_tx, claimed_rx) = mpsc::channel();
+        let (release_tx, release_rx) = mpsc::channel::<()>();
+        let stalled = {
+            let q = Arc::clone(&q);
+            std::thread::spawn(move || {
+                let mut got = Vec::new();
+                q.pop_batch_stalled(&mut got, 5, move || {
+                    claimed_tx.send(()).unwrap();
+                    let _ = release_rx.recv();
+                });
+                got
+            })
+        };
+        claimed_rx.recv().unwrap();
+        let (done_tx, done_rx) = mpsc::channel();
+        let other = {
+            let q = Arc::clone(&q);
+            std::thread::spawn(move || {
+                let got: Vec<_> = std::iter::from_fn(|| q.pop()).collect();
+                let _ = done_tx.send(got);
+            })
+        };
+        let got = done_rx.recv_timeout(Duration::from_secs(120));
+        let spare_while_stalled = q.spare.load(Ordering::Acquire);
+        release_tx.send(()).unwrap();
+        assert_eq!(stalled.join().unwrap(), [0, 1, 2, 3, 4]);
+        other.join().unwrap();
+        let got = got.expect("a consumer waited for the stalled batch");
+        assert_eq!(got, (5..total).collect::<Vec<_>>());
         assert!(spare_while_stalled.is_null());
         assert_eq!(q.spare.load(Ordering::Acquire), first);
     }
