@@ -29,7 +29,7 @@ use otlp_benches::peers::{
     CondvarSemaphore, HdrMonitor, MutexStats, SeedMonitor, SeedRoundRobin, alloc_free, latencies,
     sample_config,
 };
-use otlp_lockfree::{ConcurrentVec, LockFreeStack};
+use otlp_lockfree::{ConcurrentVec, LockFreeQueue, LockFreeStack};
 use otlp_monitor::ConcurrencyMonitor;
 use otlp_numa::NumaAwareAllocator;
 
@@ -44,6 +44,8 @@ struct Scenario {
 }
 
 const STACK_PAIRS: u64 = 100;
+const QUEUE_PAIRS: u64 = 100;
+const QUEUE_BURST: u64 = 1000;
 const VEC_N: usize = 1000;
 const STATS_VALUES: usize = 1_000_000;
 const BATCH_ITEMS: u64 = 1_000_000;
@@ -87,6 +89,66 @@ static SCENARIOS: &[Scenario] = &[
             for _ in 0..iters {
                 for i in 0..STACK_PAIRS {
                     q.push(i);
+                    black_box(q.pop());
+                }
+            }
+        },
+    },
+    Scenario {
+        id: "lockfree_queue/push_pop_1t/ours",
+        elements: QUEUE_PAIRS,
+        iters: 20,
+        run: |iters| {
+            let q = LockFreeQueue::new();
+            for _ in 0..iters {
+                for i in 0..QUEUE_PAIRS {
+                    q.push(i);
+                    black_box(q.pop());
+                }
+            }
+        },
+    },
+    Scenario {
+        id: "lockfree_queue/push_pop_1t/segqueue",
+        elements: QUEUE_PAIRS,
+        iters: 20,
+        run: |iters| {
+            let q = SegQueue::new();
+            for _ in 0..iters {
+                for i in 0..QUEUE_PAIRS {
+                    q.push(i);
+                    black_box(q.pop());
+                }
+            }
+        },
+    },
+    Scenario {
+        id: "lockfree_queue/burst_1t/ours",
+        elements: QUEUE_BURST,
+        iters: 4,
+        run: |iters| {
+            let q = LockFreeQueue::new();
+            for _ in 0..iters {
+                for i in 0..QUEUE_BURST {
+                    q.push(i);
+                }
+                for _ in 0..QUEUE_BURST {
+                    black_box(q.pop());
+                }
+            }
+        },
+    },
+    Scenario {
+        id: "lockfree_queue/burst_1t/segqueue",
+        elements: QUEUE_BURST,
+        iters: 4,
+        run: |iters| {
+            let q = SegQueue::new();
+            for _ in 0..iters {
+                for i in 0..QUEUE_BURST {
+                    q.push(i);
+                }
+                for _ in 0..QUEUE_BURST {
                     black_box(q.pop());
                 }
             }

@@ -6,7 +6,8 @@
 //! - `lockfree_bounded`: SPSC and 2-thread MPMC single ops against crossbeam
 //!   `ArrayQueue` and `std::sync::mpsc::sync_channel`; batches of 64
 //!   (`push_from_vec`/`pop_batch`) against `ArrayQueue` one at a time.
-//! - `lockfree_queue`: unbounded SPSC and MPMC against crossbeam `SegQueue`.
+//! - `lockfree_queue`: unbounded single-thread push/pop and burst, SPSC and MPMC
+//!   against crossbeam `SegQueue`.
 //! - `lockfree_map`: read-heavy (98% get, 1% insert, 1% remove) and exchange
 //!   (10% get, 40% insert, 40% remove, 10% update) on 2 threads against
 //!   `dashmap` and `std::sync::RwLock<HashMap>`, all with the same hasher.
@@ -392,8 +393,52 @@ fn bounded(c: &mut Criterion) {
 
 fn unbounded(c: &mut Criterion) {
     let mut g = c.benchmark_group("lockfree_queue");
-    g.throughput(Throughput::Elements(1));
     let q = LockFreeQueue::new();
+    let s = SegQueue::new();
+    // Single-thread loops, mirrored in `icount.rs` for instruction counts:
+    // a steady push/pop pair (the queue never holds more than one item) and
+    // a burst that fills many blocks and drains them again.
+    const PAIRS: u64 = 100;
+    const BURST: u64 = 1000;
+    g.throughput(Throughput::Elements(PAIRS));
+    g.bench_function(BenchmarkId::new("push_pop_1t", OURS), |b| {
+        b.iter(|| {
+            for i in 0..PAIRS {
+                q.push(i);
+                black_box(q.pop());
+            }
+        })
+    });
+    g.bench_function(BenchmarkId::new("push_pop_1t", "segqueue"), |b| {
+        b.iter(|| {
+            for i in 0..PAIRS {
+                s.push(i);
+                black_box(s.pop());
+            }
+        })
+    });
+    g.throughput(Throughput::Elements(BURST));
+    g.bench_function(BenchmarkId::new("burst_1t", OURS), |b| {
+        b.iter(|| {
+            for i in 0..BURST {
+                q.push(i);
+            }
+            for _ in 0..BURST {
+                black_box(q.pop());
+            }
+        })
+    });
+    g.bench_function(BenchmarkId::new("burst_1t", "segqueue"), |b| {
+        b.iter(|| {
+            for i in 0..BURST {
+                s.push(i);
+            }
+            for _ in 0..BURST {
+                black_box(s.pop());
+            }
+        })
+    });
+    g.throughput(Throughput::Elements(1));
     g.bench_function(BenchmarkId::new("spsc", OURS), |b| {
         b.iter_custom(|iters| {
             timed_threads(2, |t| {
@@ -416,7 +461,6 @@ fn unbounded(c: &mut Criterion) {
             })
         })
     });
-    let s = SegQueue::new();
     g.bench_function(BenchmarkId::new("spsc", "segqueue"), |b| {
         b.iter_custom(|iters| {
             timed_threads(2, |t| {

@@ -4,7 +4,7 @@
 //! |---|---|---|
 //! | [`LockFreeStack<T>`] | Treiber stack, `pop_all` in one swap | lock-free |
 //! | [`BoundedQueue<T>`] | bounded MPMC ring, `force_push`, one-CAS `push_batch`/`pop_batch` | lock-free claims (Vyukov) |
-//! | [`LockFreeQueue<T>`] | unbounded MPMC FIFO of linked, reused rings | lock-free claims (Vyukov) |
+//! | [`LockFreeQueue<T>`] | unbounded MPMC FIFO of linked blocks, one spare reused | lock-free claims (`SegQueue`-style) |
 //! | [`ConcurrentHashMap<K, V, S>`] | sharded map, closure access, atomic get-or-create | blocking per shard |
 //! | [`ConcurrentVec<T>`] | append-only vector, stable `&T` | lock-free push, wait-free get |
 //!
@@ -12,11 +12,13 @@
 //!
 //! # Design, and why
 //!
-//! * **Memory reclamation** is crossbeam-epoch's, not ours: the stack's nodes
-//!   and the unbounded queue's rings are *retired* when unlinked and freed
-//!   only after every thread that might still read them has unpinned. That
-//!   removes the use-after-free and ABA of a naive Treiber stack (the seed's
-//!   `pop` read `head.next` after another thread could free `head`).
+//! * **No deferred reclamation needed.** The stack is a tagged Treiber stack
+//!   of slot indices over a slab the stack owns: a stale index always names
+//!   live memory, and a 32-bit tag in each head word defeats ABA (the seed's
+//!   `pop` read `head.next` after another thread could free `head`). The
+//!   unbounded queue touches a block only after claiming a slot in it, and
+//!   the last consumer done with a block frees it (per-slot hand-off flags).
+//!   Neither pins an epoch per operation.
 //! * **Queues are Vyukov rings.** Each slot carries a stamp that says which
 //!   lap's producer or consumer may use it, so a producer claims a position
 //!   with one compare-and-swap on a cache-padded counter and never touches the
@@ -24,9 +26,10 @@
 //!   scan the stamps of the next `n` slots, then move the counter past all the
 //!   ready ones with a single CAS. One contended CAS per batch instead of per
 //!   item is where batching pays off (crossbeam's `ArrayQueue` has no batch
-//!   operations). [`LockFreeQueue`] links such rings and *reuses* each ring lap
-//!   after lap, so a steady push/pop load allocates nothing; a new (doubled)
-//!   ring is linked only when the backlog outgrows the current one.
+//!   operations). [`LockFreeQueue`] is a list of 63-slot blocks claimed the
+//!   same way (one CAS on the tail or head index, a *written* flag per slot);
+//!   a drained block is kept as a spare and reused, so a steady push/pop load
+//!   allocates nothing and only a growing backlog allocates blocks.
 //! * **The map takes locks on purpose.** Metric aggregation is read-mostly
 //!   with occasional inserts; a read lock on a cache-padded shard is one
 //!   uncontended atomic, and the initialiser of `get_or_insert_with` must run
