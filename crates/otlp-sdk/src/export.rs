@@ -211,7 +211,7 @@ fn export_error(e: OTelSdkError) -> ExportError {
 }
 
 /// A processor's failure in the SDK's terms.
-pub(crate) fn sdk_error(e: ProcessorError) -> OTelSdkError {
+fn sdk_error(e: ProcessorError) -> OTelSdkError {
     match e {
         ProcessorError::AlreadyShutdown => OTelSdkError::AlreadyShutdown,
         ProcessorError::Timeout(d) => OTelSdkError::Timeout(d),
@@ -265,12 +265,82 @@ impl<K: Kind> Pipeline<K::Item> for BatchProcessor<K::Item, Adapter<K>> {
     }
 }
 
-/// Starts the processor for `exporter`.
-pub(crate) fn start<K: Kind>(
-    exporter: K::Exporter,
-    config: BatchConfig,
-    mode: ExportMode,
-) -> Result<Box<dyn Pipeline<K::Item>>, otlp_async::ConfigError> {
-    let adapter = Adapter::<K>::new(exporter, mode, config.export_timeout);
-    Ok(Box::new(BatchProcessor::new(config, adapter)?))
+/// What a processor builder collects, for spans and logs alike.
+#[derive(Debug, Clone)]
+pub(crate) struct Settings {
+    pub(crate) config: BatchConfig,
+    pub(crate) mode: ExportMode,
+    pub(crate) flush_timeout: Option<Duration>,
+}
+
+impl Settings {
+    pub(crate) fn from_env(signal: otlp_async::Signal) -> Self {
+        Self {
+            config: BatchConfig::from_env(signal),
+            mode: ExportMode::default(),
+            flush_timeout: None,
+        }
+    }
+
+    /// Starts the processor for `exporter`.
+    pub(crate) fn start<K: Kind>(
+        self,
+        exporter: K::Exporter,
+    ) -> Result<Core<K::Item>, otlp_async::ConfigError> {
+        let flush_timeout = self.flush_timeout.unwrap_or(self.config.export_timeout);
+        let adapter = Adapter::<K>::new(exporter, self.mode, self.config.export_timeout);
+        Ok(Core {
+            inner: Box::new(BatchProcessor::new(self.config, adapter)?),
+            flush_timeout,
+        })
+    }
+}
+
+/// The running processor behind both public processor types.
+pub(crate) struct Core<T> {
+    inner: Box<dyn Pipeline<T>>,
+    flush_timeout: Duration,
+}
+
+impl<T> Core<T> {
+    #[inline]
+    pub(crate) fn emit(&self, item: T) {
+        self.inner.emit(item);
+    }
+
+    pub(crate) fn force_flush(&self) -> OTelSdkResult {
+        self.inner
+            .force_flush(self.flush_timeout)
+            .map_err(sdk_error)
+    }
+
+    pub(crate) fn shutdown(&self, timeout: Duration) -> OTelSdkResult {
+        self.inner.shutdown(timeout).map_err(sdk_error)
+    }
+
+    pub(crate) fn stats(&self) -> ProcessorStats {
+        self.inner.stats()
+    }
+
+    pub(crate) fn stats_reader(&self) -> StatsReader {
+        self.inner.stats_reader()
+    }
+
+    pub(crate) fn config(&self) -> &BatchConfig {
+        self.inner.config()
+    }
+
+    pub(crate) fn set_resource(&self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+impl<T> fmt::Debug for Core<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BatchProcessor")
+            .field("config", self.inner.config())
+            .field("stats", &self.inner.stats())
+            .field("flush_timeout", &self.flush_timeout)
+            .finish_non_exhaustive()
+    }
 }

@@ -10,7 +10,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter, LogProcessor, SdkLogRecord};
 use otlp_async::{BatchConfig, ConfigError, ProcessorStats, Signal, StatsReader};
 
-use crate::export::{self, ExportMode, Kind, Pipeline};
+use crate::export::{Core, ExportMode, Kind, Settings};
 
 /// A queued log record with the scope of the logger that emitted it.
 type Record = (SdkLogRecord, InstrumentationScope);
@@ -67,8 +67,7 @@ impl<E: LogExporter + 'static> Kind for Logs<E> {
 /// provider.shutdown().unwrap();
 /// ```
 pub struct BatchLogProcessor {
-    inner: Box<dyn Pipeline<Record>>,
-    flush_timeout: Duration,
+    core: Core<Record>,
 }
 
 impl BatchLogProcessor {
@@ -93,63 +92,58 @@ impl BatchLogProcessor {
     pub fn builder<E: LogExporter + 'static>(exporter: E) -> BatchLogProcessorBuilder<E> {
         BatchLogProcessorBuilder {
             exporter,
-            config: BatchConfig::from_env(Signal::Logs),
-            mode: ExportMode::default(),
-            flush_timeout: None,
+            settings: Settings::from_env(Signal::Logs),
         }
     }
 
     /// The processor's counters: records emitted, exported, dropped by
     /// cause, queued and in flight. Exact once shutdown has returned.
     pub fn stats(&self) -> ProcessorStats {
-        self.inner.stats()
+        self.core.stats()
     }
 
     /// A handle on [`stats`](Self::stats) that stays usable after the
     /// processor has been handed to a provider.
     pub fn stats_reader(&self) -> StatsReader {
-        self.inner.stats_reader()
+        self.core.stats_reader()
     }
 
     /// The configuration in force (batch size clamped to the queue size).
     pub fn config(&self) -> &BatchConfig {
-        self.inner.config()
+        self.core.config()
     }
 }
 
 impl fmt::Debug for BatchLogProcessor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BatchLogProcessor")
-            .field("config", self.inner.config())
-            .field("stats", &self.inner.stats())
-            .finish_non_exhaustive()
+        f.debug_tuple("BatchLogProcessor")
+            .field(&self.core)
+            .finish()
     }
 }
 
 impl LogProcessor for BatchLogProcessor {
     #[inline]
     fn emit(&self, record: &mut SdkLogRecord, scope: &InstrumentationScope) {
-        self.inner.emit((record.clone(), scope.clone()));
+        self.core.emit((record.clone(), scope.clone()));
     }
 
     /// Waits until every record emitted before the call is exported or
     /// accounted, for at most the flush timeout (see
     /// [`BatchLogProcessorBuilder::with_flush_timeout`]).
     fn force_flush(&self) -> OTelSdkResult {
-        self.inner
-            .force_flush(self.flush_timeout)
-            .map_err(export::sdk_error)
+        self.core.force_flush()
     }
 
     /// Stops taking records, exports what is queued and shuts the exporter
     /// down, all within `timeout`; a timeout is reported as
     /// `OTelSdkError::Timeout`.
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown(timeout).map_err(export::sdk_error)
+        self.core.shutdown(timeout)
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
+        self.core.set_resource(resource);
     }
 }
 
@@ -157,9 +151,7 @@ impl LogProcessor for BatchLogProcessor {
 #[derive(Debug)]
 pub struct BatchLogProcessorBuilder<E> {
     exporter: E,
-    config: BatchConfig,
-    mode: ExportMode,
-    flush_timeout: Option<Duration>,
+    settings: Settings,
 }
 
 impl<E: LogExporter + 'static> BatchLogProcessorBuilder<E> {
@@ -167,21 +159,21 @@ impl<E: LogExporter + 'static> BatchLogProcessorBuilder<E> {
     /// concurrency, overflow policy).
     #[must_use]
     pub fn with_batch_config(mut self, config: BatchConfig) -> Self {
-        self.config = config;
+        self.settings.config = config;
         self
     }
 
     /// Where each export runs; [`ExportMode::Threaded`] unless set.
     #[must_use]
     pub fn with_export_mode(mut self, mode: ExportMode) -> Self {
-        self.mode = mode;
+        self.settings.mode = mode;
         self
     }
 
     /// How long `force_flush` waits; the export timeout unless set.
     #[must_use]
     pub fn with_flush_timeout(mut self, timeout: Duration) -> Self {
-        self.flush_timeout = Some(timeout);
+        self.settings.flush_timeout = Some(timeout);
         self
     }
 
@@ -189,11 +181,8 @@ impl<E: LogExporter + 'static> BatchLogProcessorBuilder<E> {
     /// is a typed [`ConfigError`], as is a thread the system refused to
     /// start.
     pub fn build(self) -> Result<BatchLogProcessor, ConfigError> {
-        let flush_timeout = self.flush_timeout.unwrap_or(self.config.export_timeout);
-        let inner = export::start::<Logs<E>>(self.exporter, self.config, self.mode)?;
         Ok(BatchLogProcessor {
-            inner,
-            flush_timeout,
+            core: self.settings.start::<Logs<E>>(self.exporter)?,
         })
     }
 }

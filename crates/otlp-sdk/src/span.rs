@@ -10,7 +10,7 @@ use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use otlp_async::{BatchConfig, ConfigError, ProcessorStats, Signal, StatsReader};
 
-use crate::export::{self, ExportMode, Kind, Pipeline};
+use crate::export::{Core, ExportMode, Kind, Settings};
 
 struct Spans<E>(std::marker::PhantomData<E>);
 
@@ -64,8 +64,7 @@ impl<E: SpanExporter + 'static> Kind for Spans<E> {
 /// provider.shutdown().unwrap();
 /// ```
 pub struct BatchSpanProcessor {
-    inner: Box<dyn Pipeline<SpanData>>,
-    flush_timeout: Duration,
+    core: Core<SpanData>,
 }
 
 impl BatchSpanProcessor {
@@ -90,36 +89,33 @@ impl BatchSpanProcessor {
     pub fn builder<E: SpanExporter + 'static>(exporter: E) -> BatchSpanProcessorBuilder<E> {
         BatchSpanProcessorBuilder {
             exporter,
-            config: BatchConfig::from_env(Signal::Spans),
-            mode: ExportMode::default(),
-            flush_timeout: None,
+            settings: Settings::from_env(Signal::Spans),
         }
     }
 
     /// The processor's counters: spans emitted, exported, dropped by cause,
     /// queued and in flight. Exact once shutdown has returned.
     pub fn stats(&self) -> ProcessorStats {
-        self.inner.stats()
+        self.core.stats()
     }
 
     /// A handle on [`stats`](Self::stats) that stays usable after the
     /// processor has been handed to a provider.
     pub fn stats_reader(&self) -> StatsReader {
-        self.inner.stats_reader()
+        self.core.stats_reader()
     }
 
     /// The configuration in force (batch size clamped to the queue size).
     pub fn config(&self) -> &BatchConfig {
-        self.inner.config()
+        self.core.config()
     }
 }
 
 impl fmt::Debug for BatchSpanProcessor {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("BatchSpanProcessor")
-            .field("config", self.inner.config())
-            .field("stats", &self.inner.stats())
-            .finish_non_exhaustive()
+        f.debug_tuple("BatchSpanProcessor")
+            .field(&self.core)
+            .finish()
     }
 }
 
@@ -129,7 +125,7 @@ impl SpanProcessor for BatchSpanProcessor {
     #[inline]
     fn on_end(&self, span: SpanData) {
         if span.span_context.is_sampled() {
-            self.inner.emit(span);
+            self.core.emit(span);
         }
     }
 
@@ -137,20 +133,18 @@ impl SpanProcessor for BatchSpanProcessor {
     /// accounted, for at most the flush timeout (see
     /// [`BatchSpanProcessorBuilder::with_flush_timeout`]).
     fn force_flush(&self) -> OTelSdkResult {
-        self.inner
-            .force_flush(self.flush_timeout)
-            .map_err(export::sdk_error)
+        self.core.force_flush()
     }
 
     /// Stops taking spans, exports what is queued and shuts the exporter
     /// down, all within `timeout`; a timeout is reported as
     /// `OTelSdkError::Timeout`.
     fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
-        self.inner.shutdown(timeout).map_err(export::sdk_error)
+        self.core.shutdown(timeout)
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.inner.set_resource(resource);
+        self.core.set_resource(resource);
     }
 }
 
@@ -158,9 +152,7 @@ impl SpanProcessor for BatchSpanProcessor {
 #[derive(Debug)]
 pub struct BatchSpanProcessorBuilder<E> {
     exporter: E,
-    config: BatchConfig,
-    mode: ExportMode,
-    flush_timeout: Option<Duration>,
+    settings: Settings,
 }
 
 impl<E: SpanExporter + 'static> BatchSpanProcessorBuilder<E> {
@@ -168,21 +160,21 @@ impl<E: SpanExporter + 'static> BatchSpanProcessorBuilder<E> {
     /// concurrency, overflow policy).
     #[must_use]
     pub fn with_batch_config(mut self, config: BatchConfig) -> Self {
-        self.config = config;
+        self.settings.config = config;
         self
     }
 
     /// Where each export runs; [`ExportMode::Threaded`] unless set.
     #[must_use]
     pub fn with_export_mode(mut self, mode: ExportMode) -> Self {
-        self.mode = mode;
+        self.settings.mode = mode;
         self
     }
 
     /// How long `force_flush` waits; the export timeout unless set.
     #[must_use]
     pub fn with_flush_timeout(mut self, timeout: Duration) -> Self {
-        self.flush_timeout = Some(timeout);
+        self.settings.flush_timeout = Some(timeout);
         self
     }
 
@@ -190,11 +182,8 @@ impl<E: SpanExporter + 'static> BatchSpanProcessorBuilder<E> {
     /// (a zero queue, batch size, delay, timeout or concurrency) is a typed
     /// [`ConfigError`], as is a thread the system refused to start.
     pub fn build(self) -> Result<BatchSpanProcessor, ConfigError> {
-        let flush_timeout = self.flush_timeout.unwrap_or(self.config.export_timeout);
-        let inner = export::start::<Spans<E>>(self.exporter, self.config, self.mode)?;
         Ok(BatchSpanProcessor {
-            inner,
-            flush_timeout,
+            core: self.settings.start::<Spans<E>>(self.exporter)?,
         })
     }
 }
