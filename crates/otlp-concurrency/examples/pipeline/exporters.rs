@@ -206,37 +206,39 @@ fn compression(gzip: bool) -> Option<Compression> {
     gzip.then_some(Compression::Gzip)
 }
 
+/// The endpoint and timeout of `target`, on either transport's builder.
+fn with_target<B: WithExportConfig>(mut builder: B, target: &Target) -> B {
+    if let Some(url) = &target.endpoint {
+        builder = builder.with_endpoint(url.clone());
+    }
+    if let Some(timeout) = target.timeout {
+        builder = builder.with_timeout(timeout);
+    }
+    builder
+}
+
 /// Builds opentelemetry-otlp's span exporter; must run inside the Tokio
 /// runtime that will carry its connections (tonic connects lazily on it).
 pub fn span_exporter(target: &Target) -> Result<opentelemetry_otlp::SpanExporter, String> {
+    let gzip = target.gzip.and_then(compression);
+    let builder = opentelemetry_otlp::SpanExporter::builder();
     let built = match target.protocol {
         Protocol::Grpc => {
-            let mut builder = opentelemetry_otlp::SpanExporter::builder().with_tonic();
-            if let Some(url) = &target.endpoint {
-                builder = builder.with_endpoint(url.clone());
+            let b = with_target(builder.with_tonic(), target);
+            match gzip {
+                Some(c) => b.with_compression(c).build(),
+                None => b.build(),
             }
-            if let Some(timeout) = target.timeout {
-                builder = builder.with_timeout(timeout);
-            }
-            if let Some(c) = target.gzip.and_then(compression) {
-                builder = builder.with_compression(c);
-            }
-            builder.build()
         }
         Protocol::HttpProtobuf => {
-            let mut builder = opentelemetry_otlp::SpanExporter::builder()
+            let b = builder
                 .with_http()
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-            if let Some(url) = &target.endpoint {
-                builder = builder.with_endpoint(url.clone());
+            let b = with_target(b, target);
+            match gzip {
+                Some(c) => b.with_compression(c).build(),
+                None => b.build(),
             }
-            if let Some(timeout) = target.timeout {
-                builder = builder.with_timeout(timeout);
-            }
-            if let Some(c) = target.gzip.and_then(compression) {
-                builder = builder.with_compression(c);
-            }
-            builder.build()
         }
     };
     built.map_err(|e| format!("building the OTLP span exporter: {e}"))
@@ -244,34 +246,25 @@ pub fn span_exporter(target: &Target) -> Result<opentelemetry_otlp::SpanExporter
 
 /// Builds opentelemetry-otlp's log exporter; see [`span_exporter`].
 pub fn log_exporter(target: &Target) -> Result<opentelemetry_otlp::LogExporter, String> {
+    let gzip = target.gzip.and_then(compression);
+    let builder = opentelemetry_otlp::LogExporter::builder();
     let built = match target.protocol {
         Protocol::Grpc => {
-            let mut builder = opentelemetry_otlp::LogExporter::builder().with_tonic();
-            if let Some(url) = &target.endpoint {
-                builder = builder.with_endpoint(url.clone());
+            let b = with_target(builder.with_tonic(), target);
+            match gzip {
+                Some(c) => b.with_compression(c).build(),
+                None => b.build(),
             }
-            if let Some(timeout) = target.timeout {
-                builder = builder.with_timeout(timeout);
-            }
-            if let Some(c) = target.gzip.and_then(compression) {
-                builder = builder.with_compression(c);
-            }
-            builder.build()
         }
         Protocol::HttpProtobuf => {
-            let mut builder = opentelemetry_otlp::LogExporter::builder()
+            let b = builder
                 .with_http()
                 .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-            if let Some(url) = &target.endpoint {
-                builder = builder.with_endpoint(url.clone());
+            let b = with_target(b, target);
+            match gzip {
+                Some(c) => b.with_compression(c).build(),
+                None => b.build(),
             }
-            if let Some(timeout) = target.timeout {
-                builder = builder.with_timeout(timeout);
-            }
-            if let Some(c) = target.gzip.and_then(compression) {
-                builder = builder.with_compression(c);
-            }
-            builder.build()
         }
     };
     built.map_err(|e| format!("building the OTLP log exporter: {e}"))
