@@ -1,5 +1,5 @@
-//! SpanData → OTLP protobuf: the candidate direct encoder
-//! (`otlp_benches::otlp_encode::TraceEncoder`) beside what
+//! SpanData → OTLP protobuf: our direct encoder
+//! (`otlp_sdk::otlp::TraceEncoder`) beside what
 //! opentelemetry-otlp 0.33 does in every export, on the same batches.
 //!
 //! * `otlp_encode/{64,512}_spans/opentelemetry-otlp`:
@@ -11,7 +11,7 @@
 //! * `otlp_encode/{64,512}_spans/ours`: `TraceEncoder::encode` from
 //!   `&[SpanData]` into a reused buffer.
 //!
-//! The rule: ours may become an exporter in otlp-sdk only at
+//! The wire issue's rule: ours backs `otlp_sdk::otlp` only while it takes
 //! ≤ 0.5× the time of opentelemetry-otlp's path.
 #![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
 
@@ -23,7 +23,8 @@ use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::Resource;
 use otlp_benches::OURS;
-use otlp_benches::otlp_encode::{TraceEncoder, pipeline_batch};
+use otlp_benches::otlp_encode::pipeline_batch;
+use otlp_sdk::otlp::TraceEncoder;
 use prost::Message;
 
 fn encode(c: &mut Criterion) {

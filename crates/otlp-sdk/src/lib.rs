@@ -91,6 +91,9 @@ pub use otlp_async::{
 };
 pub use span::{BatchSpanProcessor, BatchSpanProcessorBuilder};
 
+#[cfg(feature = "otlp")]
+pub mod otlp;
+
 /// The code blocks of `docs/sdk.md`, compiled and run as doctests.
 #[cfg(doctest)]
 #[doc = include_str!("../../../docs/sdk.md")]

@@ -1,4 +1,5 @@
-//! The candidate encoder writes exactly the bytes opentelemetry-otlp sends:
+#![cfg(feature = "otlp")]
+//! Our encoder writes exactly the bytes opentelemetry-otlp sends:
 //! its transform (opentelemetry-proto's `group_spans_by_resource_and_scope`)
 //! encoded by prost, for every attribute type, events, links, status,
 //! remote parents, trace state and several scopes.
@@ -15,7 +16,7 @@ use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::{SpanData, SpanEvents, SpanLinks};
-use otlp_benches::otlp_encode::{TraceEncoder, pipeline_batch};
+use otlp_sdk::otlp::TraceEncoder;
 use prost::Message;
 
 fn theirs(resource: &Resource, spans: &[SpanData]) -> Vec<u8> {
@@ -133,13 +134,20 @@ fn rich_span(i: u64, scope: &InstrumentationScope) -> SpanData {
     }
 }
 
+fn batch(n: u64) -> Vec<SpanData> {
+    let scope = InstrumentationScope::builder("otlp-pipeline")
+        .with_version("0.1.0")
+        .build();
+    (0..n).map(|i| rich_span(i, &scope)).collect()
+}
+
 #[test]
-fn pipeline_batches_match_byte_for_byte() {
+fn batches_of_any_size_match_byte_for_byte() {
     let resource = Resource::builder_empty()
         .with_service_name("otlp-pipeline")
         .build();
     for n in [0, 1, 7, 512] {
-        let spans = pipeline_batch(n);
+        let spans = batch(n);
         assert_eq!(
             ours(&resource, &spans),
             theirs(&resource, &spans),
@@ -177,7 +185,7 @@ fn every_field_matches_byte_for_byte() {
 #[test]
 fn the_encoder_reuses_its_buffers() {
     let resource = Resource::builder_empty().with_service_name("x").build();
-    let spans = pipeline_batch(512);
+    let spans = batch(512);
     let mut encoder = TraceEncoder::default();
     let mut out = Vec::new();
     encoder.encode(&mut out, &resource, &spans);
