@@ -215,6 +215,33 @@ pub fn rpc_status(code: i32, message: &str) -> Vec<u8> {
     out
 }
 
+/// A `google.rpc.Status` whose details hold one `google.rpc.RetryInfo`
+/// asking the client to come back after `delay`: what a gRPC server puts in
+/// `grpc-status-details-bin` to make `RESOURCE_EXHAUSTED` retryable.
+pub fn rpc_status_with_retry_info(code: i32, message: &str, delay: std::time::Duration) -> Vec<u8> {
+    let mut duration = Vec::new();
+    let seconds = delay.as_secs() as i64;
+    let nanos = delay.subsec_nanos() as i32;
+    if seconds != 0 {
+        prost::encoding::int64::encode(1, &seconds, &mut duration);
+    }
+    if nanos != 0 {
+        prost::encoding::int32::encode(2, &nanos, &mut duration);
+    }
+    let mut retry_info = Vec::new();
+    prost::encoding::bytes::encode(1, &duration, &mut retry_info);
+    let mut any = Vec::new();
+    prost::encoding::string::encode(
+        1,
+        &"type.googleapis.com/google.rpc.RetryInfo".to_owned(),
+        &mut any,
+    );
+    prost::encoding::bytes::encode(2, &retry_info, &mut any);
+    let mut out = rpc_status(code, message);
+    prost::encoding::bytes::encode(3, &any, &mut out);
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

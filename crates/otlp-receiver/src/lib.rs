@@ -40,6 +40,7 @@ pub use count::{Protocol, ReceiverStats};
 pub use otlp_monitor::Histogram;
 
 use count::Counters;
+pub use cpu::process_cpu_time;
 use cpu::ThreadCpu;
 use server::Core;
 
@@ -53,8 +54,13 @@ pub struct ReceiverConfig {
     /// Share of well-formed requests refused with a retryable answer (gRPC
     /// UNAVAILABLE, HTTP 503 with `Retry-After`), in `0.0..=1.0`.
     pub fail_ratio: f64,
-    /// The `Retry-After` an HTTP refusal carries (whole seconds).
+    /// The `Retry-After` an HTTP refusal carries (whole seconds), and the
+    /// delay of a gRPC refusal's `RetryInfo` when `grpc_retry_info` is set.
     pub retry_after: Duration,
+    /// gRPC refusals are `RESOURCE_EXHAUSTED` with a `google.rpc.RetryInfo`
+    /// of `retry_after` (how a loaded collector asks for a pause) instead
+    /// of a bare `UNAVAILABLE`.
+    pub grpc_retry_info: bool,
     /// Largest request body, compressed or inflated.
     pub max_body_bytes: usize,
     /// How long a connection may take to send its first byte, and an
@@ -73,6 +79,7 @@ impl Default for ReceiverConfig {
             latency: Duration::ZERO,
             fail_ratio: 0.0,
             retry_after: Duration::from_secs(1),
+            grpc_retry_info: false,
             max_body_bytes: 16 << 20,
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),

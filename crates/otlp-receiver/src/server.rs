@@ -128,7 +128,21 @@ impl Sink {
             )
             .await
             .map_err(|Refused| {
-                tonic::Status::unavailable("refused by the receiver's fail ratio; retry")
+                if self.0.config.grpc_retry_info {
+                    let message = "refused by the receiver's fail ratio; retry after the delay";
+                    let details = crate::decode::rpc_status_with_retry_info(
+                        tonic::Code::ResourceExhausted as i32,
+                        message,
+                        self.0.config.retry_after,
+                    );
+                    tonic::Status::with_details(
+                        tonic::Code::ResourceExhausted,
+                        message,
+                        details.into(),
+                    )
+                } else {
+                    tonic::Status::unavailable("refused by the receiver's fail ratio; retry")
+                }
             })
     }
 }

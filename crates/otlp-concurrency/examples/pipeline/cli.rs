@@ -9,8 +9,8 @@ usage: pipeline [OPTIONS]
 
 Producer threads create spans (or log records) through the OpenTelemetry
 API on an SdkTracerProvider / SdkLoggerProvider; a batch processor hands
-them to opentelemetry-otlp's exporter, which ships them over OTLP/gRPC or
-OTLP/HTTP. With no endpoint, an embedded OTLP receiver on a loopback port
+them to an OTLP exporter (otlp_sdk's by default, or opentelemetry-otlp's),
+which ships them over OTLP/gRPC or OTLP/HTTP. With no endpoint, an embedded OTLP receiver on a loopback port
 decodes and counts every request.
 
 what runs:
@@ -20,6 +20,9 @@ what runs:
   --signal S              traces or logs (default traces)
   --processor P           ours (otlp_sdk's) or sdk (opentelemetry_sdk's own) (default ours)
   --compare               run ours, then sdk, with the same settings; print both and the ratios
+  --exporter E            ours (otlp_sdk::otlp's encoder, tonic / hyper) or
+                          opentelemetry-otlp (its transform + prost) (default ours);
+                          the same exporter serves both processors
 
 where it goes:
   --endpoint URL          OTLP endpoint, e.g. http://collector:4317 (gRPC) or
@@ -122,6 +125,24 @@ impl ProcessorKind {
     }
 }
 
+/// Whose OTLP exporter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExporterKind {
+    /// `otlp_sdk::otlp::OtlpSpanExporter` / `OtlpLogExporter`.
+    Ours,
+    /// opentelemetry-otlp's `SpanExporter` / `LogExporter`.
+    OpentelemetryOtlp,
+}
+
+impl ExporterKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ExporterKind::Ours => "ours",
+            ExporterKind::OpentelemetryOtlp => "opentelemetry-otlp",
+        }
+    }
+}
+
 /// Where ours runs each export (`otlp_sdk::ExportMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportModeFlag {
@@ -137,6 +158,7 @@ pub struct Options {
     pub rate: u64,
     pub signal: SignalKind,
     pub processor: ProcessorKind,
+    pub exporter: ExporterKind,
     pub compare: bool,
     /// Checked: `http` or `https`, with a host.
     pub endpoint: Option<String>,
@@ -166,6 +188,7 @@ impl Default for Options {
             rate: 100_000,
             signal: SignalKind::Traces,
             processor: ProcessorKind::Ours,
+            exporter: ExporterKind::Ours,
             compare: false,
             endpoint: None,
             protocol: None,
@@ -229,6 +252,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
                     "logs" => SignalKind::Logs,
                     other => return Err(format!("--signal: `{other}` is not traces or logs")),
                 }
+            }
+            "--exporter" => {
+                options.exporter = match value("--exporter")?.as_str() {
+                    "ours" => ExporterKind::Ours,
+                    "opentelemetry-otlp" | "otlp" => ExporterKind::OpentelemetryOtlp,
+                    other => {
+                        return Err(format!(
+                            "--exporter: `{other}` is not ours or opentelemetry-otlp"
+                        ));
+                    }
+                };
             }
             "--processor" => {
                 options.processor = match value("--processor")?.as_str() {

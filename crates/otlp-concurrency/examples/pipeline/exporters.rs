@@ -1,6 +1,7 @@
-//! The exporters: opentelemetry-otlp's `SpanExporter` / `LogExporter` over
-//! gRPC (tonic) or HTTP/protobuf (hyper), each wrapped in [`Counted`], the
-//! same wrapper for both processors.
+//! The exporters: otlp_sdk's `OtlpSpanExporter` / `OtlpLogExporter` (our
+//! encoder; tonic and hyper underneath) or opentelemetry-otlp's
+//! `SpanExporter` / `LogExporter`, over gRPC or HTTP/protobuf, each wrapped
+//! in [`Counted`], the same wrapper for both processors.
 //!
 //! `Counted` counts what it is handed and how each export ended (the SDK's
 //! own processor reports none of that), times each export with an
@@ -13,7 +14,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,7 +25,9 @@ use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use otlp_concurrency::monitor::ConcurrencyMonitor;
 
-use super::cli::{Protocol, SignalKind};
+use otlp_sdk::otlp::{OtlpExporterBuilder, OtlpLogExporter, OtlpSpanExporter, OtlpStatsReader};
+
+use super::cli::{ExporterKind, Protocol, SignalKind};
 
 /// What the wrapper counted; shared with the report and the live line.
 #[derive(Debug)]
@@ -41,6 +44,8 @@ pub struct Tally {
     pub failed_batches: AtomicU64,
     /// Export durations (the exporter's retries included).
     pub exports: ConcurrencyMonitor,
+    /// Our exporter's own counts (requests, retries, bytes), when it is ours.
+    pub otlp: OnceLock<OtlpStatsReader>,
     first_error: Mutex<Option<String>>,
 }
 
@@ -54,6 +59,7 @@ impl Tally {
             batches: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
             exports: ConcurrencyMonitor::new(),
+            otlp: OnceLock::new(),
             first_error: Mutex::new(None),
         }
     }
@@ -217,9 +223,117 @@ fn with_target<B: WithExportConfig>(mut builder: B, target: &Target) -> B {
     builder
 }
 
-/// Builds opentelemetry-otlp's span exporter; must run inside the Tokio
-/// runtime that will carry its connections (tonic connects lazily on it).
-pub fn span_exporter(target: &Target) -> Result<opentelemetry_otlp::SpanExporter, String> {
+/// Our exporter's builder for `target`; what it leaves unset the exporter
+/// reads from `OTEL_EXPORTER_OTLP_*` itself.
+fn ours(target: &Target) -> OtlpExporterBuilder {
+    let mut builder = OtlpExporterBuilder::new().with_protocol(match target.protocol {
+        Protocol::Grpc => otlp_sdk::otlp::Protocol::Grpc,
+        Protocol::HttpProtobuf => otlp_sdk::otlp::Protocol::HttpProtobuf,
+    });
+    if let Some(url) = &target.endpoint {
+        builder = builder.with_endpoint(url.clone());
+    }
+    if let Some(timeout) = target.timeout {
+        builder = builder.with_timeout(timeout);
+    }
+    if let Some(gzip) = target.gzip {
+        builder = builder.with_compression(if gzip {
+            otlp_sdk::otlp::Compression::Gzip
+        } else {
+            otlp_sdk::otlp::Compression::None
+        });
+    }
+    builder
+}
+
+type BoxedExport<'a> = Pin<Box<dyn Future<Output = OTelSdkResult> + Send + 'a>>;
+
+/// Either exporter, so one provider-building path serves both.
+#[derive(Debug)]
+pub enum AnySpanExporter {
+    Ours(OtlpSpanExporter),
+    OpentelemetryOtlp(opentelemetry_otlp::SpanExporter),
+}
+
+impl SpanExporter for AnySpanExporter {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        let export: BoxedExport<'_> = match self {
+            Self::Ours(e) => Box::pin(e.export(batch)),
+            Self::OpentelemetryOtlp(e) => Box::pin(e.export(batch)),
+        };
+        export
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match self {
+            Self::Ours(e) => e.shutdown_with_timeout(timeout),
+            Self::OpentelemetryOtlp(e) => e.shutdown_with_timeout(timeout),
+        }
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        match self {
+            Self::Ours(e) => e.force_flush(),
+            Self::OpentelemetryOtlp(e) => e.force_flush(),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        match self {
+            Self::Ours(e) => e.set_resource(resource),
+            Self::OpentelemetryOtlp(e) => e.set_resource(resource),
+        }
+    }
+}
+
+/// Either log exporter; see [`AnySpanExporter`].
+#[derive(Debug)]
+pub enum AnyLogExporter {
+    Ours(OtlpLogExporter),
+    OpentelemetryOtlp(opentelemetry_otlp::LogExporter),
+}
+
+impl LogExporter for AnyLogExporter {
+    fn export(&self, batch: LogBatch<'_>) -> impl Future<Output = OTelSdkResult> + Send {
+        // opentelemetry-otlp's log export future borrows the batch; ours
+        // does not, so only theirs is awaited in place.
+        async move {
+            match self {
+                Self::Ours(e) => e.export(batch).await,
+                Self::OpentelemetryOtlp(e) => e.export(batch).await,
+            }
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        match self {
+            Self::Ours(e) => e.shutdown_with_timeout(timeout),
+            Self::OpentelemetryOtlp(e) => e.shutdown_with_timeout(timeout),
+        }
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        match self {
+            Self::Ours(e) => e.set_resource(resource),
+            Self::OpentelemetryOtlp(e) => e.set_resource(resource),
+        }
+    }
+}
+
+/// Builds the chosen span exporter, and our exporter's counters when it is
+/// ours; must run inside the Tokio runtime that will carry
+/// opentelemetry-otlp's connections (tonic connects lazily on it).
+pub fn span_exporter(
+    kind: ExporterKind,
+    target: &Target,
+) -> Result<(AnySpanExporter, Option<OtlpStatsReader>), String> {
+    if kind == ExporterKind::Ours {
+        let exporter = ours(target)
+            .build_span_exporter()
+            .map_err(|e| format!("building the OTLP span exporter: {e}"))?;
+        let stats = exporter.stats_reader();
+        return Ok((AnySpanExporter::Ours(exporter), Some(stats)));
+    }
     let gzip = target.gzip.and_then(compression);
     let builder = opentelemetry_otlp::SpanExporter::builder();
     let built = match target.protocol {
@@ -241,11 +355,23 @@ pub fn span_exporter(target: &Target) -> Result<opentelemetry_otlp::SpanExporter
             }
         }
     };
-    built.map_err(|e| format!("building the OTLP span exporter: {e}"))
+    built
+        .map(|e| (AnySpanExporter::OpentelemetryOtlp(e), None))
+        .map_err(|e| format!("building the OTLP span exporter: {e}"))
 }
 
-/// Builds opentelemetry-otlp's log exporter; see [`span_exporter`].
-pub fn log_exporter(target: &Target) -> Result<opentelemetry_otlp::LogExporter, String> {
+/// Builds the chosen log exporter; see [`span_exporter`].
+pub fn log_exporter(
+    kind: ExporterKind,
+    target: &Target,
+) -> Result<(AnyLogExporter, Option<OtlpStatsReader>), String> {
+    if kind == ExporterKind::Ours {
+        let exporter = ours(target)
+            .build_log_exporter()
+            .map_err(|e| format!("building the OTLP log exporter: {e}"))?;
+        let stats = exporter.stats_reader();
+        return Ok((AnyLogExporter::Ours(exporter), Some(stats)));
+    }
     let gzip = target.gzip.and_then(compression);
     let builder = opentelemetry_otlp::LogExporter::builder();
     let built = match target.protocol {
@@ -267,5 +393,7 @@ pub fn log_exporter(target: &Target) -> Result<opentelemetry_otlp::LogExporter, 
             }
         }
     };
-    built.map_err(|e| format!("building the OTLP log exporter: {e}"))
+    built
+        .map(|e| (AnyLogExporter::OpentelemetryOtlp(e), None))
+        .map_err(|e| format!("building the OTLP log exporter: {e}"))
 }

@@ -243,7 +243,11 @@ fn provider(
         |e: otlp_concurrency::sdk::ConfigError| JobError::Usage(format!("batch settings: {e}"));
     Ok(match options.signal {
         SignalKind::Traces => {
-            let exporter = exporters::span_exporter(target).map_err(JobError::Usage)?;
+            let (exporter, otlp) =
+                exporters::span_exporter(options.exporter, target).map_err(JobError::Usage)?;
+            if let Some(otlp) = otlp {
+                let _ = tally.otlp.set(otlp);
+            }
             let exporter = Counted::new(exporter, io.handle().clone(), Arc::clone(tally));
             let builder = SdkTracerProvider::builder().with_resource(resource());
             match kind {
@@ -276,7 +280,11 @@ fn provider(
             }
         }
         SignalKind::Logs => {
-            let exporter = exporters::log_exporter(target).map_err(JobError::Usage)?;
+            let (exporter, otlp) =
+                exporters::log_exporter(options.exporter, target).map_err(JobError::Usage)?;
+            if let Some(otlp) = otlp {
+                let _ = tally.otlp.set(otlp);
+            }
             let exporter = Counted::new(exporter, io.handle().clone(), Arc::clone(tally));
             let builder = SdkLoggerProvider::builder().with_resource(resource());
             match kind {
@@ -358,7 +366,7 @@ fn run_one(
     let (provider, stats) = provider(options, kind, &target, &io, &tally)?;
 
     eprintln!(
-        "pipeline: {} {} over {} to {}{}, processor {}, {} producers at {}, batch {} / queue {}, for {:.1} s",
+        "pipeline: {} {} over {} to {}{}, processor {}, exporter {}, {} producers at {}, batch {} / queue {}, for {:.1} s",
         options.signal.name(),
         options.signal.item(),
         protocol.name(),
@@ -369,6 +377,7 @@ fn run_one(
             ""
         },
         kind.name(),
+        options.exporter.name(),
         options.producers,
         if options.rate == 0 {
             "full speed".to_owned()

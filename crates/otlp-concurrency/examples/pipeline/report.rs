@@ -206,6 +206,8 @@ impl Dropped {
 #[derive(Debug, Clone)]
 pub struct RunReport {
     pub processor: ProcessorKind,
+    /// Whose OTLP exporter: `ours` or `opentelemetry-otlp`.
+    pub exporter: &'static str,
     pub signal: SignalKind,
     pub protocol: Protocol,
     pub endpoint: String,
@@ -228,6 +230,8 @@ pub struct RunReport {
     /// Requests the embedded receiver refused on purpose; each was retried
     /// by the exporter or ended its batch as failed.
     pub refused: Option<u64>,
+    /// Requests our exporter sent again after a retryable answer.
+    pub retries: Option<u64>,
     /// Requests the embedded receiver rejected as bad input.
     pub rejected: Option<u64>,
     pub requests: Option<u64>,
@@ -276,12 +280,14 @@ impl RunReport {
             },
         };
         let receiver_cpu = receiver.as_ref().and_then(|r| r.cpu_time);
+        let otlp = tally.otlp.get().map(|s| s.stats());
         let latency = receiver
             .as_ref()
             .map(|r| &r.latency)
             .filter(|h| !h.is_empty());
         RunReport {
             processor,
+            exporter: options.exporter.name(),
             signal: options.signal,
             protocol,
             endpoint: tally.endpoint.clone(),
@@ -304,9 +310,17 @@ impl RunReport {
             batches: tally.batches.load(Ordering::Relaxed),
             failed_batches: tally.failed_batches.load(Ordering::Relaxed),
             refused: receiver.as_ref().map(|r| r.stats.refused),
+            retries: otlp.map(|s| s.retries),
             rejected: receiver.as_ref().map(|r| r.stats.rejected()),
-            requests: receiver.as_ref().map(|r| r.stats.requests()),
-            wire_bytes: receiver.as_ref().map(|r| r.stats.wire_bytes),
+            // The receiver's count where it is ours, else our exporter's.
+            requests: receiver
+                .as_ref()
+                .map(|r| r.stats.requests())
+                .or(otlp.map(|s| s.requests)),
+            wire_bytes: receiver
+                .as_ref()
+                .map(|r| r.stats.wire_bytes)
+                .or(otlp.map(|s| s.bytes_sent)),
             service_names: receiver
                 .as_ref()
                 .map(|r| r.stats.service_names.clone())
@@ -506,18 +520,19 @@ fn run_json(r: &RunReport) -> String {
         .collect();
     let d = &r.dropped;
     format!(
-        "{{\"processor\":{},\"signal\":{},\"protocol\":{},\"endpoint\":{},\"embedded_receiver\":{},\
+        "{{\"processor\":{},\"exporter\":{},\"signal\":{},\"protocol\":{},\"endpoint\":{},\"embedded_receiver\":{},\
          \"producers\":{},\"batch_size\":{},\"queue_size\":{},\"concurrent_exports\":{},\
          \"produce_s\":{:.3},\"flush_s\":{:.3},\"interrupted\":{},\
          \"emitted\":{},\"exported\":{},\"received\":{},\"dropped\":{},\
          \"dropped_queue_full\":{},\"dropped_after_shutdown\":{},\"dropped_export_failed\":{},\"dropped_never_exported\":{},\
-         \"batches\":{},\"failed_batches\":{},\"refused_requests\":{},\"rejected_requests\":{},\
+         \"batches\":{},\"failed_batches\":{},\"refused_requests\":{},\"retries\":{},\"rejected_requests\":{},\
          \"requests\":{},\"wire_bytes\":{},\"exported_per_sec\":{:.0},\
          \"sender_cpu_s\":{:.4},\"receiver_cpu_s\":{},\"cpu_ns_per_item\":{},\
          \"latency_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},\
          \"export_latency_us\":{{\"p50\":{:.1},\"p99\":{:.1}}},\
          \"service_names\":{{{}}},\"first_error\":{},\"shutdown_error\":{},\"conserved\":{},\"ticks\":[{}]}}",
         json_str(r.processor.name()),
+        json_str(r.exporter),
         json_str(r.signal.name()),
         json_str(r.protocol.name()),
         json_str(&r.endpoint),
@@ -540,6 +555,7 @@ fn run_json(r: &RunReport) -> String {
         r.batches,
         r.failed_batches,
         opt(r.refused),
+        opt(r.retries),
         opt(r.rejected),
         opt(r.requests),
         opt(r.wire_bytes),
@@ -566,6 +582,7 @@ fn rows(r: &RunReport) -> Vec<(&'static str, String)> {
     let d = &r.dropped;
     vec![
         ("processor", r.processor.name().to_owned()),
+        ("exporter", r.exporter.to_owned()),
         ("concurrent exports", r.concurrent_exports.to_string()),
         (
             "production / flush time",
@@ -590,6 +607,7 @@ fn rows(r: &RunReport) -> Vec<(&'static str, String)> {
             format!("{} ({})", r.batches, r.failed_batches),
         ),
         ("requests refused (retried)", opt(r.refused)),
+        ("exporter retries", opt(r.retries)),
         ("requests rejected", opt(r.rejected)),
         (
             "requests / bytes on the wire",

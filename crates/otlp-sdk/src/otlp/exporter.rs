@@ -1,0 +1,273 @@
+//! The public exporters and their builder.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
+
+use super::config::{Compression, OtlpConfigError, Protocol, RetryPolicy, Settings};
+use super::sender::{Counters, OtlpExporterStats, Sender};
+use super::trace::TraceEncoder;
+use crate::Signal;
+
+/// Configures an [`OtlpSpanExporter`] or an [`OtlpLogExporter`].
+///
+/// Every setting left unset is read from the environment when the exporter
+/// is built: the signal's own `OTEL_EXPORTER_OTLP_TRACES_*` /
+/// `OTEL_EXPORTER_OTLP_LOGS_*` variable first, then
+/// `OTEL_EXPORTER_OTLP_*`, then the specification's default
+/// (`grpc` to `http://localhost:4317`, 10 s timeout, no compression).
+/// [`without_env`](Self::without_env) skips the environment.
+#[derive(Debug, Clone, Default)]
+pub struct OtlpExporterBuilder {
+    settings: Settings,
+}
+
+impl OtlpExporterBuilder {
+    /// A builder with nothing set.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// `grpc` or `http/protobuf`.
+    pub fn with_protocol(mut self, protocol: Protocol) -> Self {
+        self.settings.protocol = Some(protocol);
+        self
+    }
+
+    /// The server's URL, `http://host:port`. Over HTTP a URL without a path
+    /// gets the signal's (`/v1/traces`, `/v1/logs`); one with a path is
+    /// used as given. Over gRPC any path is ignored.
+    pub fn with_endpoint(mut self, url: impl Into<String>) -> Self {
+        self.settings.endpoint = Some(url.into());
+        self
+    }
+
+    /// A header sent with every request (gRPC metadata over gRPC), on top
+    /// of those from `OTEL_EXPORTER_OTLP_HEADERS`; replaces one of the same
+    /// name.
+    pub fn with_header(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
+        self.settings.headers.push((name.into(), value.into()));
+        self
+    }
+
+    /// The most one export may take, every retry and wait included.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.settings.timeout = Some(timeout);
+        self
+    }
+
+    /// Request body compression.
+    pub fn with_compression(mut self, compression: Compression) -> Self {
+        self.settings.compression = Some(compression);
+        self
+    }
+
+    /// How retryable failures are retried (default: [`RetryPolicy::default`]).
+    pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
+        self.settings.retry = retry;
+        self
+    }
+
+    /// Ignores every `OTEL_EXPORTER_OTLP_*` variable.
+    pub fn without_env(mut self) -> Self {
+        self.settings.ignore_env = true;
+        self
+    }
+
+    /// Builds a span exporter; starts its I/O thread.
+    pub fn build_span_exporter(&self) -> Result<OtlpSpanExporter, OtlpConfigError> {
+        let config = self.settings.resolve(Signal::Spans)?;
+        Ok(OtlpSpanExporter {
+            sender: Sender::new(&config, Signal::Spans)?,
+            resource: Resource::builder_empty().build(),
+            encoders: EncoderPool::default(),
+        })
+    }
+
+    /// Builds a log exporter; starts its I/O thread.
+    pub fn build_log_exporter(&self) -> Result<OtlpLogExporter, OtlpConfigError> {
+        let config = self.settings.resolve(Signal::Logs)?;
+        Ok(OtlpLogExporter {
+            sender: Sender::new(&config, Signal::Logs)?,
+            resource: Resource::builder_empty().build(),
+            encoders: EncoderPool::default(),
+        })
+    }
+}
+
+/// Reads an exporter's [`OtlpExporterStats`]; cloneable, and still reads
+/// after the exporter moved into a processor or was dropped.
+#[derive(Clone)]
+pub struct OtlpStatsReader {
+    counters: Arc<Counters>,
+}
+
+impl OtlpStatsReader {
+    /// The counts so far.
+    pub fn stats(&self) -> OtlpExporterStats {
+        self.counters.snapshot()
+    }
+}
+
+impl fmt::Debug for OtlpStatsReader {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("OtlpStatsReader").field(&self.stats()).finish()
+    }
+}
+
+/// Encoders kept between exports, so a steady stream of batches allocates
+/// only each request's body. Taken and returned under a lock held for a
+/// push or a pop, never while encoding.
+#[derive(Debug, Default)]
+struct EncoderPool<E>(Mutex<Vec<E>>);
+
+impl<E: Default> EncoderPool<E> {
+    fn with<R>(&self, f: impl FnOnce(&mut E) -> R) -> R {
+        let taken = self.0.lock().unwrap_or_else(PoisonError::into_inner).pop();
+        let mut encoder = taken.unwrap_or_default();
+        let result = f(&mut encoder);
+        self.0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(encoder);
+        result
+    }
+}
+
+/// An OTLP span exporter: `SpanData` encoded straight to protobuf on the
+/// exporting thread (no message tree, no copy of the batch; byte-identical
+/// to opentelemetry-otlp's), sent over gRPC or HTTP/protobuf from the
+/// exporter's own I/O thread.
+///
+/// It works behind any processor: the export future needs no Tokio
+/// context, so the SDK's own `BatchSpanProcessor` can drive it as well as
+/// [`crate::BatchSpanProcessor`]. Exports may overlap
+/// (`max_concurrent_exports` above 1): gRPC multiplexes them on one
+/// connection, HTTP opens more.
+pub struct OtlpSpanExporter {
+    sender: Sender,
+    resource: Resource,
+    encoders: EncoderPool<TraceEncoder>,
+}
+
+impl OtlpSpanExporter {
+    /// A builder; see [`OtlpExporterBuilder`].
+    pub fn builder() -> OtlpExporterBuilder {
+        OtlpExporterBuilder::new()
+    }
+
+    /// An exporter configured from the environment alone.
+    pub fn from_env() -> Result<Self, OtlpConfigError> {
+        OtlpExporterBuilder::new().build_span_exporter()
+    }
+
+    /// The URL requests go to.
+    pub fn endpoint(&self) -> &str {
+        self.sender.endpoint()
+    }
+
+    /// A reader of this exporter's counts.
+    pub fn stats_reader(&self) -> OtlpStatsReader {
+        OtlpStatsReader {
+            counters: Arc::clone(self.sender.counters()),
+        }
+    }
+}
+
+impl fmt::Debug for OtlpSpanExporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtlpSpanExporter")
+            .field("endpoint", &self.sender.endpoint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SpanExporter for OtlpSpanExporter {
+    fn export(
+        &self,
+        batch: Vec<SpanData>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        let body = self.encoders.with(|encoder| {
+            let mut body = Vec::new();
+            encoder.encode(&mut body, &self.resource, &batch);
+            body
+        });
+        // The spans are dropped here, on the exporting thread, not on the
+        // I/O thread.
+        drop(batch);
+        self.sender.send(body)
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        self.sender.shutdown()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = resource.clone();
+    }
+}
+
+/// An OTLP log exporter; the log counterpart of [`OtlpSpanExporter`].
+pub struct OtlpLogExporter {
+    sender: Sender,
+    resource: Resource,
+    encoders: EncoderPool<super::logs::LogEncoder>,
+}
+
+impl OtlpLogExporter {
+    /// A builder; see [`OtlpExporterBuilder`].
+    pub fn builder() -> OtlpExporterBuilder {
+        OtlpExporterBuilder::new()
+    }
+
+    /// An exporter configured from the environment alone.
+    pub fn from_env() -> Result<Self, OtlpConfigError> {
+        OtlpExporterBuilder::new().build_log_exporter()
+    }
+
+    /// The URL requests go to.
+    pub fn endpoint(&self) -> &str {
+        self.sender.endpoint()
+    }
+
+    /// A reader of this exporter's counts.
+    pub fn stats_reader(&self) -> OtlpStatsReader {
+        OtlpStatsReader {
+            counters: Arc::clone(self.sender.counters()),
+        }
+    }
+}
+
+impl fmt::Debug for OtlpLogExporter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OtlpLogExporter")
+            .field("endpoint", &self.sender.endpoint())
+            .finish_non_exhaustive()
+    }
+}
+
+impl opentelemetry_sdk::logs::LogExporter for OtlpLogExporter {
+    fn export(
+        &self,
+        batch: opentelemetry_sdk::logs::LogBatch<'_>,
+    ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
+        let body = self.encoders.with(|encoder| {
+            let mut body = Vec::new();
+            encoder.encode(&mut body, &self.resource, &batch);
+            body
+        });
+        self.sender.send(body)
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        self.sender.shutdown()
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.resource = resource.clone();
+    }
+}

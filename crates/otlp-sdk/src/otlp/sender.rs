@@ -1,0 +1,255 @@
+//! What both exporters share once a batch is encoded: the I/O runtime, the
+//! transport, the retry loop within the timeout, and the counters.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
+
+use super::answer::{self, Failure};
+use super::config::{OtlpConfigError, Resolved, RetryPolicy};
+use super::transport::Transport;
+use crate::Signal;
+
+/// What an exporter has done so far; read with
+/// [`OtlpStatsReader::stats`](super::OtlpStatsReader::stats).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct OtlpExporterStats {
+    /// Batches handed to `export`.
+    pub exports: u64,
+    /// Exports that ended in an error (after their retries) or were
+    /// refused because the exporter was shut down.
+    pub failed_exports: u64,
+    /// Requests sent, retries included.
+    pub requests: u64,
+    /// Requests sent again after a retryable answer.
+    pub retries: u64,
+    /// Items the server accepted the request for but rejected
+    /// (`partial_success.rejected_spans` / `rejected_log_records`); not
+    /// retried, as the specification says.
+    pub rejected_items: u64,
+    /// Body bytes sent, retries included: compressed for HTTP, before
+    /// tonic's gzip for gRPC.
+    pub bytes_sent: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    exports: AtomicU64,
+    failed_exports: AtomicU64,
+    requests: AtomicU64,
+    retries: AtomicU64,
+    rejected_items: AtomicU64,
+    bytes_sent: AtomicU64,
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> OtlpExporterStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        OtlpExporterStats {
+            exports: get(&self.exports),
+            failed_exports: get(&self.failed_exports),
+            requests: get(&self.requests),
+            retries: get(&self.retries),
+            rejected_items: get(&self.rejected_items),
+            bytes_sent: get(&self.bytes_sent),
+        }
+    }
+}
+
+/// A runtime that is shut down without waiting when dropped, so that an
+/// exporter can be dropped anywhere, inside an async context included.
+#[derive(Debug)]
+struct OwnedRuntime(Mutex<Option<tokio::runtime::Runtime>>);
+
+impl OwnedRuntime {
+    fn stop(&self) {
+        let runtime = self.0.lock().unwrap_or_else(PoisonError::into_inner).take();
+        if let Some(runtime) = runtime {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for OwnedRuntime {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Aborts the request task when the export future is dropped (a processor
+/// cutting the export at its timeout), so no retry outlives its export.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[derive(Debug)]
+pub(crate) struct Sender {
+    runtime: OwnedRuntime,
+    handle: tokio::runtime::Handle,
+    transport: Arc<Transport>,
+    endpoint: Arc<str>,
+    timeout: Duration,
+    retry: RetryPolicy,
+    counters: Arc<Counters>,
+    shut_down: AtomicBool,
+}
+
+impl Sender {
+    pub(crate) fn new(config: &Resolved, signal: Signal) -> Result<Self, OtlpConfigError> {
+        // One I/O thread: an export is a few system calls once encoded, and
+        // the encoding runs on the caller's thread.
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("otlp-exporter-io")
+            .enable_all()
+            .build()
+            .map_err(|e| OtlpConfigError::Runtime(e.to_string()))?;
+        let handle = runtime.handle().clone();
+        let transport = {
+            let _inside = handle.enter();
+            Transport::new(config, signal).map_err(OtlpConfigError::InvalidHeader)?
+        };
+        Ok(Sender {
+            runtime: OwnedRuntime(Mutex::new(Some(runtime))),
+            handle,
+            transport: Arc::new(transport),
+            endpoint: config.url.to_string().into(),
+            timeout: config.timeout,
+            retry: config.retry,
+            counters: Arc::default(),
+            shut_down: AtomicBool::new(false),
+        })
+    }
+
+    pub(crate) fn counters(&self) -> &Arc<Counters> {
+        &self.counters
+    }
+
+    pub(crate) fn endpoint(&self) -> &str {
+        &self.endpoint
+    }
+
+    /// Sends one encoded request, retrying within the timeout. The returned
+    /// future borrows nothing and may be polled on any executor.
+    pub(crate) fn send(&self, encoded: Vec<u8>) -> impl Future<Output = OTelSdkResult> + Send {
+        self.counters.exports.fetch_add(1, Ordering::Relaxed);
+        let task = if self.shut_down.load(Ordering::Acquire) {
+            None
+        } else {
+            let body = self.transport.prepare(encoded);
+            Some(AbortOnDrop(self.handle.spawn(deliver(
+                Arc::clone(&self.transport),
+                body,
+                Arc::clone(&self.endpoint),
+                self.timeout,
+                self.retry,
+                Arc::clone(&self.counters),
+            ))))
+        };
+        let counters = Arc::clone(&self.counters);
+        async move {
+            let result = match task {
+                None => Err(OTelSdkError::AlreadyShutdown),
+                Some(mut task) => match (&mut task.0).await {
+                    Ok(result) => result,
+                    Err(e) if e.is_panic() => Err(OTelSdkError::InternalFailure(
+                        "the OTLP request task panicked".to_owned(),
+                    )),
+                    Err(_) => Err(OTelSdkError::AlreadyShutdown),
+                },
+            };
+            if result.is_err() {
+                counters.failed_exports.fetch_add(1, Ordering::Relaxed);
+            }
+            result
+        }
+    }
+
+    /// Refuses later exports and stops the I/O thread without waiting:
+    /// both processors call this only after their last export returned.
+    pub(crate) fn shutdown(&self) -> OTelSdkResult {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return Err(OTelSdkError::AlreadyShutdown);
+        }
+        self.runtime.stop();
+        Ok(())
+    }
+}
+
+async fn deliver(
+    transport: Arc<Transport>,
+    body: bytes::Bytes,
+    endpoint: Arc<str>,
+    timeout: Duration,
+    retry: RetryPolicy,
+    counters: Arc<Counters>,
+) -> OTelSdkResult {
+    let deadline = Instant::now() + timeout;
+    let failed = |reason: String| OTelSdkError::InternalFailure(reason);
+    let mut attempt = 0u32;
+    loop {
+        attempt += 1;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Err(OTelSdkError::Timeout(timeout));
+        }
+        counters.requests.fetch_add(1, Ordering::Relaxed);
+        counters
+            .bytes_sent
+            .fetch_add(body.len() as u64, Ordering::Relaxed);
+        let outcome = tokio::time::timeout(remaining, transport.send(body.clone(), remaining)).await;
+        let (reason, after) = match outcome {
+            Err(_elapsed) => {
+                return Err(failed(format!(
+                    "export to {endpoint} timed out after {timeout:?} ({attempt} attempt(s))"
+                )));
+            }
+            Ok(Ok(response)) => {
+                let partial = answer::partial_success(&response);
+                if partial.rejected > 0 {
+                    counters
+                        .rejected_items
+                        .fetch_add(partial.rejected, Ordering::Relaxed);
+                    tracing::warn!(
+                        "{endpoint} rejected {} item(s) of an export: {}",
+                        partial.rejected,
+                        partial.message
+                    );
+                }
+                return Ok(());
+            }
+            Ok(Err(Failure::Permanent(reason))) => {
+                return Err(failed(format!("export to {endpoint} failed: {reason}")));
+            }
+            Ok(Err(Failure::Retryable { reason, after })) => (reason, after),
+        };
+        if attempt >= retry.max_attempts {
+            return Err(failed(format!(
+                "export to {endpoint} failed after {attempt} attempt(s): {reason}"
+            )));
+        }
+        let clock = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::from(d.subsec_nanos()));
+        let seed = counters.requests.load(Ordering::Relaxed) ^ clock;
+        let wait = after.unwrap_or_else(|| {
+            answer::backoff(attempt - 1, retry.initial_backoff, retry.max_backoff, seed)
+        });
+        if Instant::now() + wait >= deadline {
+            return Err(failed(format!(
+                "export to {endpoint} failed: {reason}; no retry: waiting {wait:?} would pass \
+                 the {timeout:?} timeout"
+            )));
+        }
+        counters.retries.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(wait).await;
+    }
+}

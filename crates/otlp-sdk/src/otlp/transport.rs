@@ -1,0 +1,265 @@
+//! One request, already encoded, to an OTLP server: gRPC through tonic with
+//! a codec that passes the bytes through, or HTTP/protobuf through hyper.
+//! An attempt ends with the response body or a classified [`Failure`];
+//! retrying is the caller's business.
+
+use std::error::Error as _;
+use std::io::Write as _;
+use std::time::Duration;
+
+use bytes::{Buf, BufMut, Bytes};
+use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, Request, Uri};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
+use tonic::transport::{Channel, Endpoint};
+
+use super::answer::{self, Failure};
+use super::config::{Compression, Protocol, Resolved};
+use crate::Signal;
+
+/// The most of a response body read: OTLP answers are a few bytes, an
+/// error body a few hundred.
+const RESPONSE_LIMIT: usize = 1 << 20;
+
+pub(crate) enum Transport {
+    Grpc(GrpcTransport),
+    Http(HttpTransport),
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Grpc(_) => "Transport::Grpc",
+            Self::Http(_) => "Transport::Http",
+        })
+    }
+}
+
+impl Transport {
+    /// Must run inside the runtime that will carry the connections (tonic's
+    /// channel starts its worker there).
+    pub(crate) fn new(config: &Resolved, signal: Signal) -> Result<Self, String> {
+        match config.protocol {
+            Protocol::Grpc => GrpcTransport::new(config, signal).map(Self::Grpc),
+            Protocol::HttpProtobuf => Ok(Self::Http(HttpTransport::new(config))),
+        }
+    }
+
+    /// Prepares a body for the wire. gRPC compresses inside tonic; HTTP
+    /// bodies are compressed here, once for every attempt.
+    pub(crate) fn prepare(&self, encoded: Vec<u8>) -> Bytes {
+        match self {
+            Self::Http(http) if http.gzip => {
+                let mut gz = flate2::write::GzEncoder::new(
+                    Vec::with_capacity(encoded.len() / 4 + 64),
+                    flate2::Compression::fast(),
+                );
+                // Writing into a Vec cannot fail.
+                let _ = gz.write_all(&encoded);
+                gz.finish().map_or_else(|_| Bytes::new(), Bytes::from)
+            }
+            _ => Bytes::from(encoded),
+        }
+    }
+
+    pub(crate) async fn send(&self, body: Bytes, timeout: Duration) -> Result<Bytes, Failure> {
+        match self {
+            Self::Grpc(grpc) => grpc.send(body, timeout).await,
+            Self::Http(http) => http.send(body).await,
+        }
+    }
+}
+
+/// Error text with its causes, which is where hyper and tonic say what
+/// actually went wrong ("Connection refused").
+fn chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}
+
+pub(crate) struct GrpcTransport {
+    client: tonic::client::Grpc<Channel>,
+    path: PathAndQuery,
+    metadata: MetadataMap,
+}
+
+impl GrpcTransport {
+    fn new(config: &Resolved, signal: Signal) -> Result<Self, String> {
+        let endpoint = Endpoint::from_shared(config.url.to_string())
+            .map_err(|e| chain(&e))?
+            .connect_timeout(config.timeout)
+            .tcp_nodelay(true);
+        let mut client = tonic::client::Grpc::new(endpoint.connect_lazy());
+        if config.compression == Compression::Gzip {
+            client = client.send_compressed(CompressionEncoding::Gzip);
+        }
+        let path = PathAndQuery::from_static(match signal {
+            Signal::Spans => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+        });
+        Ok(GrpcTransport {
+            client,
+            path,
+            metadata: metadata(&config.headers)?,
+        })
+    }
+
+    async fn send(&self, body: Bytes, timeout: Duration) -> Result<Bytes, Failure> {
+        let mut client = self.client.clone();
+        client.ready().await.map_err(|e| Failure::Retryable {
+            reason: format!("connecting: {}", chain(&e)),
+            after: None,
+        })?;
+        let mut request = tonic::Request::new(body);
+        *request.metadata_mut() = self.metadata.clone();
+        request.set_timeout(timeout);
+        match client.unary(request, self.path.clone(), PassThrough).await {
+            Ok(response) => Ok(response.into_inner()),
+            Err(status) => {
+                let message = match status.source().map(chain) {
+                    Some(causes) if causes.contains(status.message()) => causes,
+                    Some(causes) => format!("{}: {causes}", status.message()),
+                    None => status.message().to_owned(),
+                };
+                Err(answer::grpc_failure(
+                    status.code(),
+                    &message,
+                    status.details(),
+                ))
+            }
+        }
+    }
+}
+
+fn metadata(headers: &HeaderMap) -> Result<MetadataMap, String> {
+    let mut map = MetadataMap::new();
+    for (name, value) in headers {
+        // Binary metadata (`-bin`) is base64 on the wire; OTLP headers are
+        // text, so such names are refused rather than mangled.
+        let key = MetadataKey::from_bytes(name.as_str().as_bytes())
+            .map_err(|_| format!("header {name} cannot be gRPC metadata"))?;
+        let value = MetadataValue::try_from(value.as_bytes())
+            .map_err(|_| format!("header {name} has a value gRPC metadata cannot carry"))?;
+        map.append(key, value);
+    }
+    Ok(map)
+}
+
+/// A codec for messages that are already protobuf: the request is copied
+/// into tonic's frame as it is, the response handed back undecoded.
+#[derive(Debug, Clone, Copy, Default)]
+struct PassThrough;
+
+impl Codec for PassThrough {
+    type Encode = Bytes;
+    type Decode = Bytes;
+    type Encoder = PassThrough;
+    type Decoder = PassThrough;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        PassThrough
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        PassThrough
+    }
+}
+
+impl Encoder for PassThrough {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), tonic::Status> {
+        dst.put(item);
+        Ok(())
+    }
+}
+
+impl Decoder for PassThrough {
+    type Item = Bytes;
+    type Error = tonic::Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
+        Ok(Some(src.copy_to_bytes(src.remaining())))
+    }
+}
+
+pub(crate) struct HttpTransport {
+    client: Client<HttpConnector, Full<Bytes>>,
+    url: Uri,
+    headers: HeaderMap,
+    gzip: bool,
+}
+
+impl HttpTransport {
+    fn new(config: &Resolved) -> Self {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(config.timeout));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let mut headers = config.headers.clone();
+        headers.insert(
+            CONTENT_TYPE,
+            http::HeaderValue::from_static("application/x-protobuf"),
+        );
+        let gzip = config.compression == Compression::Gzip;
+        if gzip {
+            headers.insert(CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
+        }
+        HttpTransport {
+            client,
+            url: config.url.clone(),
+            headers,
+            gzip,
+        }
+    }
+
+    async fn send(&self, body: Bytes) -> Result<Bytes, Failure> {
+        let mut request = Request::new(Full::new(body));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = self.url.clone();
+        *request.headers_mut() = self.headers.clone();
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| Failure::Retryable {
+                reason: chain(&e),
+                after: None,
+            })?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(answer::retry_after);
+        // A body that cannot be read leaves only the status to go by.
+        let body = Limited::new(response.into_body(), RESPONSE_LIMIT)
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(answer::http_failure(status, retry_after, &body))
+        }
+    }
+}

@@ -1,0 +1,133 @@
+#![cfg(feature = "otlp")]
+//! The `OTEL_EXPORTER_OTLP_*` variables, in their own test binary: the
+//! environment is process-wide, so the cases run one after the other in a
+//! single test.
+
+
+use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use otlp_receiver::{Receiver, ReceiverConfig};
+use otlp_sdk::otlp::{OtlpConfigError, OtlpExporterBuilder, OtlpSpanExporter, Protocol};
+
+const VARS: [&str; 11] = [
+    "OTEL_EXPORTER_OTLP_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+    "OTEL_EXPORTER_OTLP_HEADERS",
+    "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
+    "OTEL_EXPORTER_OTLP_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_TRACES_TIMEOUT",
+    "OTEL_EXPORTER_OTLP_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
+    "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+];
+
+fn set(vars: &[(&str, &str)]) {
+    for var in VARS {
+        // SAFETY: this test binary has one test, and it sets variables
+        // before starting any thread that could read them.
+        unsafe { std::env::remove_var(var) };
+    }
+    for (var, value) in vars {
+        // SAFETY: as above.
+        unsafe { std::env::set_var(var, value) };
+    }
+}
+
+fn send(exporter: OtlpSpanExporter, n: usize) {
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(otlp_sdk::BatchSpanProcessor::new(exporter))
+        .build();
+    let tracer = provider.tracer("env");
+    for _ in 0..n {
+        tracer.start("span").end();
+    }
+    provider.shutdown().expect("exported");
+}
+
+#[test]
+fn the_environment_configures_what_code_leaves_unset() {
+    let receiver = Receiver::start(ReceiverConfig::default()).unwrap();
+
+    // General variables: HTTP, base endpoint gets /v1/traces, headers
+    // (percent-decoded), gzip, timeout.
+    set(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint()),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-team=a%20b,x-env=ci"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "3000"),
+    ]);
+    let exporter = OtlpSpanExporter::from_env().unwrap();
+    assert_eq!(exporter.endpoint(), receiver.traces_url());
+    send(exporter, 50);
+    let stats = receiver.stats();
+    assert_eq!(stats.spans, 50);
+    assert_eq!(stats.http_requests, stats.gzip_requests);
+    assert!(stats.http_requests >= 1);
+    assert_eq!(stats.custom_headers.get("x-team: a b"), Some(&stats.http_requests));
+
+    // Signal-specific variables win over general ones, and a signal's own
+    // HTTP endpoint is used as given.
+    set(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://192.0.2.1:1"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &receiver.endpoint()),
+        ("OTEL_EXPORTER_OTLP_HEADERS", "x-general=1"),
+        ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-specific=2"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+        ("OTEL_EXPORTER_OTLP_TRACES_COMPRESSION", "none"),
+    ]);
+    let before = receiver.stats();
+    send(OtlpSpanExporter::from_env().unwrap(), 40);
+    let after = receiver.stats();
+    assert_eq!(after.spans - before.spans, 40);
+    let grpc = after.grpc_requests - before.grpc_requests;
+    assert!(grpc >= 1, "sent over gRPC");
+    assert_eq!(after.gzip_requests, before.gzip_requests, "not compressed");
+    assert_eq!(after.custom_headers.get("x-specific: 2"), Some(&grpc));
+    assert_eq!(after.custom_headers.get("x-general: 1"), None);
+
+    // Code beats the environment.
+    set(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://192.0.2.1:1")]);
+    let exporter = OtlpExporterBuilder::new()
+        .with_protocol(Protocol::Grpc)
+        .with_endpoint(receiver.endpoint())
+        .build_span_exporter()
+        .unwrap();
+    assert_eq!(exporter.endpoint(), format!("{}/", receiver.endpoint()));
+    drop(exporter);
+
+    // Bad values: an unsupported protocol or a malformed endpoint is an
+    // error; a malformed timeout or compression is ignored with a warning.
+    set(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]);
+    assert!(matches!(
+        OtlpSpanExporter::from_env(),
+        Err(OtlpConfigError::UnsupportedProtocol(p)) if p == "http/json"
+    ));
+    set(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4317")]);
+    assert!(matches!(
+        OtlpSpanExporter::from_env(),
+        Err(OtlpConfigError::InvalidEndpoint { .. })
+    ));
+    set(&[
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", &receiver.endpoint()),
+        ("OTEL_EXPORTER_OTLP_TIMEOUT", "soon"),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "brotli"),
+    ]);
+    let before = receiver.stats().spans;
+    send(OtlpSpanExporter::from_env().unwrap(), 10);
+    assert_eq!(receiver.stats().spans - before, 10);
+
+    // The logs exporter reads the LOGS_ variables, not the TRACES_ ones.
+    set(&[
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://192.0.2.1:1"),
+        ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", &receiver.endpoint()),
+    ]);
+    let logs = OtlpExporterBuilder::new().build_log_exporter().unwrap();
+    assert_eq!(logs.endpoint(), format!("{}/", receiver.endpoint()));
+    set(&[]);
+    receiver.stop();
+}
