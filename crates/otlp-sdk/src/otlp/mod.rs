@@ -3,7 +3,9 @@
 //! (hyper), with gzip, headers, a timeout, retry with backoff and the
 //! `OTEL_EXPORTER_OTLP_*` variables.
 
+mod logs;
 mod proto;
 mod trace;
 
+pub use logs::LogEncoder;
 pub use trace::TraceEncoder;
