@@ -1,5 +1,5 @@
-//! SpanData → OTLP protobuf: our direct encoder
-//! (`otlp_sdk::otlp::TraceEncoder`) beside what
+//! SpanData and log records → OTLP protobuf: our direct encoders
+//! (`otlp_sdk::otlp::TraceEncoder`, `LogEncoder`) beside what
 //! opentelemetry-otlp 0.33 does in every export, on the same batches.
 //!
 //! * `otlp_encode/{64,512}_spans/opentelemetry-otlp`:
@@ -11,6 +11,12 @@
 //! * `otlp_encode/{64,512}_spans/ours`: `TraceEncoder::encode` from
 //!   `&[SpanData]` into a reused buffer.
 //!
+//! * `otlp_encode_logs/{64,512}_records/opentelemetry-otlp`:
+//!   `group_logs_by_resource_and_scope` then `encode_to_vec`; it borrows
+//!   the `LogBatch`, so nothing is set up per iteration.
+//! * `otlp_encode_logs/{64,512}_records/ours`: `LogEncoder::encode` from
+//!   the same `LogBatch` into a reused buffer.
+//!
 //! The wire issue's rule: ours backs `otlp_sdk::otlp` only while it takes
 //! ≤ 0.5× the time of opentelemetry-otlp's path.
 #![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
@@ -18,13 +24,16 @@
 use std::hint::black_box;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
+use opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope;
 use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_scope;
 use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::logs::LogBatch;
 use otlp_benches::OURS;
-use otlp_benches::otlp_encode::pipeline_batch;
-use otlp_sdk::otlp::TraceEncoder;
+use otlp_benches::otlp_encode::{pipeline_batch, service_logs};
+use otlp_sdk::otlp::{LogEncoder, TraceEncoder};
 use prost::Message;
 
 fn encode(c: &mut Criterion) {
@@ -60,5 +69,47 @@ fn encode(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode);
+fn encode_logs(c: &mut Criterion) {
+    let resource = Resource::builder_empty()
+        .with_service_name("otlp-pipeline")
+        .build();
+    let attributes = ResourceAttributesWithSchema::from(&resource);
+    let mut group = c.benchmark_group("otlp_encode_logs");
+    for n in [64usize, 512] {
+        let (records, scope) = service_logs(n);
+        let data: Vec<_> = records.iter().map(|r| (r, &scope)).collect();
+        let batch = LogBatch::new(&data);
+        let mut encoder = LogEncoder::default();
+        let mut out = Vec::new();
+        encoder.encode(&mut out, &resource, &batch);
+        // One scope, so the transform's scope order cannot differ.
+        assert_eq!(
+            out,
+            ExportLogsServiceRequest {
+                resource_logs: group_logs_by_resource_and_scope(&batch, &attributes)
+            }
+            .encode_to_vec(),
+            "both paths write the same bytes"
+        );
+        let scenario = format!("{n}_records");
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(BenchmarkId::new(&scenario, "opentelemetry-otlp"), |b| {
+            b.iter(|| {
+                let resource_logs =
+                    group_logs_by_resource_and_scope(black_box(&batch), &attributes);
+                black_box(ExportLogsServiceRequest { resource_logs }.encode_to_vec())
+            })
+        });
+        group.bench_function(BenchmarkId::new(&scenario, OURS), |b| {
+            b.iter(|| {
+                out.clear();
+                encoder.encode(&mut out, &resource, black_box(&batch));
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode, encode_logs);
 criterion_main!(benches);

@@ -1,9 +1,11 @@
 //! The batches the OTLP benches encode and send: shaped like the pipeline
-//! example's traffic, built as `SpanData` directly so that every
-//! implementation is handed the same spans.
+//! example's traffic, built as `SpanData` and `SdkLogRecord`s directly so
+//! that every implementation is handed the same batch.
 
+use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry::{InstrumentationScope, KeyValue};
+use opentelemetry_sdk::logs::{SdkLogRecord, SdkLoggerProvider};
 use opentelemetry_sdk::trace::SpanData;
 use std::time::UNIX_EPOCH;
 
@@ -71,4 +73,60 @@ pub fn pipeline_batch(n: usize) -> Vec<SpanData> {
             }
         })
         .collect()
+}
+
+/// Log records shaped like a service's: a message body, INFO (every tenth
+/// WARN, every fiftieth ERROR) with its text, three attributes (a route, a
+/// status code, a cache flag), the trace context of the request, the
+/// timestamps the SDK's logger sets; and the one scope they are emitted
+/// under. Pair them as `(&record, &scope)` for a `LogBatch`.
+pub fn service_logs(n: usize) -> (Vec<SdkLogRecord>, InstrumentationScope) {
+    use opentelemetry::trace::{TraceFlags, TraceId};
+    use std::time::Duration;
+
+    const ROUTES: [&str; 4] = ["/api/orders", "/api/users", "/healthz", "/metrics"];
+    const MESSAGES: [&str; 4] = [
+        "request completed",
+        "cache miss, loading from the database",
+        "order placed",
+        "upstream responded slowly",
+    ];
+    let scope = InstrumentationScope::builder("otlp-pipeline")
+        .with_version("0.1.0")
+        .build();
+    // Records only come from a logger; this one has no processor.
+    let provider = SdkLoggerProvider::builder().build();
+    let logger = provider.logger_with_scope(scope.clone());
+    let base = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let records = (0..n as u64)
+        .map(|i| {
+            let mut record = logger.create_log_record();
+            let at = base + Duration::from_nanos(i * 1_000);
+            record.set_timestamp(at);
+            record.set_observed_timestamp(at + Duration::from_nanos(200));
+            let (severity, text) = if i.is_multiple_of(50) {
+                (Severity::Error, "ERROR")
+            } else if i.is_multiple_of(10) {
+                (Severity::Warn, "WARN")
+            } else {
+                (Severity::Info, "INFO")
+            };
+            record.set_severity_number(severity);
+            record.set_severity_text(text);
+            record.set_body(AnyValue::from(MESSAGES[(i % 4) as usize]));
+            record.add_attribute("http.route", ROUTES[(i % 4) as usize]);
+            record.add_attribute(
+                "http.response.status_code",
+                if i.is_multiple_of(50) { 500 } else { 200 },
+            );
+            record.add_attribute("cache.hit", i.is_multiple_of(3));
+            record.set_trace_context(
+                TraceId::from(u128::from(i / 4 + 1) << 64 | 0xABCD),
+                SpanId::from(i + 1),
+                Some(TraceFlags::SAMPLED),
+            );
+            record
+        })
+        .collect();
+    (records, scope)
 }

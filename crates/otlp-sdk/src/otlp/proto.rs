@@ -4,9 +4,11 @@
 //! function computes a body's length bottom-up, then a `put_*` function
 //! writes the key, that length and the body. Field order and the omission
 //! of proto3 defaults follow prost, so the bytes match what
-//! opentelemetry-otlp sends (checked by `tests/otlp_encode.rs`).
+//! opentelemetry-otlp sends (checked by `tests/otlp_encode.rs` and
+//! `tests/otlp_encode_logs.rs`).
 
-use opentelemetry::{Array, KeyValue, Value};
+use opentelemetry::{Array, InstrumentationScope, KeyValue, Value};
+use opentelemetry_sdk::Resource;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 pub(crate) const VARINT: u32 = 0;
@@ -65,6 +67,11 @@ pub(crate) fn fixed64_field(field: u32, v: u64) -> usize {
 }
 
 #[inline]
+pub(crate) fn fixed32_field(field: u32, v: u32) -> usize {
+    if v == 0 { 0 } else { key_len(field) + 4 }
+}
+
+#[inline]
 pub(crate) fn put_header(out: &mut Vec<u8>, field: u32, n: usize) {
     put_key(out, field, LEN);
     put_varint(out, n as u64);
@@ -90,6 +97,14 @@ pub(crate) fn put_uint(out: &mut Vec<u8>, field: u32, v: u64) {
 pub(crate) fn put_fixed64(out: &mut Vec<u8>, field: u32, v: u64) {
     if v != 0 {
         put_key(out, field, I64);
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+}
+
+#[inline]
+pub(crate) fn put_fixed32(out: &mut Vec<u8>, field: u32, v: u32) {
+    if v != 0 {
+        put_key(out, field, I32);
         out.extend_from_slice(&v.to_le_bytes());
     }
 }
@@ -213,5 +228,41 @@ pub(crate) fn put_attrs<'a>(
 ) {
     for kv in attrs {
         put_kv(out, field, kv.key.as_str(), &kv.value);
+    }
+}
+
+// ---- Scope, resource ------------------------------------------------------
+
+/// An `InstrumentationScope` body. Logs export the record's target in place
+/// of the scope's name, hence `name` apart.
+pub(crate) fn scope_body_len(name: &str, scope: &InstrumentationScope) -> usize {
+    str_field(1, name.len())
+        + str_field(2, scope.version().unwrap_or_default().len())
+        + attrs_len(3, scope.attributes())
+}
+
+pub(crate) fn scope_len(scope: &InstrumentationScope) -> usize {
+    scope_body_len(scope.name(), scope)
+}
+
+pub(crate) fn put_scope_body(out: &mut Vec<u8>, name: &str, scope: &InstrumentationScope) {
+    put_str(out, 1, name.as_bytes());
+    put_str(out, 2, scope.version().unwrap_or_default().as_bytes());
+    put_attrs(out, 3, scope.attributes());
+}
+
+pub(crate) fn resource_len(resource: &Resource) -> usize {
+    resource
+        .iter()
+        .map(|(k, v)| len_field(1, kv_len(k.as_str(), v)))
+        .sum()
+}
+
+/// The `Resource` message as field 1 of a `Resource{Spans,Logs}`: always
+/// present, as the transform always sets it.
+pub(crate) fn put_resource(out: &mut Vec<u8>, resource: &Resource) {
+    put_header(out, 1, resource_len(resource));
+    for (k, v) in resource.iter() {
+        put_kv(out, 1, k.as_str(), v);
     }
 }

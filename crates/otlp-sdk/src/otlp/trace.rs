@@ -2,7 +2,6 @@
 //! batch into a buffer: no intermediate message tree and no copy of the
 //! spans. Byte-identical to opentelemetry-otlp's transform + prost.
 
-use opentelemetry::InstrumentationScope;
 use opentelemetry::trace::{SpanId, SpanKind, Status};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::trace::SpanData;
@@ -137,20 +136,7 @@ fn put_span(out: &mut Vec<u8>, span: &SpanData, trace_state: &str, len: usize) {
     out.extend_from_slice(&f.to_le_bytes());
 }
 
-// ---- Scope, resource, request -------------------------------------------
-
-fn scope_len(scope: &InstrumentationScope) -> usize {
-    str_field(1, scope.name().len())
-        + str_field(2, scope.version().unwrap_or_default().len())
-        + attrs_len(3, scope.attributes())
-}
-
-fn resource_len(resource: &Resource) -> usize {
-    resource
-        .iter()
-        .map(|(k, v)| len_field(1, kv_len(k.as_str(), v)))
-        .sum()
-}
+// ---- Request -------------------------------------------------------------
 
 /// Reusable scratch space: one encoder per exporting thread keeps every
 /// batch after the first allocation-free.
