@@ -7,7 +7,9 @@ mod cli;
 
 use std::time::Duration;
 
-use cli::{ExportModeFlag, Options, Parsed, ProcessorKind, Protocol, SignalKind, parse};
+use cli::{
+    ExportModeFlag, ExporterKind, Options, Parsed, ProcessorKind, Protocol, SignalKind, parse,
+};
 
 fn args(text: &str) -> Vec<String> {
     text.split_whitespace().map(str::to_owned).collect()
@@ -27,6 +29,8 @@ fn defaults_match_the_usage_text() {
     assert_eq!(options.duration, Duration::from_secs(10));
     assert_eq!((options.batch_size, options.rate), (512, 100_000));
     assert_eq!(options.processor, ProcessorKind::Ours);
+    assert_eq!(options.exporter, ExporterKind::Ours);
+    assert_eq!(options.export_mode(), ExportModeFlag::Inline);
     assert!(options.endpoint.is_none() && options.protocol.is_none());
     for text in [
         "default 10s",
@@ -66,7 +70,7 @@ fn every_flag_is_read() {
     assert_eq!(options.delay, Duration::from_secs(1));
     assert_eq!(options.shutdown_timeout, Duration::from_secs(2));
     assert_eq!(options.concurrent_exports, 8);
-    assert_eq!(options.export_mode, ExportModeFlag::Inline);
+    assert_eq!(options.export_mode, Some(ExportModeFlag::Inline));
     assert_eq!(options.receiver_latency, Duration::from_millis(5));
     assert_eq!(options.receiver_fail, 0.01);
     assert_eq!(options.receiver_retry_after, Duration::ZERO);
@@ -77,6 +81,13 @@ fn every_flag_is_read() {
     );
     assert_eq!(run("--rate=0 --duration=2m").rate, 0);
     assert_eq!(run("--protocol grpc").protocol, Some(Protocol::Grpc));
+    let theirs = run("--exporter opentelemetry-otlp");
+    assert_eq!(theirs.exporter, ExporterKind::OpentelemetryOtlp);
+    assert_eq!(theirs.export_mode(), ExportModeFlag::Threaded, "may block");
+    assert_eq!(
+        run("--exporter opentelemetry-otlp --export-mode inline").export_mode(),
+        ExportModeFlag::Inline
+    );
     assert_eq!(parse(args("--help")), Ok(Parsed::Help));
 }
 
@@ -100,6 +111,7 @@ fn bad_input_is_a_usage_error_naming_the_flag() {
         ("--endpoint localhost:4317", "--endpoint"),
         ("--signal metrics", "--signal"),
         ("--processor theirs", "--processor"),
+        ("--exporter reqwest", "--exporter"),
         ("--compression zstd", "--compression"),
         ("--export-mode fast", "--export-mode"),
         ("--receiver-fail 2", "--receiver-fail"),

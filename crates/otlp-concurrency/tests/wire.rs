@@ -93,6 +93,30 @@ fn the_sdk_processor_runs_the_same_pipeline() {
 }
 
 #[test]
+fn opentelemetry_otlp_exporter_runs_the_same_pipeline() {
+    for (protocol, processor, signal) in [
+        ("grpc", "ours", "traces"),
+        ("http/protobuf", "ours", "traces"),
+        ("grpc", "sdk", "traces"),
+        ("http/protobuf", "sdk", "logs"),
+    ] {
+        let outcome = run(&format!(
+            "{SHORT} --exporter opentelemetry-otlp --protocol {protocol} --processor {processor} \
+             --signal {signal}"
+        ));
+        assert_clean(&outcome);
+        let r = &outcome.runs[0];
+        assert_eq!(r.exporter, "opentelemetry-otlp");
+        assert_eq!(r.retries, None, "only our exporter reports retries");
+        assert_eq!(
+            r.service_names.get("otlp-pipeline").copied(),
+            r.received,
+            "{protocol} {processor} {signal}"
+        );
+    }
+}
+
+#[test]
 fn compare_runs_both_and_prints_ratios() {
     let outcome = run(&format!("{SHORT} --compare --duration 300ms"));
     assert_clean(&outcome);
@@ -114,6 +138,9 @@ fn refused_requests_are_retried() {
         assert!(refused > 0, "{outcome}");
         // Without retries every refusal would end its batch as failed.
         assert!(refused > r.failed_batches, "{outcome}");
+        // Our exporter retried each refusal, or gave its batch up.
+        let retries = r.retries.expect("our exporter counts retries");
+        assert!(retries > 0 && retries <= refused, "{outcome}");
         assert!(outcome.conserved(), "{outcome}");
         assert_eq!(r.received, Some(r.exported));
     }

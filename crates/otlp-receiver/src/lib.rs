@@ -40,8 +40,8 @@ pub use count::{Protocol, ReceiverStats};
 pub use otlp_monitor::Histogram;
 
 use count::Counters;
-pub use cpu::process_cpu_time;
 use cpu::ThreadCpu;
+pub use cpu::process_cpu_time;
 use server::Core;
 
 /// How the receiver listens and behaves.

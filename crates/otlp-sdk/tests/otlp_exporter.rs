@@ -181,7 +181,10 @@ fn retryable_refusals_are_retried_until_everything_arrives() {
         let sent = stats.stats();
         assert_eq!(received.spans, 2000, "{protocol:?}");
         assert!(received.refused > 0, "{protocol:?}: some requests refused");
-        assert_eq!(sent.retries, received.refused, "{protocol:?}: each refusal retried once");
+        assert_eq!(
+            sent.retries, received.refused,
+            "{protocol:?}: each refusal retried once"
+        );
         assert_eq!(sent.requests, sent.exports + sent.retries, "{protocol:?}");
         assert_eq!(sent.failed_exports, 0, "{protocol:?}");
     }
@@ -314,19 +317,27 @@ fn it_can_be_built_and_dropped_inside_an_async_context() {
 fn bad_settings_are_typed_errors() {
     let b = OtlpExporterBuilder::new().without_env();
     assert!(matches!(
-        b.clone().with_endpoint("localhost:4317").build_span_exporter(),
+        b.clone()
+            .with_endpoint("localhost:4317")
+            .build_span_exporter(),
         Err(OtlpConfigError::InvalidEndpoint { .. })
     ));
     assert!(matches!(
-        b.clone().with_endpoint("https://collector:4317").build_log_exporter(),
+        b.clone()
+            .with_endpoint("https://collector:4317")
+            .build_log_exporter(),
         Err(OtlpConfigError::TlsUnsupported(_))
     ));
     assert!(matches!(
-        b.clone().with_header("bad header", "v").build_span_exporter(),
+        b.clone()
+            .with_header("bad header", "v")
+            .build_span_exporter(),
         Err(OtlpConfigError::InvalidHeader(_))
     ));
     assert!(matches!(
-        b.clone().with_header("x-ok", "line\nbreak").build_span_exporter(),
+        b.clone()
+            .with_header("x-ok", "line\nbreak")
+            .build_span_exporter(),
         Err(OtlpConfigError::InvalidHeader(_))
     ));
     assert!(matches!(

@@ -3,7 +3,6 @@
 //! environment is process-wide, so the cases run one after the other in a
 //! single test.
 
-
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use otlp_receiver::{Receiver, ReceiverConfig};
@@ -66,7 +65,10 @@ fn the_environment_configures_what_code_leaves_unset() {
     assert_eq!(stats.spans, 50);
     assert_eq!(stats.http_requests, stats.gzip_requests);
     assert!(stats.http_requests >= 1);
-    assert_eq!(stats.custom_headers.get("x-team: a b"), Some(&stats.http_requests));
+    assert_eq!(
+        stats.custom_headers.get("x-team: a b"),
+        Some(&stats.http_requests)
+    );
 
     // Signal-specific variables win over general ones, and a signal's own
     // HTTP endpoint is used as given.

@@ -39,7 +39,9 @@ batching (both processors):
   --delay D               scheduled delay between exports (default 200ms)
   --shutdown-timeout D    how long the final flush may take (default 10s)
   --concurrent-exports N  exports in flight at once, ours only (default 4)
-  --export-mode M         threaded or inline, ours only (default threaded)
+  --export-mode M         threaded or inline, ours only (default: inline with
+                          our exporter, which never blocks; threaded with
+                          opentelemetry-otlp's)
 
 embedded receiver:
   --receiver-latency D    wait before answering each request (default 0)
@@ -143,6 +145,18 @@ impl ExporterKind {
     }
 }
 
+impl Options {
+    /// Where our processor polls exports: as asked, else inline for our
+    /// exporter (it encodes, then only awaits its I/O thread) and on the
+    /// blocking pool for opentelemetry-otlp's (its HTTP client may block).
+    pub fn export_mode(&self) -> ExportModeFlag {
+        self.export_mode.unwrap_or(match self.exporter {
+            ExporterKind::Ours => ExportModeFlag::Inline,
+            ExporterKind::OpentelemetryOtlp => ExportModeFlag::Threaded,
+        })
+    }
+}
+
 /// Where ours runs each export (`otlp_sdk::ExportMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportModeFlag {
@@ -171,7 +185,8 @@ pub struct Options {
     pub delay: Duration,
     pub shutdown_timeout: Duration,
     pub concurrent_exports: usize,
-    pub export_mode: ExportModeFlag,
+    /// `None`: chosen by the exporter ([`Options::export_mode`]).
+    pub export_mode: Option<ExportModeFlag>,
     pub receiver_latency: Duration,
     pub receiver_fail: f64,
     pub receiver_retry_after: Duration,
@@ -199,7 +214,7 @@ impl Default for Options {
             delay: Duration::from_millis(200),
             shutdown_timeout: Duration::from_secs(10),
             concurrent_exports: 4,
-            export_mode: ExportModeFlag::Threaded,
+            export_mode: None,
             receiver_latency: Duration::ZERO,
             receiver_fail: 0.0,
             receiver_retry_after: Duration::from_secs(1),
@@ -305,7 +320,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
                     positive("--concurrent-exports", &value("--concurrent-exports")?)?
             }
             "--export-mode" => {
-                options.export_mode = match value("--export-mode")?.as_str() {
+                options.export_mode = Some(match value("--export-mode")?.as_str() {
                     "threaded" => ExportModeFlag::Threaded,
                     "inline" => ExportModeFlag::Inline,
                     other => {
@@ -313,7 +328,7 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
                             "--export-mode: `{other}` is not threaded or inline"
                         ));
                     }
-                }
+                })
             }
             "--receiver-latency" => {
                 options.receiver_latency =

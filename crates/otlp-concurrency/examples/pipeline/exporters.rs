@@ -294,14 +294,10 @@ pub enum AnyLogExporter {
 }
 
 impl LogExporter for AnyLogExporter {
-    fn export(&self, batch: LogBatch<'_>) -> impl Future<Output = OTelSdkResult> + Send {
-        // opentelemetry-otlp's log export future borrows the batch; ours
-        // does not, so only theirs is awaited in place.
-        async move {
-            match self {
-                Self::Ours(e) => e.export(batch).await,
-                Self::OpentelemetryOtlp(e) => e.export(batch).await,
-            }
+    async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
+        match self {
+            Self::Ours(e) => e.export(batch).await,
+            Self::OpentelemetryOtlp(e) => e.export(batch).await,
         }
     }
 

@@ -222,7 +222,7 @@ fn ours_config(options: &Options, signal: Signal, export_timeout: Duration) -> B
 }
 
 fn ours_mode(options: &Options) -> ExportMode {
-    match options.export_mode {
+    match options.export_mode() {
         ExportModeFlag::Threaded => ExportMode::Threaded,
         ExportModeFlag::Inline => ExportMode::Inline,
     }

@@ -125,8 +125,7 @@ pub(crate) fn retry_info(status: &[u8]) -> Option<Duration> {
             }
         }
         // Negative durations (two's complement varints) are no delay.
-        (seconds < 1 << 40 && nanos < 1_000_000_000)
-            .then(|| Duration::new(seconds, nanos as u32))
+        (seconds < 1 << 40 && nanos < 1_000_000_000).then(|| Duration::new(seconds, nanos as u32))
     })
 }
 
@@ -167,7 +166,11 @@ pub(crate) fn grpc_failure(code: tonic::Code, message: &str, details: &[u8]) -> 
 }
 
 /// Classifies an HTTP status the way the OTLP specification does.
-pub(crate) fn http_failure(status: http::StatusCode, retry_after: Option<Duration>, body: &[u8]) -> Failure {
+pub(crate) fn http_failure(
+    status: http::StatusCode,
+    retry_after: Option<Duration>,
+    body: &[u8],
+) -> Failure {
     let detail = status_message(body).unwrap_or_default();
     let reason = if detail.is_empty() {
         format!("HTTP {status}")
@@ -299,7 +302,10 @@ mod tests {
         }
         for code in [400, 401, 403, 404, 413, 415, 500] {
             let status = StatusCode::from_u16(code).unwrap();
-            assert!(matches!(http_failure(status, None, &[]), Failure::Permanent(_)));
+            assert!(matches!(
+                http_failure(status, None, &[]),
+                Failure::Permanent(_)
+            ));
         }
         assert_eq!(retry_after(" 3 "), Some(Duration::from_secs(3)));
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);

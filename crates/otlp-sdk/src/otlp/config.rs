@@ -220,7 +220,13 @@ impl Settings {
                 ),
             },
         };
-        let url = parse_endpoint(&endpoint, protocol, signal, is_base, self.endpoint.is_some())?;
+        let url = parse_endpoint(
+            &endpoint,
+            protocol,
+            signal,
+            is_base,
+            self.endpoint.is_some(),
+        )?;
 
         let mut headers = HeaderMap::new();
         if let Some((value, var, _)) = env("HEADERS") {
@@ -251,7 +257,9 @@ impl Settings {
                 .unwrap_or(DEFAULT_TIMEOUT),
         };
         if timeout.is_zero() {
-            return Err(OtlpConfigError::InvalidSetting("timeout must be above zero"));
+            return Err(OtlpConfigError::InvalidSetting(
+                "timeout must be above zero",
+            ));
         }
         let compression = match self.compression {
             Some(c) => c,
@@ -421,7 +429,10 @@ mod tests {
             .collect();
         assert_eq!(
             pairs,
-            [("api-key".into(), "a b".into()), ("x-two".into(), "2".into())]
+            [
+                ("api-key".into(), "a b".into()),
+                ("x-two".into(), "2".into())
+            ]
         );
     }
 

@@ -115,7 +115,9 @@ impl OtlpStatsReader {
 
 impl fmt::Debug for OtlpStatsReader {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("OtlpStatsReader").field(&self.stats()).finish()
+        f.debug_tuple("OtlpStatsReader")
+            .field(&self.stats())
+            .finish()
     }
 }
 

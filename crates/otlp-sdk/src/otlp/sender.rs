@@ -205,7 +205,8 @@ async fn deliver(
         counters
             .bytes_sent
             .fetch_add(body.len() as u64, Ordering::Relaxed);
-        let outcome = tokio::time::timeout(remaining, transport.send(body.clone(), remaining)).await;
+        let outcome =
+            tokio::time::timeout(remaining, transport.send(body.clone(), remaining)).await;
         let (reason, after) = match outcome {
             Err(_elapsed) => {
                 return Err(failed(format!(

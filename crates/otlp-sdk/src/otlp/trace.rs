@@ -36,16 +36,28 @@ fn flags(trace_flags: u8, remote: bool) -> u32 {
     u32::from(trace_flags) | HAS_IS_REMOTE | if remote { IS_REMOTE } else { 0 }
 }
 
-/// The span's body length; `trace_state` is its header, computed once.
-fn span_len(span: &SpanData, trace_state: &str) -> usize {
+/// What the length pass learns about a span and the write pass reuses:
+/// the trace-state header is built once, and the timestamps are converted
+/// once (`SystemTime` arithmetic is a visible share of encoding).
+#[derive(Debug)]
+struct Prepared {
+    scope: usize,
+    len: usize,
+    trace_state: String,
+    start: u64,
+    end: u64,
+}
+
+/// The span's body length.
+fn span_len(span: &SpanData, trace_state: &str, start: u64, end: u64) -> usize {
     let mut n = len_field(1, 16) + len_field(2, 8) + str_field(3, trace_state.len());
     if span.parent_span_id != SpanId::INVALID {
         n += len_field(4, 8);
     }
     n += str_field(5, span.name.len());
     n += uint_field(6, kind(&span.span_kind));
-    n += fixed64_field(7, nanos(span.start_time));
-    n += fixed64_field(8, nanos(span.end_time));
+    n += fixed64_field(7, start);
+    n += fixed64_field(8, end);
     n += attrs_len(9, span.attributes.iter());
     n += uint_field(10, u64::from(span.dropped_attributes_count));
     for event in span.events.iter() {
@@ -81,7 +93,14 @@ fn link_len(link: &opentelemetry::trace::Link, trace_state: &str) -> usize {
         + 4
 }
 
-fn put_span(out: &mut Vec<u8>, span: &SpanData, trace_state: &str, len: usize) {
+fn put_span(out: &mut Vec<u8>, span: &SpanData, prepared: &Prepared) {
+    let Prepared {
+        len,
+        ref trace_state,
+        start,
+        end,
+        ..
+    } = *prepared;
     put_header(out, 2, len); // ScopeSpans.spans
     put_header(out, 1, 16);
     out.extend_from_slice(&span.span_context.trace_id().to_bytes());
@@ -94,8 +113,8 @@ fn put_span(out: &mut Vec<u8>, span: &SpanData, trace_state: &str, len: usize) {
     }
     put_str(out, 5, span.name.as_bytes());
     put_uint(out, 6, kind(&span.span_kind));
-    put_fixed64(out, 7, nanos(span.start_time));
-    put_fixed64(out, 8, nanos(span.end_time));
+    put_fixed64(out, 7, start);
+    put_fixed64(out, 8, end);
     put_attrs(out, 9, span.attributes.iter());
     put_uint(out, 10, u64::from(span.dropped_attributes_count));
     for event in span.events.iter() {
@@ -142,8 +161,8 @@ fn put_span(out: &mut Vec<u8>, span: &SpanData, trace_state: &str, len: usize) {
 /// batch after the first allocation-free.
 #[derive(Debug, Default)]
 pub struct TraceEncoder {
-    /// Per span: its scope's index, body length, and trace-state header.
-    spans: Vec<(usize, usize, String)>,
+    /// Per span, in batch order.
+    spans: Vec<Prepared>,
     /// Distinct scopes in order of first appearance, with their
     /// `ScopeSpans` body lengths.
     scopes: Vec<(usize, usize)>,
@@ -174,10 +193,17 @@ impl TraceEncoder {
                 self.scopes.len() - 1
             });
             last = Some(s);
-            let state = span.span_context.trace_state().header();
-            let len = span_len(span, &state);
+            let trace_state = span.span_context.trace_state().header();
+            let (start, end) = (nanos(span.start_time), nanos(span.end_time));
+            let len = span_len(span, &trace_state, start, end);
             self.scopes[s].1 += len_field(2, len);
-            self.spans.push((s, len, state));
+            self.spans.push(Prepared {
+                scope: s,
+                len,
+                trace_state,
+                start,
+                end,
+            });
         }
         let mut resource_spans = len_field(1, resource_len(resource))
             + str_field(3, resource.schema_url().unwrap_or_default().len());
@@ -201,12 +227,8 @@ impl TraceEncoder {
             put_str(out, 1, scope.name().as_bytes());
             put_str(out, 2, scope.version().unwrap_or_default().as_bytes());
             put_attrs(out, 3, scope.attributes());
-            for (span, (_, len, state)) in spans
-                .iter()
-                .zip(&self.spans)
-                .filter(|(_, (of, _, _))| *of == s)
-            {
-                put_span(out, span, state, *len);
+            for (span, prepared) in spans.iter().zip(&self.spans).filter(|(_, p)| p.scope == s) {
+                put_span(out, span, prepared);
             }
             put_str(out, 3, scope.schema_url().unwrap_or_default().as_bytes());
         }

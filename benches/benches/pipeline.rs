@@ -1,0 +1,261 @@
+//! The whole pipeline, sender to receiver, in one process: spans created
+//! through the OpenTelemetry API on an `SdkTracerProvider`, batched by a
+//! processor, encoded and sent over loopback OTLP/gRPC to the embedded
+//! receiver (`otlp-receiver`, which decodes every request with
+//! opentelemetry-proto's generated code).
+//!
+//! Implementations (the id's last segment):
+//! * `ours`: `otlp_sdk::BatchSpanProcessor` (4 concurrent exports) with
+//!   `otlp_sdk::otlp::OtlpSpanExporter`.
+//! * `sdk`: opentelemetry_sdk 0.33's own `BatchSpanProcessor` with the same
+//!   exporter: the processor alone differs.
+//! * `sdk+opentelemetry-otlp`: the SDK's processor with opentelemetry-otlp
+//!   0.33's tonic exporter: the stock stack a service runs today.
+//!
+//! Scenarios (standalone extras, not criterion timings: each is a 2 s run
+//! with one producer thread paced so that the queue never overflows, and
+//! the run asserts that every span arrived):
+//! * `pipeline_otlp/latency_5ms_spans_per_s`: the receiver answers each
+//!   request after 5 ms, as a loaded collector would; spans received per
+//!   second.
+//! * `pipeline_otlp/latency_0ms_spans_per_s`: the receiver answers at once;
+//!   spans received per second (CPU-bound: on 2 cores the receiver's
+//!   decoding competes with the sender).
+//! * `pipeline_otlp/latency_0ms_sender_cpu_ns_per_span`: process CPU time
+//!   less the receiver's threads, per received span, span creation
+//!   included.
+#![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use opentelemetry::KeyValue;
+use opentelemetry::trace::{Span as _, SpanKind, Tracer as _, TracerProvider as _};
+use opentelemetry_otlp::WithExportConfig as _;
+use opentelemetry_sdk::Resource;
+use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use otlp_benches::{OURS, extra_selected, record_extra};
+use otlp_receiver::{Receiver, ReceiverConfig, process_cpu_time};
+use otlp_sdk::otlp::OtlpExporterBuilder;
+
+const SDK: &str = "sdk";
+const STOCK: &str = "sdk+opentelemetry-otlp";
+const QUEUE: usize = 8192;
+const BATCH: usize = 512;
+const RUN: Duration = Duration::from_secs(2);
+const GROUP: &str = "pipeline_otlp";
+
+/// Counts the spans handed to the exporter, which is how the producer
+/// paces itself, and polls the export inside a Tokio context when the
+/// exporter needs one (opentelemetry-otlp's tonic client does; ours does
+/// not, and gets no runtime).
+#[derive(Debug)]
+struct Paced<E> {
+    inner: E,
+    handed: Arc<AtomicU64>,
+    runtime: Option<tokio::runtime::Handle>,
+}
+
+struct InRuntime<F> {
+    handle: Option<tokio::runtime::Handle>,
+    future: Pin<Box<F>>,
+}
+
+impl<F: Future> Future for InRuntime<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let _inside = self.handle.as_ref().map(tokio::runtime::Handle::enter);
+        self.future.as_mut().poll(cx)
+    }
+}
+
+impl<E: SpanExporter> SpanExporter for Paced<E> {
+    fn export(&self, batch: Vec<SpanData>) -> impl Future<Output = OTelSdkResult> + Send {
+        self.handed.fetch_add(batch.len() as u64, Ordering::Relaxed);
+        let _inside = self.runtime.as_ref().map(tokio::runtime::Handle::enter);
+        InRuntime {
+            handle: self.runtime.clone(),
+            future: Box::pin(self.inner.export(batch)),
+        }
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let _inside = self.runtime.as_ref().map(tokio::runtime::Handle::enter);
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn set_resource(&mut self, resource: &Resource) {
+        self.inner.set_resource(resource);
+    }
+}
+
+fn provider(
+    imp: &str,
+    endpoint: &str,
+    handed: &Arc<AtomicU64>,
+    io: &tokio::runtime::Runtime,
+) -> SdkTracerProvider {
+    let builder = SdkTracerProvider::builder().with_resource(
+        Resource::builder_empty()
+            .with_service_name("pipeline-bench")
+            .build(),
+    );
+    let ours_exporter = || {
+        let inner = OtlpExporterBuilder::new()
+            .without_env()
+            .with_endpoint(endpoint)
+            .build_span_exporter()
+            .expect("exporter");
+        Paced {
+            inner,
+            handed: Arc::clone(handed),
+            runtime: None,
+        }
+    };
+    let sdk_config = || {
+        opentelemetry_sdk::trace::BatchConfigBuilder::default()
+            .with_max_queue_size(QUEUE)
+            .with_max_export_batch_size(BATCH)
+            .with_scheduled_delay(Duration::from_millis(100))
+            .build()
+    };
+    match imp {
+        OURS => {
+            let config = otlp_sdk::BatchConfig::default()
+                .with_max_queue_size(QUEUE)
+                .with_max_export_batch_size(BATCH)
+                .with_scheduled_delay(Duration::from_millis(100))
+                .with_max_concurrent_exports(4);
+            // Our exporter only awaits once it has encoded, so it can be
+            // polled on the processor's own thread: no hand-off per batch.
+            let processor = otlp_sdk::BatchSpanProcessor::builder(ours_exporter())
+                .with_batch_config(config)
+                .with_export_mode(otlp_sdk::ExportMode::Inline)
+                .build()
+                .expect("processor");
+            builder.with_span_processor(processor).build()
+        }
+        SDK => {
+            let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(ours_exporter())
+                .with_batch_config(sdk_config())
+                .build();
+            builder.with_span_processor(processor).build()
+        }
+        _ => {
+            let _inside = io.enter();
+            let inner = opentelemetry_otlp::SpanExporter::builder()
+                .with_tonic()
+                .with_endpoint(endpoint)
+                .build()
+                .expect("opentelemetry-otlp exporter");
+            let exporter = Paced {
+                inner,
+                handed: Arc::clone(handed),
+                runtime: Some(io.handle().clone()),
+            };
+            let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
+                .with_batch_config(sdk_config())
+                .build();
+            builder.with_span_processor(processor).build()
+        }
+    }
+}
+
+struct Measured {
+    received_per_s: f64,
+    sender_cpu_ns_per_span: f64,
+}
+
+/// One 2 s run; panics if a span was lost (the pacing should make that
+/// impossible, and a figure with drops would compare nothing).
+fn run(imp: &str, latency: Duration) -> Measured {
+    let receiver = Receiver::start(ReceiverConfig {
+        latency,
+        ..ReceiverConfig::default()
+    })
+    .expect("receiver");
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let handed = Arc::new(AtomicU64::new(0));
+    let provider = provider(imp, &receiver.endpoint(), &handed, &io);
+    let tracer = provider.tracer("pipeline-bench");
+    let (cpu0, receiver_cpu0, t0) = (
+        process_cpu_time(),
+        receiver.cpu_time().unwrap_or_default(),
+        Instant::now(),
+    );
+    let mut ended = 0u64;
+    while t0.elapsed() < RUN {
+        // Never let the queue hold more than QUEUE - BATCH spans.
+        if ended - handed.load(Ordering::Relaxed) < (QUEUE - BATCH) as u64 {
+            let mut span = tracer
+                .span_builder("GET /api/orders")
+                .with_kind(SpanKind::Server)
+                .start(&tracer);
+            span.set_attribute(KeyValue::new("http.route", "/api/orders"));
+            span.set_attribute(KeyValue::new("http.response.status_code", 200));
+            span.end();
+            ended += 1;
+        } else {
+            // Sleep rather than spin, so waiting costs no CPU to count.
+            std::thread::sleep(Duration::from_micros(200));
+        }
+    }
+    provider.shutdown().expect("shutdown");
+    let elapsed = t0.elapsed();
+    let sender_cpu = process_cpu_time().saturating_sub(cpu0).saturating_sub(
+        receiver
+            .cpu_time()
+            .unwrap_or_default()
+            .saturating_sub(receiver_cpu0),
+    );
+    drop(io);
+    let received = receiver.stop().spans;
+    assert_eq!(received, ended, "{imp}: every ended span must arrive");
+    Measured {
+        received_per_s: received as f64 / elapsed.as_secs_f64(),
+        sender_cpu_ns_per_span: sender_cpu.as_nanos() as f64 / received as f64,
+    }
+}
+
+fn pipeline(_c: &mut Criterion) {
+    for (latency, scenario) in [
+        (Duration::from_millis(5), "latency_5ms"),
+        (Duration::ZERO, "latency_0ms"),
+    ] {
+        for imp in [OURS, SDK, STOCK] {
+            let rate_id = format!("{scenario}_spans_per_s");
+            let cpu_id = format!("{scenario}_sender_cpu_ns_per_span");
+            let wants_rate = extra_selected(&format!("{GROUP}/{rate_id}/{imp}"));
+            // CPU per span is only meaningful where the sender is busy.
+            let wants_cpu = latency.is_zero() && extra_selected(&format!("{GROUP}/{cpu_id}/{imp}"));
+            if !wants_rate && !wants_cpu {
+                continue;
+            }
+            let m = run(imp, latency);
+            eprintln!(
+                "{GROUP}/{scenario}/{imp}: {:.0} spans/s, {:.0} ns sender CPU per span",
+                m.received_per_s, m.sender_cpu_ns_per_span
+            );
+            if wants_rate {
+                record_extra(GROUP, &rate_id, imp, m.received_per_s, "spans/s");
+            }
+            if wants_cpu {
+                record_extra(GROUP, &cpu_id, imp, m.sender_cpu_ns_per_span, "ns");
+            }
+        }
+    }
+}
+
+criterion_group!(benches, pipeline);
+criterion_main!(benches);
