@@ -76,9 +76,17 @@
 //! provider.shutdown_with_timeout(Duration::from_secs(5)).unwrap();
 //! ```
 //!
+//! # OTLP exporters (feature `otlp`)
+//!
+//! With the `otlp` feature, the module `otlp_sdk::otlp` adds
+//! `OtlpSpanExporter` and `OtlpLogExporter`: OTLP over gRPC (tonic) or
+//! HTTP/protobuf (hyper), encoded straight from the SDK's data
+//! (byte-identical to opentelemetry-otlp's output, in a sixth of the time),
+//! with their own I/O thread, so any processor can drive them.
+//!
 //! See `docs/sdk.md` in the repository for the guide: when to use these
-//! instead of the SDK's, the configuration and environment variables, and
-//! the measured figures.
+//! instead of the SDK's, the configuration and environment variables, the
+//! OTLP exporters, and the measured figures.
 
 mod export;
 mod log;

@@ -178,7 +178,7 @@ impl<E: LogExporter> LogExporter for Counted<E> {
 #[derive(Debug, Clone)]
 pub struct Target {
     pub protocol: Protocol,
-    /// `None`: opentelemetry-otlp reads `OTEL_EXPORTER_OTLP_*` itself.
+    /// `None`: the exporter reads `OTEL_EXPORTER_OTLP_*` itself.
     pub endpoint: Option<String>,
     pub gzip: Option<bool>,
     pub timeout: Option<Duration>,

@@ -228,8 +228,8 @@ fn ours_mode(options: &Options) -> ExportMode {
     }
 }
 
-/// Builds the provider with the chosen processor around `Counted`
-/// opentelemetry-otlp exporters; runs inside `io`'s context.
+/// Builds the provider with the chosen processor around the `Counted`
+/// chosen exporter; runs inside `io`'s context.
 fn provider(
     options: &Options,
     kind: ProcessorKind,
