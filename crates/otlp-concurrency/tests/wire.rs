@@ -198,10 +198,12 @@ fn bad_endpoints_and_protocols_are_usage_errors() {
         let argv = args.split_whitespace().map(str::to_owned);
         assert_eq!(job::main(argv), 2, "{args}");
     }
-    // Parses, but opentelemetry-otlp is built without TLS: a configuration
+    // Parses, but neither exporter is built with TLS here: a configuration
     // error, still exit status 2, before anything runs.
-    let argv = "--endpoint https://127.0.0.1:4317 --duration 100ms"
-        .split_whitespace()
-        .map(str::to_owned);
-    assert_eq!(job::main(argv), 2);
+    for exporter in ["ours", "opentelemetry-otlp"] {
+        let argv =
+            format!("--endpoint https://127.0.0.1:4317 --duration 100ms --exporter {exporter}");
+        let argv = argv.split_whitespace().map(str::to_owned);
+        assert_eq!(job::main(argv), 2, "{exporter}");
+    }
 }

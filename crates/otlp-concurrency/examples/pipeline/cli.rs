@@ -10,8 +10,8 @@ usage: pipeline [OPTIONS]
 Producer threads create spans (or log records) through the OpenTelemetry
 API on an SdkTracerProvider / SdkLoggerProvider; a batch processor hands
 them to an OTLP exporter (otlp_sdk's by default, or opentelemetry-otlp's),
-which ships them over OTLP/gRPC or OTLP/HTTP. With no endpoint, an embedded OTLP receiver on a loopback port
-decodes and counts every request.
+which ships them over OTLP/gRPC or OTLP/HTTP. With no endpoint, an
+embedded OTLP receiver on a loopback port decodes and counts every request.
 
 what runs:
   --duration D            how long producers run: 10, 10s, 500ms, 2m (default 10s)

@@ -126,18 +126,24 @@ fn destination(options: &Options) -> Destination {
     }
 }
 
-/// The exporter's own timeout (its retries included): the flag, else
-/// `OTEL_EXPORTER_OTLP_{,SIGNAL_}TIMEOUT` in milliseconds, else 10 s, as
-/// opentelemetry-otlp resolves it.
+/// The exporter's own timeout (its retries included): the flag, else the
+/// first of `OTEL_EXPORTER_OTLP_{SIGNAL_,}TIMEOUT` that is set, in
+/// milliseconds, else 10 s; a set value that is not a positive number
+/// counts as 10 s. Both exporters resolve it the same way, so the
+/// processor's deadline (this plus 2 s) stays behind the exporter's.
 fn exporter_timeout(options: &Options) -> Duration {
+    const DEFAULT: Duration = Duration::from_secs(10);
     options.export_timeout.unwrap_or_else(|| {
         [
             signal_var(options.signal, "TIMEOUT"),
             "OTEL_EXPORTER_OTLP_TIMEOUT".to_owned(),
         ]
         .iter()
-        .find_map(|var| env_var(var)?.trim().parse::<u64>().ok())
-        .map_or(Duration::from_secs(10), Duration::from_millis)
+        .find_map(|var| env_var(var))
+        .map_or(DEFAULT, |value| match value.trim().parse::<u64>() {
+            Ok(ms) if ms > 0 => Duration::from_millis(ms),
+            _ => DEFAULT,
+        })
     })
 }
 

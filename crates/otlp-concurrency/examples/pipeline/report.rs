@@ -493,6 +493,11 @@ fn opt<T: fmt::Display>(x: Option<T>) -> String {
     x.map_or("null".to_owned(), |v| v.to_string())
 }
 
+/// An absent figure in the human-readable table.
+fn cell<T: fmt::Display>(x: Option<T>) -> String {
+    x.map_or("-".to_owned(), |v| v.to_string())
+}
+
 fn us(ns: Option<u64>) -> String {
     ns.map_or("null".to_owned(), |v| format!("{:.1}", v as f64 / 1e3))
 }
@@ -594,7 +599,7 @@ fn rows(r: &RunReport) -> Vec<(&'static str, String)> {
         ),
         ("emitted", r.emitted.to_string()),
         ("exported", r.exported.to_string()),
-        ("received", opt(r.received)),
+        ("received", cell(r.received)),
         ("dropped: queue full", d.queue_full.to_string()),
         ("dropped: after shutdown", d.after_shutdown.to_string()),
         ("dropped: export failed", d.export_failed.to_string()),
@@ -606,9 +611,9 @@ fn rows(r: &RunReport) -> Vec<(&'static str, String)> {
             "exports (failed)",
             format!("{} ({})", r.batches, r.failed_batches),
         ),
-        ("requests refused (retried)", opt(r.refused)),
-        ("exporter retries", opt(r.retries)),
-        ("requests rejected", opt(r.rejected)),
+        ("requests refused (retried)", cell(r.refused)),
+        ("exporter retries", cell(r.retries)),
+        ("requests rejected", cell(r.rejected)),
         (
             "requests / bytes on the wire",
             match (r.requests, r.wire_bytes) {

@@ -322,7 +322,12 @@ fn parse_endpoint(
         // gRPC names its method in the path; the endpoint is an origin.
         Protocol::Grpc => "/".to_owned(),
         Protocol::HttpProtobuf if is_base && !(from_code && path.len() > 1) => {
-            format!("{}{}", path.trim_end_matches('/'), signal_path(signal))
+            let query = uri.query().map_or_else(String::new, |q| format!("?{q}"));
+            format!(
+                "{}{}{query}",
+                path.trim_end_matches('/'),
+                signal_path(signal)
+            )
         }
         Protocol::HttpProtobuf => uri
             .path_and_query()
@@ -393,6 +398,8 @@ mod tests {
         assert_eq!(url.to_string(), "http://127.0.0.1:4318/v1/traces");
         let url = resolve(http, "http://h:1/", Signal::Logs).unwrap();
         assert_eq!(url.to_string(), "http://h:1/v1/logs");
+        let url = resolve(http, "http://h:1/?tenant=a", Signal::Spans).unwrap();
+        assert_eq!(url.to_string(), "http://h:1/v1/traces?tenant=a");
         let url = resolve(http, "http://h:1/custom/path", Signal::Logs).unwrap();
         assert_eq!(url.to_string(), "http://h:1/custom/path");
         let url = resolve(Protocol::Grpc, "http://h:4317/ignored", Signal::Spans).unwrap();

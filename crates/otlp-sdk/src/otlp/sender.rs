@@ -115,7 +115,7 @@ impl Sender {
         let handle = runtime.handle().clone();
         let transport = {
             let _inside = handle.enter();
-            Transport::new(config, signal).map_err(OtlpConfigError::InvalidHeader)?
+            Transport::new(config, signal)?
         };
         Ok(Sender {
             runtime: OwnedRuntime(Mutex::new(Some(runtime))),
@@ -199,7 +199,10 @@ async fn deliver(
         attempt += 1;
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(OTelSdkError::Timeout(timeout));
+            return Err(failed(format!(
+                "export to {endpoint} timed out after {timeout:?} ({} attempt(s))",
+                attempt - 1
+            )));
         }
         counters.requests.fetch_add(1, Ordering::Relaxed);
         counters

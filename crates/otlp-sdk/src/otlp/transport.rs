@@ -20,7 +20,7 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 use super::answer::{self, Failure};
-use super::config::{Compression, Protocol, Resolved};
+use super::config::{Compression, OtlpConfigError, Protocol, Resolved};
 use crate::Signal;
 
 /// The most of a response body read: OTLP answers are a few bytes, an
@@ -44,7 +44,7 @@ impl std::fmt::Debug for Transport {
 impl Transport {
     /// Must run inside the runtime that will carry the connections (tonic's
     /// channel starts its worker there).
-    pub(crate) fn new(config: &Resolved, signal: Signal) -> Result<Self, String> {
+    pub(crate) fn new(config: &Resolved, signal: Signal) -> Result<Self, OtlpConfigError> {
         match config.protocol {
             Protocol::Grpc => GrpcTransport::new(config, signal).map(Self::Grpc),
             Protocol::HttpProtobuf => Ok(Self::Http(HttpTransport::new(config))),
@@ -99,9 +99,12 @@ pub(crate) struct GrpcTransport {
 }
 
 impl GrpcTransport {
-    fn new(config: &Resolved, signal: Signal) -> Result<Self, String> {
+    fn new(config: &Resolved, signal: Signal) -> Result<Self, OtlpConfigError> {
         let endpoint = Endpoint::from_shared(config.url.to_string())
-            .map_err(|e| chain(&e))?
+            .map_err(|e| OtlpConfigError::InvalidEndpoint {
+                endpoint: config.url.to_string(),
+                reason: chain(&e),
+            })?
             .connect_timeout(config.timeout)
             .tcp_nodelay(true);
         let mut client = tonic::client::Grpc::new(endpoint.connect_lazy());
@@ -146,15 +149,16 @@ impl GrpcTransport {
     }
 }
 
-fn metadata(headers: &HeaderMap) -> Result<MetadataMap, String> {
+fn metadata(headers: &HeaderMap) -> Result<MetadataMap, OtlpConfigError> {
     let mut map = MetadataMap::new();
     for (name, value) in headers {
         // Binary metadata (`-bin`) is base64 on the wire; OTLP headers are
         // text, so such names are refused rather than mangled.
         let key = MetadataKey::from_bytes(name.as_str().as_bytes())
-            .map_err(|_| format!("header {name} cannot be gRPC metadata"))?;
-        let value = MetadataValue::try_from(value.as_bytes())
-            .map_err(|_| format!("header {name} has a value gRPC metadata cannot carry"))?;
+            .map_err(|_| OtlpConfigError::InvalidHeader(format!("{name} (not gRPC metadata)")))?;
+        let value = MetadataValue::try_from(value.as_bytes()).map_err(|_| {
+            OtlpConfigError::InvalidHeader(format!("{name} (a value gRPC metadata cannot carry)"))
+        })?;
         map.append(key, value);
     }
     Ok(map)
