@@ -40,8 +40,8 @@ use opentelemetry_otlp::WithExportConfig as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use otlp_benches::{OURS, extra_selected, record_extra};
-use otlp_receiver::{Receiver, ReceiverConfig, process_cpu_time};
+use otlp_benches::{OURS, extra_selected, process_cpu_time, record_extra};
+use otlp_receiver::{Receiver, ReceiverConfig};
 use otlp_sdk::otlp::OtlpExporterBuilder;
 
 const SDK: &str = "sdk";

@@ -89,3 +89,20 @@ pub fn record_extra(group: &str, scenario: &str, imp: &str, value: f64, unit: &s
         Err(err) => eprintln!("record_extra: cannot create {}: {err}", path.display()),
     }
 }
+
+/// User plus system CPU time of the whole process so far, every thread,
+/// ended ones included (`getrusage(RUSAGE_SELF)`); zero if the call fails.
+pub fn process_cpu_time() -> std::time::Duration {
+    // SAFETY: `usage` is zero-initialised (a valid `rusage`) and writable
+    // for the duration of the call.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return std::time::Duration::ZERO;
+        }
+        usage
+    };
+    let time =
+        |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}

@@ -84,21 +84,6 @@ impl ThreadCpu {
     }
 }
 
-/// User plus system CPU time of the whole process so far, every thread,
-/// ended ones included.
-pub fn process_cpu_time() -> Duration {
-    // SAFETY: `usage` is zero-initialised (a valid `rusage`) and writable.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
-            return Duration::ZERO;
-        }
-        usage
-    };
-    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
-    time(usage.ru_utime) + time(usage.ru_stime)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

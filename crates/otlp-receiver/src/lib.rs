@@ -41,7 +41,6 @@ pub use otlp_monitor::Histogram;
 
 use count::Counters;
 use cpu::ThreadCpu;
-pub use cpu::process_cpu_time;
 use server::Core;
 
 /// How the receiver listens and behaves.

@@ -1,7 +1,7 @@
-//! What the job asks of the operating system: Ctrl-C and CPU time (the
-//! process's, read by the receiver crate, which subtracts its own threads).
+//! What the job asks of the operating system: Ctrl-C and CPU time.
 
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
@@ -39,4 +39,17 @@ pub fn interrupted() -> bool {
     INTERRUPTED.load(Ordering::Acquire)
 }
 
-pub use otlp_receiver::process_cpu_time;
+/// User plus system CPU time of the whole process so far, every thread,
+/// ended ones included.
+pub fn process_cpu_time() -> Duration {
+    // SAFETY: `usage` is zero-initialised (a valid `rusage`) and writable.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        if libc::getrusage(libc::RUSAGE_SELF, &mut usage) != 0 {
+            return Duration::ZERO;
+        }
+        usage
+    };
+    let time = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
