@@ -193,11 +193,9 @@ impl SpanExporter for OtlpSpanExporter {
         &self,
         batch: Vec<SpanData>,
     ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
-        let body = self.encoders.with(|encoder| {
-            let mut body = Vec::new();
-            encoder.encode(&mut body, &self.resource, &batch);
-            body
-        });
+        let mut body = self.sender.body();
+        self.encoders
+            .with(|encoder| encoder.encode(&mut body, &self.resource, &batch));
         // The spans are dropped here, on the exporting thread, not on the
         // I/O thread.
         drop(batch);
@@ -257,11 +255,9 @@ impl opentelemetry_sdk::logs::LogExporter for OtlpLogExporter {
         &self,
         batch: opentelemetry_sdk::logs::LogBatch<'_>,
     ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
-        let body = self.encoders.with(|encoder| {
-            let mut body = Vec::new();
-            encoder.encode(&mut body, &self.resource, &batch);
-            body
-        });
+        let mut body = self.sender.body();
+        self.encoders
+            .with(|encoder| encoder.encode(&mut body, &self.resource, &batch));
         self.sender.send(body)
     }
 

@@ -29,6 +29,7 @@
 //! `http/json`.
 
 mod answer;
+mod bodies;
 mod config;
 mod exporter;
 mod logs;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 
 use super::answer::{self, Failure};
+use super::bodies::Bodies;
 use super::config::{OtlpConfigError, Resolved, RetryPolicy};
 use super::transport::Transport;
 use crate::Signal;
@@ -99,6 +100,7 @@ pub(crate) struct Sender {
     timeout: Duration,
     retry: RetryPolicy,
     counters: Arc<Counters>,
+    bodies: Bodies,
     shut_down: AtomicBool,
 }
 
@@ -125,6 +127,7 @@ impl Sender {
             timeout: config.timeout,
             retry: config.retry,
             counters: Arc::default(),
+            bodies: Bodies::default(),
             shut_down: AtomicBool::new(false),
         })
     }
@@ -137,14 +140,21 @@ impl Sender {
         &self.endpoint
     }
 
-    /// Sends one encoded request, retrying within the timeout. The returned
-    /// future borrows nothing and may be polled on any executor.
+    /// An empty buffer to encode a request into; reused across exports.
+    pub(crate) fn body(&self) -> Vec<u8> {
+        self.bodies.take()
+    }
+
+    /// Sends one encoded request (from [`body`](Self::body)), retrying
+    /// within the timeout. The returned future borrows nothing and may be
+    /// polled on any executor.
     pub(crate) fn send(&self, encoded: Vec<u8>) -> impl Future<Output = OTelSdkResult> + Send {
         self.counters.exports.fetch_add(1, Ordering::Relaxed);
         let task = if self.shut_down.load(Ordering::Acquire) {
+            self.bodies.give_back(encoded);
             None
         } else {
-            let body = self.transport.prepare(encoded);
+            let body = self.transport.prepare(encoded, &self.bodies);
             Some(AbortOnDrop(self.handle.spawn(deliver(
                 Arc::clone(&self.transport),
                 body,

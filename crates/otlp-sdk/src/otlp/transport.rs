@@ -20,6 +20,7 @@ use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
 use tonic::transport::{Channel, Endpoint};
 
 use super::answer::{self, Failure};
+use super::bodies::Bodies;
 use super::config::{Compression, OtlpConfigError, Protocol, Resolved};
 use crate::Signal;
 
@@ -52,19 +53,23 @@ impl Transport {
     }
 
     /// Prepares a body for the wire. gRPC compresses inside tonic; HTTP
-    /// bodies are compressed here, once for every attempt.
-    pub(crate) fn prepare(&self, encoded: Vec<u8>) -> Bytes {
+    /// bodies are compressed here, once for every attempt. Either way the
+    /// buffer returns to `bodies` when the export is done with it.
+    pub(crate) fn prepare(&self, encoded: Vec<u8>, bodies: &Bodies) -> Bytes {
         match self {
             Self::Http(http) if http.gzip => {
-                let mut gz = flate2::write::GzEncoder::new(
-                    Vec::with_capacity(encoded.len() / 4 + 64),
-                    flate2::Compression::fast(),
-                );
+                let mut compressed = bodies.take();
+                compressed.reserve(encoded.len() / 4 + 64);
+                let mut gz = flate2::write::GzEncoder::new(compressed, flate2::Compression::fast());
                 // Writing into a Vec cannot fail.
                 let _ = gz.write_all(&encoded);
-                gz.finish().map_or_else(|_| Bytes::new(), Bytes::from)
+                bodies.give_back(encoded);
+                match gz.finish() {
+                    Ok(compressed) => bodies.lend(compressed),
+                    Err(_) => Bytes::new(),
+                }
             }
-            _ => Bytes::from(encoded),
+            _ => bodies.lend(encoded),
         }
     }
 
