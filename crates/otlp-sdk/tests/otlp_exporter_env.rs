@@ -24,8 +24,10 @@ const VARS: [&str; 11] = [
 
 fn set(vars: &[(&str, &str)]) {
     for var in VARS {
-        // SAFETY: this test binary has one test, and it sets variables
-        // before starting any thread that could read them.
+        // SAFETY: this test binary has one test, and only its thread reads
+        // the environment (exporters resolve it in `build`, on this
+        // thread); the other threads alive here (the receiver's runtime,
+        // exporters' I/O threads, processor loops) never call getenv.
         unsafe { std::env::remove_var(var) };
     }
     for (var, value) in vars {

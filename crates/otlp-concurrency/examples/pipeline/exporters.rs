@@ -316,6 +316,35 @@ impl LogExporter for AnyLogExporter {
     }
 }
 
+/// opentelemetry-otlp's exporter of type `$exporter` for `$target`. A macro
+/// because its span and log builders share no trait for `build`.
+macro_rules! opentelemetry_otlp_exporter {
+    ($exporter:ty, $target:expr) => {{
+        let target: &Target = $target;
+        let gzip = target.gzip.and_then(compression);
+        let builder = <$exporter>::builder();
+        match target.protocol {
+            Protocol::Grpc => {
+                let b = with_target(builder.with_tonic(), target);
+                match gzip {
+                    Some(c) => b.with_compression(c).build(),
+                    None => b.build(),
+                }
+            }
+            Protocol::HttpProtobuf => {
+                let b = builder
+                    .with_http()
+                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+                let b = with_target(b, target);
+                match gzip {
+                    Some(c) => b.with_compression(c).build(),
+                    None => b.build(),
+                }
+            }
+        }
+    }};
+}
+
 /// Builds the chosen span exporter, and our exporter's counters when it is
 /// ours; must run inside the Tokio runtime that will carry
 /// opentelemetry-otlp's connections (tonic connects lazily on it).
@@ -323,37 +352,15 @@ pub fn span_exporter(
     kind: ExporterKind,
     target: &Target,
 ) -> Result<(AnySpanExporter, Option<OtlpStatsReader>), String> {
+    let failed = |e: &dyn std::fmt::Display| format!("building the OTLP span exporter: {e}");
     if kind == ExporterKind::Ours {
-        let exporter = ours(target)
-            .build_span_exporter()
-            .map_err(|e| format!("building the OTLP span exporter: {e}"))?;
+        let exporter = ours(target).build_span_exporter().map_err(|e| failed(&e))?;
         let stats = exporter.stats_reader();
         return Ok((AnySpanExporter::Ours(exporter), Some(stats)));
     }
-    let gzip = target.gzip.and_then(compression);
-    let builder = opentelemetry_otlp::SpanExporter::builder();
-    let built = match target.protocol {
-        Protocol::Grpc => {
-            let b = with_target(builder.with_tonic(), target);
-            match gzip {
-                Some(c) => b.with_compression(c).build(),
-                None => b.build(),
-            }
-        }
-        Protocol::HttpProtobuf => {
-            let b = builder
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-            let b = with_target(b, target);
-            match gzip {
-                Some(c) => b.with_compression(c).build(),
-                None => b.build(),
-            }
-        }
-    };
-    built
+    opentelemetry_otlp_exporter!(opentelemetry_otlp::SpanExporter, target)
         .map(|e| (AnySpanExporter::OpentelemetryOtlp(e), None))
-        .map_err(|e| format!("building the OTLP span exporter: {e}"))
+        .map_err(|e| failed(&e))
 }
 
 /// Builds the chosen log exporter; see [`span_exporter`].
@@ -361,35 +368,13 @@ pub fn log_exporter(
     kind: ExporterKind,
     target: &Target,
 ) -> Result<(AnyLogExporter, Option<OtlpStatsReader>), String> {
+    let failed = |e: &dyn std::fmt::Display| format!("building the OTLP log exporter: {e}");
     if kind == ExporterKind::Ours {
-        let exporter = ours(target)
-            .build_log_exporter()
-            .map_err(|e| format!("building the OTLP log exporter: {e}"))?;
+        let exporter = ours(target).build_log_exporter().map_err(|e| failed(&e))?;
         let stats = exporter.stats_reader();
         return Ok((AnyLogExporter::Ours(exporter), Some(stats)));
     }
-    let gzip = target.gzip.and_then(compression);
-    let builder = opentelemetry_otlp::LogExporter::builder();
-    let built = match target.protocol {
-        Protocol::Grpc => {
-            let b = with_target(builder.with_tonic(), target);
-            match gzip {
-                Some(c) => b.with_compression(c).build(),
-                None => b.build(),
-            }
-        }
-        Protocol::HttpProtobuf => {
-            let b = builder
-                .with_http()
-                .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
-            let b = with_target(b, target);
-            match gzip {
-                Some(c) => b.with_compression(c).build(),
-                None => b.build(),
-            }
-        }
-    };
-    built
+    opentelemetry_otlp_exporter!(opentelemetry_otlp::LogExporter, target)
         .map(|e| (AnyLogExporter::OpentelemetryOtlp(e), None))
-        .map_err(|e| format!("building the OTLP log exporter: {e}"))
+        .map_err(|e| failed(&e))
 }

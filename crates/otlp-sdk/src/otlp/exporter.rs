@@ -6,9 +6,11 @@ use std::time::Duration;
 
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use super::config::{Compression, OtlpConfigError, Protocol, RetryPolicy, Settings};
+use super::logs::LogEncoder;
 use super::sender::{Counters, OtlpExporterStats, Sender};
 use super::trace::TraceEncoder;
 use crate::Signal;
@@ -80,22 +82,12 @@ impl OtlpExporterBuilder {
 
     /// Builds a span exporter; starts its I/O thread.
     pub fn build_span_exporter(&self) -> Result<OtlpSpanExporter, OtlpConfigError> {
-        let config = self.settings.resolve(Signal::Spans)?;
-        Ok(OtlpSpanExporter {
-            sender: Sender::new(&config, Signal::Spans)?,
-            resource: Resource::builder_empty().build(),
-            encoders: EncoderPool::default(),
-        })
+        Core::new(&self.settings, Signal::Spans).map(OtlpSpanExporter)
     }
 
     /// Builds a log exporter; starts its I/O thread.
     pub fn build_log_exporter(&self) -> Result<OtlpLogExporter, OtlpConfigError> {
-        let config = self.settings.resolve(Signal::Logs)?;
-        Ok(OtlpLogExporter {
-            sender: Sender::new(&config, Signal::Logs)?,
-            resource: Resource::builder_empty().build(),
-            encoders: EncoderPool::default(),
-        })
+        Core::new(&self.settings, Signal::Logs).map(OtlpLogExporter)
     }
 }
 
@@ -140,6 +132,46 @@ impl<E: Default> EncoderPool<E> {
     }
 }
 
+/// What both exporters are: a sender, the resource the SDK set, and the
+/// encoders of their signal.
+struct Core<E> {
+    sender: Sender,
+    resource: Resource,
+    encoders: EncoderPool<E>,
+}
+
+impl<E: Default> Core<E> {
+    fn new(settings: &Settings, signal: Signal) -> Result<Self, OtlpConfigError> {
+        let config = settings.resolve(signal)?;
+        Ok(Core {
+            sender: Sender::new(&config, signal)?,
+            resource: Resource::builder_empty().build(),
+            encoders: EncoderPool::default(),
+        })
+    }
+
+    /// One request body, encoded by `encode` with a pooled encoder into a
+    /// reused buffer.
+    fn encode(&self, encode: impl FnOnce(&mut E, &mut Vec<u8>, &Resource)) -> Vec<u8> {
+        let mut body = self.sender.body();
+        self.encoders
+            .with(|encoder| encode(encoder, &mut body, &self.resource));
+        body
+    }
+
+    fn stats_reader(&self) -> OtlpStatsReader {
+        OtlpStatsReader {
+            counters: Arc::clone(self.sender.counters()),
+        }
+    }
+
+    fn debug(&self, name: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(name)
+            .field("endpoint", &self.sender.endpoint())
+            .finish_non_exhaustive()
+    }
+}
+
 /// An OTLP span exporter: `SpanData` encoded straight to protobuf on the
 /// exporting thread (no message tree, no copy of the batch; byte-identical
 /// to opentelemetry-otlp's), sent over gRPC or HTTP/protobuf from the
@@ -150,11 +182,7 @@ impl<E: Default> EncoderPool<E> {
 /// [`crate::BatchSpanProcessor`]. Exports may overlap
 /// (`max_concurrent_exports` above 1): gRPC multiplexes them on one
 /// connection, HTTP opens more.
-pub struct OtlpSpanExporter {
-    sender: Sender,
-    resource: Resource,
-    encoders: EncoderPool<TraceEncoder>,
-}
+pub struct OtlpSpanExporter(Core<TraceEncoder>);
 
 impl OtlpSpanExporter {
     /// A builder; see [`OtlpExporterBuilder`].
@@ -169,22 +197,18 @@ impl OtlpSpanExporter {
 
     /// The URL requests go to.
     pub fn endpoint(&self) -> &str {
-        self.sender.endpoint()
+        self.0.sender.endpoint()
     }
 
     /// A reader of this exporter's counts.
     pub fn stats_reader(&self) -> OtlpStatsReader {
-        OtlpStatsReader {
-            counters: Arc::clone(self.sender.counters()),
-        }
+        self.0.stats_reader()
     }
 }
 
 impl fmt::Debug for OtlpSpanExporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OtlpSpanExporter")
-            .field("endpoint", &self.sender.endpoint())
-            .finish_non_exhaustive()
+        self.0.debug("OtlpSpanExporter", f)
     }
 }
 
@@ -193,30 +217,26 @@ impl SpanExporter for OtlpSpanExporter {
         &self,
         batch: Vec<SpanData>,
     ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
-        let mut body = self.sender.body();
-        self.encoders
-            .with(|encoder| encoder.encode(&mut body, &self.resource, &batch));
+        let body = self
+            .0
+            .encode(|encoder, body, resource| encoder.encode(body, resource, &batch));
         // The spans are dropped here, on the exporting thread, not on the
         // I/O thread.
         drop(batch);
-        self.sender.send(body)
+        self.0.sender.send(body)
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        self.sender.shutdown()
+        self.0.sender.shutdown()
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.resource = resource.clone();
+        self.0.resource = resource.clone();
     }
 }
 
 /// An OTLP log exporter; the log counterpart of [`OtlpSpanExporter`].
-pub struct OtlpLogExporter {
-    sender: Sender,
-    resource: Resource,
-    encoders: EncoderPool<super::logs::LogEncoder>,
-}
+pub struct OtlpLogExporter(Core<LogEncoder>);
 
 impl OtlpLogExporter {
     /// A builder; see [`OtlpExporterBuilder`].
@@ -231,41 +251,37 @@ impl OtlpLogExporter {
 
     /// The URL requests go to.
     pub fn endpoint(&self) -> &str {
-        self.sender.endpoint()
+        self.0.sender.endpoint()
     }
 
     /// A reader of this exporter's counts.
     pub fn stats_reader(&self) -> OtlpStatsReader {
-        OtlpStatsReader {
-            counters: Arc::clone(self.sender.counters()),
-        }
+        self.0.stats_reader()
     }
 }
 
 impl fmt::Debug for OtlpLogExporter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OtlpLogExporter")
-            .field("endpoint", &self.sender.endpoint())
-            .finish_non_exhaustive()
+        self.0.debug("OtlpLogExporter", f)
     }
 }
 
-impl opentelemetry_sdk::logs::LogExporter for OtlpLogExporter {
+impl LogExporter for OtlpLogExporter {
     fn export(
         &self,
-        batch: opentelemetry_sdk::logs::LogBatch<'_>,
+        batch: LogBatch<'_>,
     ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
-        let mut body = self.sender.body();
-        self.encoders
-            .with(|encoder| encoder.encode(&mut body, &self.resource, &batch));
-        self.sender.send(body)
+        let body = self
+            .0
+            .encode(|encoder, body, resource| encoder.encode(body, resource, &batch));
+        self.0.sender.send(body)
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
-        self.sender.shutdown()
+        self.0.sender.shutdown()
     }
 
     fn set_resource(&mut self, resource: &Resource) {
-        self.resource = resource.clone();
+        self.0.resource = resource.clone();
     }
 }
