@@ -62,8 +62,9 @@ pub struct ReceiverConfig {
     pub grpc_retry_info: bool,
     /// Largest request body, compressed or inflated.
     pub max_body_bytes: usize,
-    /// How long a connection may take to send its first byte, and an
-    /// HTTP/1 request its headers.
+    /// How long a connection may take to show its protocol (the whole
+    /// HTTP/2 preface, or a first byte that cannot start it), and an HTTP/1
+    /// request its headers.
     pub header_timeout: Duration,
     /// How long a request may take to send its body.
     pub body_timeout: Duration,

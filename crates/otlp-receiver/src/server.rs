@@ -499,15 +499,15 @@ async fn connection(
     stream: TcpStream,
     builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
     handler: Handler,
-    first_byte_timeout: Duration,
+    detect_timeout: Duration,
 ) {
     let _ = stream.set_nodelay(true);
-    // A client that connects and sends nothing is dropped after the header
-    // timeout (the HTTP/1 header timeout only starts once the protocol is
-    // known).
-    let mut probe = [0u8; 1];
-    match tokio::time::timeout(first_byte_timeout, stream.peek(&mut probe)).await {
-        Ok(Ok(n)) if n > 0 => {}
+    // hyper's HTTP/1 header timeout starts only once the protocol is known,
+    // and HTTP/2 has none before the preface: a client that sends nothing,
+    // or part of the preface, would hold its socket forever. Detection as a
+    // whole is bounded instead.
+    match tokio::time::timeout(detect_timeout, detect(&stream)).await {
+        Ok(Ok(())) => {}
         _ => return,
     }
     let service = hyper::service::service_fn(move |request| handler.clone().handle(request));
@@ -516,4 +516,29 @@ async fn connection(
     let _ = builder
         .serve_connection(TokioIo::new(stream), service)
         .await;
+}
+
+/// The client preface every HTTP/2 connection starts with (RFC 9113 §3.4).
+const H2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// How often a connection that has sent part of the HTTP/2 preface is
+/// looked at again. Peeking leaves the socket readable, so waiting for
+/// readiness would spin; a client that splits the preface is rare.
+const PREFACE_POLL: Duration = Duration::from_millis(5);
+
+/// Waits, without consuming anything, until the bytes on `stream` tell
+/// HTTP/1 (anything that is not a prefix of the preface) from HTTP/2 (the
+/// whole preface). Fails on end of stream or a socket error.
+async fn detect(stream: &TcpStream) -> std::io::Result<()> {
+    let mut probe = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = stream.peek(&mut probe).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        if probe[..n] != H2_PREFACE[..n] || n == H2_PREFACE.len() {
+            return Ok(());
+        }
+        tokio::time::sleep(PREFACE_POLL).await;
+    }
 }

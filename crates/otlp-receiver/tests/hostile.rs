@@ -232,6 +232,44 @@ fn hostile_http_gets_the_specified_status_and_the_server_keeps_serving() {
     assert_eq!(stats.rejected_timed_out, 1);
 }
 
+/// Sends `bytes` and stops: the server must close the connection (a read
+/// sees end of stream) rather than hold it until the test's read bound.
+fn closed_after_stall(addr: SocketAddr, bytes: &[u8]) -> bool {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(READ_BOUND)).expect("timeout");
+    stream.write_all(bytes).expect("write");
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            // Anything the server says (an HTTP/1 408) before closing.
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}
+
+#[test]
+fn a_client_stalling_in_the_http2_preface_is_disconnected() {
+    let receiver = Receiver::start(small_limits()).expect("receiver starts");
+    let addr = receiver.addr();
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    assert!(closed_after_stall(addr, b"P"), "stalled after `P`");
+    assert!(
+        closed_after_stall(addr, &preface[..18]),
+        "stalled after 18 bytes of the preface"
+    );
+    // Still serving, both protocols.
+    let body = request(1);
+    assert_eq!(
+        post(addr, "/v1/traces", "application/x-protobuf", "", &body).0,
+        200
+    );
+    let stats = receiver.stop();
+    assert_eq!(stats.spans, 1);
+}
+
 #[test]
 fn an_http_error_body_is_a_google_rpc_status() {
     let receiver = Receiver::start(ReceiverConfig::default()).expect("start");
