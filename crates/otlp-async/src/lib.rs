@@ -69,7 +69,7 @@
 //! processor.shutdown_blocking(Duration::from_secs(30)).unwrap();
 //! let stats = processor.stats();
 //! assert_eq!(stats.emitted, 10_000);
-//! assert_eq!(stats.emitted, stats.exported + stats.dropped);
+//! assert_eq!(stats.emitted, stats.exported + stats.dropped + stats.in_doubt);
 //! ```
 //!
 //! See `docs/async.md` in the repository for the user guide.
@@ -88,6 +88,7 @@ mod retry;
 mod space;
 mod stream;
 mod sync;
+mod throttle;
 mod util;
 mod wake;
 
@@ -105,12 +106,15 @@ pub use manager::{
     AsyncTaskManager, AsyncTaskManagerBuilder, HandlerFn, ManagerError, ManagerStats,
     ShutdownReport, SubmitError, TaskHandler, handler_fn,
 };
-pub use processor::{BatchProcessor, EmitError, ProcessorError, ProcessorStats, StatsReader};
+pub use processor::{
+    BatchProcessor, EmitError, ProcessorError, ProcessorStats, StatsReader, ThreadStart,
+};
 pub use retry::{Backoff, Retry, RetryPolicy};
 pub use stream::{
     AsyncDataStream, AsyncDataStreamBuilder, Batched, BatchedExt, SendError, StreamConfigError,
     StreamSender,
 };
+pub use throttle::LogThrottle;
 
 /// The code blocks of `docs/async.md`, compiled and run as doctests.
 #[cfg(doctest)]

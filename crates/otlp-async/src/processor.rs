@@ -17,6 +17,7 @@ use crate::config::{BatchConfig, ConfigError, OverflowPolicy};
 use crate::export::{ExportError, Exporter};
 use crate::space::SpaceWaiters;
 use crate::sync::{AtomicBool, AtomicU64, Ordering, thread_slot};
+use crate::throttle::LogThrottle;
 use crate::util::CatchUnwind;
 use crate::wake::WakeFlag;
 
@@ -81,8 +82,13 @@ impl<T> fmt::Debug for EmitError<T> {
 /// While the processor runs, `emitted` is assembled from several counters
 /// read one after the other and may lag by the items moving between them.
 /// Once `shutdown` has returned (and no `emit` is still running) the
-/// snapshot is exact and `emitted == exported + dropped`, with
+/// snapshot is exact and `emitted == exported + dropped + in_doubt`, with
 /// `queue_depth == 0` and `in_flight == 0`.
+///
+/// An export that was refused (an error answer, a panic) is a known loss:
+/// its items are in `dropped_export_failed`. One that timed out, or was
+/// abandoned at the shutdown deadline, may still have been delivered: its
+/// items are in `in_doubt`, not counted as dropped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[non_exhaustive]
 pub struct ProcessorStats {
@@ -90,18 +96,25 @@ pub struct ProcessorStats {
     pub emitted: u64,
     /// Items in batches the exporter accepted.
     pub exported: u64,
-    /// Items dropped for any reason (the sum of the three below).
+    /// Items known to be lost (the sum of the three below).
     pub dropped: u64,
     /// Items dropped because the queue was full.
     pub dropped_queue_full: u64,
     /// Items emitted after `shutdown` began.
     pub dropped_after_shutdown: u64,
-    /// Items in exports that failed, timed out or panicked.
+    /// Items in exports that failed (the exporter answered with an error)
+    /// or panicked.
     pub dropped_export_failed: u64,
+    /// Items in exports whose outcome is unknown: they timed out, or were
+    /// still running at the shutdown deadline and were abandoned. The
+    /// destination may have received them.
+    pub in_doubt: u64,
     /// Exports that succeeded.
     pub batches: u64,
-    /// Exports that failed, timed out or panicked.
+    /// Exports that failed or panicked.
     pub failed_batches: u64,
+    /// Exports that timed out or were abandoned (see `in_doubt`).
+    pub in_doubt_batches: u64,
     /// Items waiting in the queue.
     pub queue_depth: u64,
     /// Items taken from the queue whose export has not finished.
@@ -123,8 +136,10 @@ struct LoopCounters {
     popped: AtomicU64,
     exported: AtomicU64,
     failed_items: AtomicU64,
+    in_doubt_items: AtomicU64,
     batches: AtomicU64,
     failed_batches: AtomicU64,
+    in_doubt_batches: AtomicU64,
     dropped_closed: AtomicU64,
     finished: AtomicBool,
 }
@@ -196,6 +211,7 @@ impl<T> Shared<T> {
         let popped = self.counters.popped.load(Ordering::Acquire);
         let exported = self.counters.exported.load(Ordering::Acquire);
         let failed = self.counters.failed_items.load(Ordering::Acquire);
+        let in_doubt = self.counters.in_doubt_items.load(Ordering::Acquire);
         let queue_depth = self.queue.len() as u64;
         let dropped_queue_full = self.dropped_full.sum();
         let dropped_after_shutdown = self.counters.dropped_closed.load(Ordering::Relaxed);
@@ -206,10 +222,12 @@ impl<T> Shared<T> {
             dropped_queue_full,
             dropped_after_shutdown,
             dropped_export_failed: failed,
+            in_doubt,
             batches: self.counters.batches.load(Ordering::Relaxed),
             failed_batches: self.counters.failed_batches.load(Ordering::Relaxed),
+            in_doubt_batches: self.counters.in_doubt_batches.load(Ordering::Relaxed),
             queue_depth,
-            in_flight: popped.saturating_sub(exported + failed),
+            in_flight: popped.saturating_sub(exported + failed + in_doubt),
         }
     }
 
@@ -290,6 +308,15 @@ enum Control {
     },
 }
 
+/// Code run at the start of each thread a [`BatchProcessor`] creates; see
+/// [`BatchProcessor::with_thread_start`].
+pub type ThreadStart = Arc<dyn Fn() + Send + Sync + 'static>;
+
+/// Runs a thread-start hook; its panic must not take the thread with it.
+fn run_thread_start(on_start: &ThreadStart) {
+    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| on_start()));
+}
+
 /// The OpenTelemetry batch processor: `emit` queues an item without blocking
 /// or awaiting; a loop exports batches on size or timer through an
 /// [`Exporter`].
@@ -327,7 +354,7 @@ enum Control {
 /// processor.shutdown_blocking(Duration::from_secs(5)).unwrap();
 /// let stats = processor.stats();
 /// assert_eq!(stats.emitted, 1000);
-/// assert_eq!(stats.emitted, stats.exported + stats.dropped);
+/// assert_eq!(stats.emitted, stats.exported + stats.dropped + stats.in_doubt);
 /// ```
 pub struct BatchProcessor<T, X> {
     shared: Arc<Shared<T>>,
@@ -356,14 +383,33 @@ where
     /// `otlp-batch-processor`) with its own current-thread runtime. May be
     /// called from anywhere, inside a runtime or not.
     pub fn new(config: BatchConfig, exporter: X) -> Result<Self, ConfigError> {
+        Self::with_thread_start(config, exporter, Arc::new(|| {}))
+    }
+
+    /// As [`new`](Self::new), running `on_start` first on every thread the
+    /// processor creates: its loop thread (where exports run) and each
+    /// thread of its runtime's blocking pool (where exports that block
+    /// run). This is where a thread is made to stay out of telemetry for
+    /// its whole life: otlp-sdk enters OpenTelemetry's suppressed scope
+    /// here, so whatever an export logs or traces cannot feed the pipeline
+    /// it is exporting for. A panic in `on_start` is caught and the thread
+    /// carries on without whatever `on_start` did not finish.
+    pub fn with_thread_start(
+        config: BatchConfig,
+        exporter: X,
+        on_start: ThreadStart,
+    ) -> Result<Self, ConfigError> {
         let (this, event_loop) = Self::parts(config, exporter)?;
+        let on_blocking_start = Arc::clone(&on_start);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
+            .on_thread_start(move || run_thread_start(&on_blocking_start))
             .build()
             .map_err(|e| ConfigError::Spawn(e.to_string()))?;
         std::thread::Builder::new()
             .name("otlp-batch-processor".into())
             .spawn(move || {
+                run_thread_start(&on_start);
                 runtime.block_on(event_loop.run());
                 // An export stuck in a blocking call (abandoned at its
                 // timeout) must not keep this thread waiting for it.
@@ -404,8 +450,10 @@ where
                 popped: AtomicU64::new(0),
                 exported: AtomicU64::new(0),
                 failed_items: AtomicU64::new(0),
+                in_doubt_items: AtomicU64::new(0),
                 batches: AtomicU64::new(0),
                 failed_batches: AtomicU64::new(0),
+                in_doubt_batches: AtomicU64::new(0),
                 dropped_closed: AtomicU64::new(0),
                 finished: AtomicBool::new(false),
             }),
@@ -426,6 +474,7 @@ where
             next_timer: Instant::now() + config.scheduled_delay,
             flushes: Vec::new(),
             shutdown: None,
+            export_warnings: LogThrottle::default(),
         };
         let this = Self {
             shared,
@@ -683,6 +732,9 @@ struct EventLoop<T, X> {
     next_timer: Instant,
     flushes: Vec<PendingFlush>,
     shutdown: Option<PendingFlush>,
+    /// Failed exports are logged at most once per interval: a failure that
+    /// repeats every batch must not flood the log.
+    export_warnings: LogThrottle,
 }
 
 impl<T, X> EventLoop<T, X>
@@ -817,14 +869,21 @@ where
         done: Result<(Id, Result<(), ExportError>), tokio::task::JoinError>,
     ) {
         let (id, outcome) = match done {
-            Ok((id, result)) => (id, result.map_err(|e| e.to_string())),
+            Ok((id, Ok(()))) => (id, Ok(())),
+            // A timed-out export may have reached its destination.
+            Ok((id, Err(e @ ExportError::Timeout(_)))) => (id, Err((true, e.to_string()))),
+            Ok((id, Err(e))) => (id, Err((false, e.to_string()))),
             Err(join_error) => {
-                let why = if join_error.is_panic() {
-                    "the exporter panicked".to_owned()
+                let outcome = if join_error.is_panic() {
+                    (false, "the exporter panicked".to_owned())
                 } else {
-                    "the export was cancelled".to_owned()
+                    // Aborted at the shutdown deadline while running.
+                    (
+                        true,
+                        "the export was abandoned at the shutdown deadline".to_owned(),
+                    )
                 };
-                (join_error.id(), Err(why))
+                (join_error.id(), Err(outcome))
             }
         };
         let Some((start, n)) = self.meta.remove(&id) else {
@@ -835,16 +894,28 @@ where
                 self.shared.counters.exported.fetch_add(n, Ordering::AcqRel);
                 self.shared.counters.batches.fetch_add(1, Ordering::Relaxed);
             }
-            Err(why) => {
-                tracing::warn!(items = n, error = %why, "batch export failed; its items are dropped");
-                self.shared
-                    .counters
-                    .failed_items
-                    .fetch_add(n, Ordering::AcqRel);
-                self.shared
-                    .counters
-                    .failed_batches
-                    .fetch_add(1, Ordering::Relaxed);
+            Err((in_doubt, why)) => {
+                let counters = &self.shared.counters;
+                let (items, batches) = if in_doubt {
+                    (&counters.in_doubt_items, &counters.in_doubt_batches)
+                } else {
+                    (&counters.failed_items, &counters.failed_batches)
+                };
+                items.fetch_add(n, Ordering::AcqRel);
+                batches.fetch_add(1, Ordering::Relaxed);
+                if let Some(held_back) = self.export_warnings.admit() {
+                    let fate = if in_doubt {
+                        "its items are in doubt (they may have been delivered)"
+                    } else {
+                        "its items are dropped"
+                    };
+                    tracing::warn!(
+                        items = n,
+                        error = %why,
+                        similar_since_last_warning = held_back,
+                        "batch export failed; {fate}"
+                    );
+                }
                 for f in self.flushes.iter_mut().chain(self.shutdown.iter_mut()) {
                     if start < f.target {
                         f.failures += 1;

@@ -68,7 +68,11 @@ impl Exporter<u64> for Sink {
 
 fn assert_conserved(stats: ProcessorStats, emitted: u64) {
     assert_eq!(stats.emitted, emitted, "{stats:?}");
-    assert_eq!(stats.emitted, stats.exported + stats.dropped, "{stats:?}");
+    assert_eq!(
+        stats.emitted,
+        stats.exported + stats.dropped + stats.in_doubt,
+        "{stats:?}"
+    );
     assert_eq!(stats.queue_depth, 0, "{stats:?}");
     assert_eq!(stats.in_flight, 0, "{stats:?}");
 }
@@ -247,7 +251,7 @@ async fn shutdown_is_idempotent_and_later_emits_are_counted() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn failures_panics_and_timeouts_are_dropped_and_counted() {
+async fn failures_and_panics_are_dropped_and_timeouts_are_in_doubt() {
     let sink = Sink {
         fail_every: 3,
         panic_on_first: true,
@@ -287,7 +291,10 @@ async fn failures_panics_and_timeouts_are_dropped_and_counted() {
     p.shutdown(Duration::from_secs(1)).await.unwrap();
     let stats = p.stats();
     assert_conserved(stats, 5);
-    assert_eq!(stats.dropped_export_failed, 5);
+    // It may have been delivered: in doubt, not dropped.
+    assert_eq!(stats.in_doubt, 5, "{stats:?}");
+    assert_eq!(stats.in_doubt_batches, 1, "{stats:?}");
+    assert_eq!(stats.dropped_export_failed, 0, "{stats:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -309,6 +316,15 @@ async fn shutdown_deadline_abandons_a_stuck_export_and_counts_it() {
     let stats = p.stats();
     assert_conserved(stats, 20);
     assert_eq!(stats.exported, 0);
+    // The running exports were abandoned mid-flight (in doubt); what never
+    // left the queue is a known loss.
+    assert!(stats.in_doubt > 0, "{stats:?}");
+    assert_eq!(stats.in_doubt, 4 * stats.in_doubt_batches, "{stats:?}");
+    assert_eq!(
+        stats.dropped_after_shutdown + stats.in_doubt,
+        20,
+        "{stats:?}"
+    );
 }
 
 #[tokio::test(start_paused = true)]

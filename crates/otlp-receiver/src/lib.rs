@@ -60,6 +60,10 @@ pub struct ReceiverConfig {
     /// of `retry_after` (how a loaded collector asks for a pause) instead
     /// of a bare `UNAVAILABLE`.
     pub grpc_retry_info: bool,
+    /// When non-zero, every accepted request is answered with an OTLP
+    /// partial success rejecting this many items (the request is still
+    /// counted as received), to exercise a client's partial-success path.
+    pub partial_reject: u32,
     /// Largest request body, compressed or inflated.
     pub max_body_bytes: usize,
     /// How long a connection may take to show its protocol (the whole
@@ -80,6 +84,7 @@ impl Default for ReceiverConfig {
             fail_ratio: 0.0,
             retry_after: Duration::from_secs(1),
             grpc_retry_info: false,
+            partial_reject: 0,
             max_body_bytes: 16 << 20,
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
@@ -169,6 +174,15 @@ impl fmt::Debug for Receiver {
     }
 }
 
+/// Keeps the receiver's threads out of OpenTelemetry for their whole life:
+/// a process that receives and also exports its own telemetry (a test, the
+/// pipeline example) must not turn hyper's or tonic's `tracing` events on
+/// these threads into spans or log records. The guard is never dropped, so
+/// the thread stays suppressed; the context is freed with the thread.
+fn suppress_telemetry() {
+    std::mem::forget(opentelemetry::Context::enter_telemetry_suppressed_scope());
+}
+
 impl Receiver {
     /// Binds `config.addr` and serves on the receiver's own runtime
     /// threads (named `otlp-receiver`).
@@ -181,7 +195,10 @@ impl Receiver {
                 .worker_threads(config.worker_threads)
                 .max_blocking_threads(1)
                 .thread_name("otlp-receiver")
-                .on_thread_start(move || started.thread_started())
+                .on_thread_start(move || {
+                    started.thread_started();
+                    suppress_telemetry();
+                })
                 .on_thread_stop(move || stopped.thread_stopped())
                 .enable_all()
                 .build()

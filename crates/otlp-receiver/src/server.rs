@@ -22,13 +22,13 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
     LogsService, LogsServiceServer,
 };
 use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
 use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTraceServiceRequest, ExportTraceServiceResponse,
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
 use prost::Message;
 use tokio::net::{TcpListener, TcpStream};
@@ -154,9 +154,7 @@ impl TraceService for Sink {
         request: tonic::Request<ExportTraceServiceRequest>,
     ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
         self.grpc(request, Decoded::Traces).await?;
-        Ok(tonic::Response::new(ExportTraceServiceResponse {
-            partial_success: None,
-        }))
+        Ok(tonic::Response::new(traces_answer(&self.0.config)))
     }
 }
 
@@ -167,9 +165,31 @@ impl LogsService for Sink {
         request: tonic::Request<ExportLogsServiceRequest>,
     ) -> Result<tonic::Response<ExportLogsServiceResponse>, tonic::Status> {
         self.grpc(request, Decoded::Logs).await?;
-        Ok(tonic::Response::new(ExportLogsServiceResponse {
-            partial_success: None,
-        }))
+        Ok(tonic::Response::new(logs_answer(&self.0.config)))
+    }
+}
+
+/// The message of a partial success on purpose.
+const PARTIAL_MESSAGE: &str = "rejected by the receiver's partial_reject setting";
+
+/// The answer to an accepted traces request: a partial success when the
+/// receiver is set to reject items.
+fn traces_answer(config: &ReceiverConfig) -> ExportTraceServiceResponse {
+    ExportTraceServiceResponse {
+        partial_success: (config.partial_reject > 0).then(|| ExportTracePartialSuccess {
+            rejected_spans: i64::from(config.partial_reject),
+            error_message: PARTIAL_MESSAGE.to_owned(),
+        }),
+    }
+}
+
+/// As [`traces_answer`], for logs.
+fn logs_answer(config: &ReceiverConfig) -> ExportLogsServiceResponse {
+    ExportLogsServiceResponse {
+        partial_success: (config.partial_reject > 0).then(|| ExportLogsPartialSuccess {
+            rejected_log_records: i64::from(config.partial_reject),
+            error_message: PARTIAL_MESSAGE.to_owned(),
+        }),
     }
 }
 
@@ -400,8 +420,8 @@ impl Handler {
             Ok(()) => protobuf(
                 StatusCode::OK,
                 match kind {
-                    SignalKind::Traces => ExportTraceServiceResponse::default().encode_to_vec(),
-                    SignalKind::Logs => ExportLogsServiceResponse::default().encode_to_vec(),
+                    SignalKind::Traces => traces_answer(&self.core.config).encode_to_vec(),
+                    SignalKind::Logs => logs_answer(&self.core.config).encode_to_vec(),
                 },
             ),
             Err(Refused) => {

@@ -10,6 +10,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use opentelemetry::Context;
+use opentelemetry::context::FutureExt as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use otlp_async::{
@@ -138,6 +140,11 @@ impl<K: Kind> Adapter<K> {
     where
         F: Future<Output = OTelSdkResult> + Send + 'static,
     {
+        // As the SDK's processors do: whatever the export starts or emits
+        // through a provider is dropped. (The threads the processor runs
+        // exports on are suppressed for life as well; this also covers an
+        // exporter that attaches a context of its own around the call.)
+        let work = work.with_context(Context::current().with_telemetry_suppressed());
         let result = match self.mode {
             ExportMode::Inline => work.await,
             ExportMode::Threaded => {
@@ -290,7 +297,11 @@ impl Settings {
         let flush_timeout = self.flush_timeout.unwrap_or(self.config.export_timeout);
         let adapter = Adapter::<K>::new(exporter, self.mode, self.config.export_timeout);
         Ok(Core {
-            inner: Box::new(BatchProcessor::new(self.config, adapter)?),
+            inner: Box::new(BatchProcessor::with_thread_start(
+                self.config,
+                adapter,
+                Arc::new(crate::suppress_telemetry_on_this_thread),
+            )?),
             flush_timeout,
         })
     }

@@ -38,7 +38,17 @@
 //!   atomic counter and flag). Under overload the loop drains in whole
 //!   batches, so fewer items are dropped.
 //! * **Accounting.** [`BatchSpanProcessor::stats`] says where every item
-//!   went: `emitted == exported + dropped`, with drops split by cause.
+//!   went: `emitted == exported + dropped + in_doubt`, with drops split by
+//!   cause and exports that timed out (which may have been delivered)
+//!   counted apart from those that were refused.
+//! * **No telemetry feedback loops.** Like the SDK's processors, every
+//!   export runs with telemetry suppressed, so spans and logs produced
+//!   while exporting are dropped instead of becoming the next batch.
+//!   Beyond the SDK, every thread these processors and the OTLP exporters
+//!   create is suppressed for its whole life (see
+//!   [`suppress_telemetry_on_this_thread`]), so `tracing` events of
+//!   hyper, h2 or tonic on them never reach a provider either, and our
+//!   own warnings are rate-limited.
 //! * **Opt-in back-pressure.** [`OverflowPolicy::Block`] makes a producer
 //!   wait (bounded) for room instead of dropping.
 //!
@@ -91,6 +101,7 @@
 mod export;
 mod log;
 mod span;
+mod suppress;
 
 pub use export::ExportMode;
 pub use log::{BatchLogProcessor, BatchLogProcessorBuilder};
@@ -98,6 +109,7 @@ pub use otlp_async::{
     BatchConfig, ConfigError, OverflowPolicy, ProcessorError, ProcessorStats, Signal, StatsReader,
 };
 pub use span::{BatchSpanProcessor, BatchSpanProcessorBuilder};
+pub use suppress::suppress_telemetry_on_this_thread;
 
 #[cfg(feature = "otlp")]
 pub mod otlp;

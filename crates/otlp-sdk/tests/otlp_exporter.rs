@@ -378,3 +378,60 @@ fn log_records_arrive_over_both_protocols() {
         assert_eq!(stats.stats().failed_exports, 0);
     }
 }
+
+#[test]
+fn a_request_unanswered_at_the_timeout_is_in_doubt_not_failed() {
+    // The receiver counts the request, then takes longer to answer than
+    // the exporter waits: the export timed out, yet the data arrived.
+    for protocol in [Protocol::Grpc, Protocol::HttpProtobuf] {
+        let receiver = receiver(ReceiverConfig {
+            latency: Duration::from_secs(3),
+            ..ReceiverConfig::default()
+        });
+        let exporter = builder(&receiver, protocol)
+            .with_timeout(Duration::from_millis(300))
+            .build_span_exporter()
+            .unwrap();
+        let stats = exporter.stats_reader();
+        let error = block_on(exporter.export(one_span_batch())).unwrap_err();
+        assert!(
+            matches!(error, OTelSdkError::Timeout(_)),
+            "{protocol:?}: {error:?}"
+        );
+        let sent = stats.stats();
+        assert_eq!(sent.in_doubt_exports, 1, "{protocol:?}: {sent:?}");
+        assert_eq!(sent.failed_exports, 0, "{protocol:?}: {sent:?}");
+        assert_eq!(receiver.stop().spans, 1, "{protocol:?}");
+    }
+}
+
+#[test]
+fn behind_our_processor_a_timed_out_export_is_counted_in_doubt() {
+    let receiver = receiver(ReceiverConfig {
+        latency: Duration::from_secs(3),
+        ..ReceiverConfig::default()
+    });
+    let exporter = builder(&receiver, Protocol::Grpc)
+        .with_timeout(Duration::from_millis(300))
+        .build_span_exporter()
+        .unwrap();
+    let processor = BatchSpanProcessor::builder(exporter).build().unwrap();
+    let stats = processor.stats_reader();
+    let provider = SdkTracerProvider::builder()
+        .with_span_processor(processor)
+        .build();
+    let tracer = provider.tracer("test");
+    for i in 0..10 {
+        tracer.start(format!("span {i}")).end();
+    }
+    assert!(provider.force_flush().is_err(), "the export timed out");
+    provider.shutdown().unwrap();
+    let stats = stats.stats();
+    assert_eq!(stats.in_doubt, 10, "{stats:?}");
+    assert_eq!(stats.dropped, 0, "{stats:?}");
+    assert_eq!(
+        stats.emitted,
+        stats.exported + stats.dropped + stats.in_doubt
+    );
+    assert_eq!(receiver.stop().spans, 10);
+}

@@ -21,9 +21,12 @@ use crate::Signal;
 pub struct OtlpExporterStats {
     /// Batches handed to `export`.
     pub exports: u64,
-    /// Exports that ended in an error (after their retries) or were
-    /// refused because the exporter was shut down.
+    /// Exports that ended in an error answer (after their retries), could
+    /// not be sent, or were refused because the exporter was shut down.
     pub failed_exports: u64,
+    /// Exports whose outcome is unknown: the timeout passed while a
+    /// request was on the wire, so the server may have received it.
+    pub in_doubt_exports: u64,
     /// Requests sent, retries included.
     pub requests: u64,
     /// Requests sent again after a retryable answer.
@@ -41,10 +44,13 @@ pub struct OtlpExporterStats {
 pub(crate) struct Counters {
     exports: AtomicU64,
     failed_exports: AtomicU64,
+    in_doubt_exports: AtomicU64,
     requests: AtomicU64,
     retries: AtomicU64,
     rejected_items: AtomicU64,
     bytes_sent: AtomicU64,
+    /// Partial-success warnings, at most one per interval.
+    warnings: otlp_async::LogThrottle,
 }
 
 impl Counters {
@@ -53,6 +59,7 @@ impl Counters {
         OtlpExporterStats {
             exports: get(&self.exports),
             failed_exports: get(&self.failed_exports),
+            in_doubt_exports: get(&self.in_doubt_exports),
             requests: get(&self.requests),
             retries: get(&self.retries),
             rejected_items: get(&self.rejected_items),
@@ -111,6 +118,9 @@ impl Sender {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .thread_name("otlp-exporter-io")
+            // Transport events (hyper, h2, tonic, our warnings) on this
+            // thread must not become telemetry of the pipeline itself.
+            .on_thread_start(crate::suppress_telemetry_on_this_thread)
             .enable_all()
             .build()
             .map_err(|e| OtlpConfigError::Runtime(e.to_string()))?;
@@ -176,8 +186,14 @@ impl Sender {
                     Err(_) => Err(OTelSdkError::AlreadyShutdown),
                 },
             };
-            if result.is_err() {
-                counters.failed_exports.fetch_add(1, Ordering::Relaxed);
+            match &result {
+                Ok(()) => {}
+                Err(OTelSdkError::Timeout(_)) => {
+                    counters.in_doubt_exports.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(_) => {
+                    counters.failed_exports.fetch_add(1, Ordering::Relaxed);
+                }
             }
             result
         }
@@ -221,22 +237,23 @@ async fn deliver(
         let outcome =
             tokio::time::timeout(remaining, transport.send(body.clone(), remaining)).await;
         let (reason, after) = match outcome {
-            Err(_elapsed) => {
-                return Err(failed(format!(
-                    "export to {endpoint} timed out after {timeout:?} ({attempt} attempt(s))"
-                )));
-            }
+            // The request was on the wire: it may have arrived. That is
+            // `Timeout`, which the processors count as in doubt, not lost.
+            Err(_elapsed) => return Err(OTelSdkError::Timeout(timeout)),
             Ok(Ok(response)) => {
                 let partial = answer::partial_success(&response);
                 if partial.rejected > 0 {
                     counters
                         .rejected_items
                         .fetch_add(partial.rejected, Ordering::Relaxed);
-                    tracing::warn!(
-                        "{endpoint} rejected {} item(s) of an export: {}",
-                        partial.rejected,
-                        partial.message
-                    );
+                    if let Some(held_back) = counters.warnings.admit() {
+                        tracing::warn!(
+                            similar_since_last_warning = held_back,
+                            "{endpoint} rejected {} item(s) of an export: {}",
+                            partial.rejected,
+                            partial.message
+                        );
+                    }
                 }
                 return Ok(());
             }

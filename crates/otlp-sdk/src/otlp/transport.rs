@@ -28,6 +28,10 @@ use crate::Signal;
 /// error body a few hundred.
 const RESPONSE_LIMIT: usize = 1 << 20;
 
+/// How much later than the exporter's own deadline tonic's is: the
+/// exporter's fires first (see `GrpcTransport::send`).
+const DEADLINE_SLACK: Duration = Duration::from_millis(100);
+
 pub(crate) enum Transport {
     Grpc(GrpcTransport),
     Http(HttpTransport),
@@ -135,7 +139,11 @@ impl GrpcTransport {
         })?;
         let mut request = tonic::Request::new(body);
         *request.metadata_mut() = self.metadata.clone();
-        request.set_timeout(timeout);
+        // The server learns the deadline (`grpc-timeout`); the exporter's
+        // own timer, a little earlier, ends the wait, so that a request
+        // left unanswered is reported as in doubt rather than as tonic's
+        // CANCELLED, which reads as a refusal.
+        request.set_timeout(timeout + DEADLINE_SLACK);
         match client.unary(request, self.path.clone(), PassThrough).await {
             Ok(response) => Ok(response.into_inner()),
             Err(status) => {
