@@ -2,7 +2,8 @@
 //! rejections by cause, `service.name` per item, and span-end (or log
 //! timestamp) to received latency.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -43,6 +44,13 @@ pub struct ReceiverStats {
     /// Well-formed requests refused on purpose (`fail_ratio`), answered
     /// with a retryable status; their items are not counted.
     pub refused: u64,
+    /// Accepted requests whose every item had arrived before, in one
+    /// earlier request: a retry of a request that had in fact arrived (its
+    /// answer was lost or came too late). Their items are counted in
+    /// `spans` / `log_records` as well, and in `duplicate_items`.
+    pub duplicate_requests: u64,
+    /// Items in `duplicate_requests`.
+    pub duplicate_items: u64,
     /// Requests rejected as malformed protobuf or gRPC framing.
     pub rejected_malformed: u64,
     /// Requests rejected for their content type.
@@ -63,9 +71,15 @@ pub struct ReceiverStats {
 }
 
 impl ReceiverStats {
-    /// Spans and log records together.
+    /// Spans and log records together, duplicates included.
     pub fn items(&self) -> u64 {
         self.spans + self.log_records
+    }
+
+    /// Spans and log records together, each counted once: what a client
+    /// delivered, whatever it sent twice.
+    pub fn unique_items(&self) -> u64 {
+        self.items() - self.duplicate_items
     }
 
     /// Accepted requests over both protocols.
@@ -109,6 +123,10 @@ pub(crate) struct Counters {
     timed_out: AtomicU64,
     /// Requests seen so far, the input of the refusal decision.
     sequence: AtomicU64,
+    duplicate_requests: AtomicU64,
+    duplicate_items: AtomicU64,
+    /// Fingerprints of the accepted requests (see `fingerprint`).
+    seen: Mutex<HashSet<u64>>,
     named: Mutex<Named>,
     latency: Mutex<Latency>,
 }
@@ -151,6 +169,46 @@ fn service_name(resource: Option<&Resource>) -> &str {
         .unwrap_or("")
 }
 
+/// What identifies a request's content, and its item count: a hash of
+/// every span's trace and span id, or of every log record's timestamps,
+/// severity, attribute count and trace context. A client that sends a request again sends the same
+/// items; two different requests of a real client do not share them all.
+fn fingerprint(decoded: &Decoded) -> (u64, u64) {
+    let mut hasher = DefaultHasher::new();
+    let mut items = 0;
+    match decoded {
+        Decoded::Traces(request) => {
+            for span in request
+                .resource_spans
+                .iter()
+                .flat_map(|rs| &rs.scope_spans)
+                .flat_map(|ss| &ss.spans)
+            {
+                span.trace_id.hash(&mut hasher);
+                span.span_id.hash(&mut hasher);
+                items += 1;
+            }
+        }
+        Decoded::Logs(request) => {
+            for record in request
+                .resource_logs
+                .iter()
+                .flat_map(|rl| &rl.scope_logs)
+                .flat_map(|sl| &sl.log_records)
+            {
+                record.time_unix_nano.hash(&mut hasher);
+                record.observed_time_unix_nano.hash(&mut hasher);
+                record.severity_number.hash(&mut hasher);
+                record.attributes.len().hash(&mut hasher);
+                record.trace_id.hash(&mut hasher);
+                record.span_id.hash(&mut hasher);
+                items += 1;
+            }
+        }
+    }
+    (hasher.finish(), items)
+}
+
 impl Counters {
     pub(crate) fn new() -> Self {
         Counters {
@@ -169,6 +227,9 @@ impl Counters {
             bad_gzip: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
             sequence: AtomicU64::new(0),
+            duplicate_requests: AtomicU64::new(0),
+            duplicate_items: AtomicU64::new(0),
+            seen: Mutex::new(HashSet::new()),
             named: Mutex::new(Named::default()),
             latency: Mutex::new(Latency {
                 total: Histogram::new(),
@@ -219,6 +280,11 @@ impl Counters {
         gzip: bool,
         custom_headers: &[String],
     ) {
+        let (fingerprint, items) = fingerprint(decoded);
+        if items > 0 && !lock(&self.seen).insert(fingerprint) {
+            self.duplicate_requests.fetch_add(1, Ordering::Relaxed);
+            self.duplicate_items.fetch_add(items, Ordering::Relaxed);
+        }
         let now = now_unix_nanos();
         let mut per_service: Vec<(&str, u64)> = Vec::with_capacity(1);
         let mut latencies: Vec<u64> = Vec::new();
@@ -308,6 +374,8 @@ impl Counters {
             wire_bytes: get(&self.wire_bytes),
             message_bytes: get(&self.message_bytes),
             refused: get(&self.refused),
+            duplicate_requests: get(&self.duplicate_requests),
+            duplicate_items: get(&self.duplicate_items),
             rejected_malformed: get(&self.malformed),
             rejected_media_type: get(&self.media_type),
             rejected_encoding: get(&self.encoding),

@@ -271,6 +271,28 @@ fn a_client_stalling_in_the_http2_preface_is_disconnected() {
 }
 
 #[test]
+fn a_request_sent_twice_is_counted_as_a_duplicate() {
+    let receiver = Receiver::start(ReceiverConfig::default()).expect("receiver starts");
+    let addr = receiver.addr();
+    let pb = "application/x-protobuf";
+    let once = request(3);
+    assert_eq!(post(addr, "/v1/traces", pb, "", &once).0, 200);
+    assert_eq!(post(addr, "/v1/traces", pb, "", &once).0, 200);
+    // Different spans: not a duplicate, though the request has the same size.
+    let mut other = ExportTraceServiceRequest::decode(once.as_slice()).expect("decodes");
+    other.resource_spans[0].scope_spans[0].spans[0].span_id = vec![9; 8];
+    assert_eq!(
+        post(addr, "/v1/traces", pb, "", &other.encode_to_vec()).0,
+        200
+    );
+    let stats = receiver.stop();
+    assert_eq!(stats.spans, 9);
+    assert_eq!(stats.duplicate_requests, 1);
+    assert_eq!(stats.duplicate_items, 3);
+    assert_eq!(stats.unique_items(), 6);
+}
+
+#[test]
 fn an_http_error_body_is_a_google_rpc_status() {
     let receiver = Receiver::start(ReceiverConfig::default()).expect("start");
     let (code, response) = post(
