@@ -27,7 +27,20 @@ fn defaults_match_the_usage_text() {
     let options = run("");
     assert_eq!(options, Options::default());
     assert_eq!(options.duration, Duration::from_secs(10));
-    assert_eq!((options.batch_size, options.rate), (512, 100_000));
+    assert_eq!(options.rate, 100_000);
+    let no_env = |_: &str| None;
+    let batching = options
+        .batching_from(SignalKind::Traces, no_env)
+        .expect("valid");
+    assert_eq!(
+        (
+            batching.batch_size,
+            batching.queue_size,
+            batching.concurrent_exports
+        ),
+        (512, 65_536, 4)
+    );
+    assert_eq!(batching.delay, Duration::from_millis(200));
     assert_eq!(options.processor, ProcessorKind::Ours);
     assert_eq!(options.exporter, ExporterKind::Ours);
     assert_eq!(options.export_mode(), ExportModeFlag::Inline);
@@ -66,10 +79,13 @@ fn every_flag_is_read() {
     assert_eq!(options.protocol, Some(Protocol::HttpProtobuf));
     assert_eq!(options.gzip, Some(true));
     assert_eq!(options.export_timeout, Some(Duration::from_secs(3)));
-    assert_eq!((options.batch_size, options.queue_size), (64, 128));
-    assert_eq!(options.delay, Duration::from_secs(1));
+    assert_eq!(
+        (options.batch_size, options.queue_size),
+        (Some(64), Some(128))
+    );
+    assert_eq!(options.delay, Some(Duration::from_secs(1)));
     assert_eq!(options.shutdown_timeout, Duration::from_secs(2));
-    assert_eq!(options.concurrent_exports, 8);
+    assert_eq!(options.concurrent_exports, Some(8));
     assert_eq!(options.export_mode, Some(ExportModeFlag::Inline));
     assert_eq!(options.receiver_latency, Duration::from_millis(5));
     assert_eq!(options.receiver_fail, 0.01);
@@ -133,4 +149,57 @@ fn durations_take_units() {
     assert_eq!(d("2m"), Ok(Duration::from_secs(120)));
     assert_eq!(d("0"), Ok(Duration::ZERO));
     assert!(d("-1s").is_err() && d("inf").is_err());
+}
+
+/// Batching: a flag wins over the signal's `OTEL_BSP_*` / `OTEL_BLRP_*`
+/// variable, which wins over the job's default; bad values are ignored.
+#[test]
+fn batching_flags_then_environment_then_defaults() {
+    let env = |name: &str| {
+        match name {
+            "OTEL_BSP_MAX_EXPORT_BATCH_SIZE" => Some("256"),
+            "OTEL_BSP_MAX_QUEUE_SIZE" => Some("4096"),
+            "OTEL_BSP_SCHEDULE_DELAY" => Some("50"),
+            "OTEL_BSP_MAX_CONCURRENT_EXPORTS" => Some("not a number"),
+            "OTEL_BLRP_MAX_EXPORT_BATCH_SIZE" => Some("32"),
+            _ => None,
+        }
+        .map(str::to_owned)
+    };
+    let from_env = run("").batching_from(SignalKind::Traces, env).unwrap();
+    assert_eq!(
+        (
+            from_env.batch_size,
+            from_env.queue_size,
+            from_env.concurrent_exports
+        ),
+        (256, 4096, 4)
+    );
+    assert_eq!(from_env.delay, Duration::from_millis(50));
+    let flags = run("--batch-size 64 --delay 1s")
+        .batching_from(SignalKind::Traces, env)
+        .unwrap();
+    assert_eq!((flags.batch_size, flags.queue_size), (64, 4096));
+    assert_eq!(flags.delay, Duration::from_secs(1));
+    let logs = run("").batching_from(SignalKind::Logs, env).unwrap();
+    assert_eq!((logs.batch_size, logs.queue_size), (32, 65_536));
+    // A batch larger than the queue, once resolved, is a usage error.
+    let err = run("--queue-size 100")
+        .batching_from(SignalKind::Traces, env)
+        .unwrap_err();
+    assert!(err.contains("256") && err.contains("100"), "{err}");
+    assert!(
+        cli::USAGE.contains("OTEL_BSP_"),
+        "--help names the variables"
+    );
+}
+
+#[test]
+fn producers_are_bounded() {
+    assert_eq!(run("--producers 10000").producers, 10_000);
+    let err = parse(args("--producers 10001")).unwrap_err();
+    assert!(
+        err.contains("--producers") && err.contains("10000"),
+        "{err}"
+    );
 }

@@ -207,3 +207,48 @@ fn bad_endpoints_and_protocols_are_usage_errors() {
         assert_eq!(job::main(argv), 2, "{exporter}");
     }
 }
+
+#[test]
+fn a_timed_out_export_that_arrived_is_in_doubt_not_a_violation() {
+    // The receiver takes the request, then answers after the exporter has
+    // given up: the export timed out, yet the spans arrived.
+    let outcome = run(
+        "--duration 300ms --rate 2000 --delay 50ms --receiver-latency 2s --export-timeout 500ms \
+         --shutdown-timeout 10s",
+    );
+    let r = &outcome.runs[0];
+    assert!(r.in_doubt > 0, "{outcome}");
+    assert_eq!(r.dropped.export_failed, 0, "{outcome}");
+    let received = r.received.expect("embedded receiver");
+    assert!(received > 0, "{outcome}");
+    assert!(r.accounted() && r.delivered(), "{outcome}");
+    assert!(outcome.conserved(), "{outcome}");
+    assert!(outcome.to_json().contains("\"conserved\":true"));
+}
+
+#[test]
+fn the_sdk_processors_batch_in_flight_at_a_timed_out_shutdown_is_counted() {
+    // A dead endpoint and an exporter timeout longer than the shutdown
+    // timeout: the SDK's processor gives up with a batch in the exporter.
+    let url = format!("http://127.0.0.1:{}", closed_port());
+    let outcome = run(&format!(
+        "--processor sdk --duration 300ms --rate 5000 --delay 50ms --endpoint {url} \
+         --export-timeout 3s --shutdown-timeout 1s"
+    ));
+    let r = &outcome.runs[0];
+    assert!(r.in_doubt > 0, "{outcome}");
+    assert!(r.accounted(), "{outcome}");
+    assert!(outcome.conserved(), "{outcome}");
+    assert_eq!(outcome.exit_code(), 1, "items were lost to failed exports");
+}
+
+#[test]
+fn many_producers_keep_the_rate_and_the_live_line() {
+    let outcome = run("--producers 2000 --rate 20000 --duration 1500ms --delay 50ms");
+    let r = &outcome.runs[0];
+    // Paced producers are never ahead of their share of the rate.
+    assert!(r.emitted as f64 <= 20_000.0 * 1.5 * 1.02, "{outcome}");
+    assert!(r.emitted > 0, "{outcome}");
+    assert!(!r.ticks.is_empty(), "a live line every second");
+    assert!(outcome.conserved(), "{outcome}");
+}

@@ -15,7 +15,7 @@ embedded OTLP receiver on a loopback port decodes and counts every request.
 
 what runs:
   --duration D            how long producers run: 10, 10s, 500ms, 2m (default 10s)
-  --producers N           producer threads (default 2)
+  --producers N           producer threads, 1 to 10000 (default 2)
   --rate N                target items/s over all producers, 0 = flat out (default 100000)
   --signal S              traces or logs (default traces)
   --processor P           ours (otlp_sdk's) or sdk (opentelemetry_sdk's own) (default ours)
@@ -33,12 +33,14 @@ where it goes:
   --export-timeout D      the exporter's timeout, retries included
                           (default: OTEL_EXPORTER_OTLP_TIMEOUT, else 10s)
 
-batching (both processors):
-  --batch-size N          max items per export (default 512)
-  --queue-size N          processor queue capacity (default 65536)
-  --delay D               scheduled delay between exports (default 200ms)
+batching (both processors; a flag wins over OTEL_BSP_* for traces or
+OTEL_BLRP_* for logs, which win over the default shown):
+  --batch-size N          max items per export (MAX_EXPORT_BATCH_SIZE; default 512)
+  --queue-size N          processor queue capacity (MAX_QUEUE_SIZE; default 65536)
+  --delay D               scheduled delay between exports (SCHEDULE_DELAY, in ms; default 200ms)
+  --concurrent-exports N  exports in flight at once, ours only
+                          (MAX_CONCURRENT_EXPORTS; default 4)
   --shutdown-timeout D    how long the final flush may take (default 10s)
-  --concurrent-exports N  exports in flight at once, ours only (default 4)
   --export-mode M         threaded or inline, ours only (default: inline with
                           our exporter, which never blocks; threaded with
                           opentelemetry-otlp's)
@@ -157,6 +159,76 @@ impl Options {
     }
 }
 
+/// The most producer threads (each is an OS thread with a small stack).
+pub const MAX_PRODUCERS: usize = 10_000;
+
+/// The batching settings in force: flag, else environment, else default.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Batching {
+    pub batch_size: usize,
+    pub queue_size: usize,
+    pub delay: Duration,
+    pub concurrent_exports: usize,
+}
+
+impl Options {
+    /// Resolves the batching settings for `signal`: a flag, else the
+    /// signal's variable (`OTEL_BSP_*` for traces, `OTEL_BLRP_*` for logs;
+    /// a value that is not a positive whole number is ignored with a
+    /// warning, as the specification asks), else this job's default. A
+    /// batch larger than the queue is a usage error.
+    pub fn batching(&self, signal: SignalKind) -> Result<Batching, String> {
+        self.batching_from(signal, |name| std::env::var(name).ok())
+    }
+
+    /// [`batching`](Self::batching) with the environment given as a lookup.
+    pub fn batching_from(
+        &self,
+        signal: SignalKind,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Batching, String> {
+        let prefix = match signal {
+            SignalKind::Traces => "OTEL_BSP_",
+            SignalKind::Logs => "OTEL_BLRP_",
+        };
+        let var = |name: &str| -> Option<(String, u64)> {
+            let name = format!("{prefix}{name}");
+            let text = env(&name)?;
+            let text = text.trim();
+            if text.is_empty() {
+                return None;
+            }
+            match text.parse::<u64>() {
+                Ok(n) if (1..=1 << 24).contains(&n) => Some((name, n)),
+                _ => {
+                    eprintln!("pipeline: ignoring {name}={text:?}: not a positive whole number");
+                    None
+                }
+            }
+        };
+        let count = |flag: Option<usize>, name: &str, default: usize| {
+            flag.or_else(|| var(name).map(|(_, n)| n as usize))
+                .unwrap_or(default)
+        };
+        let batching = Batching {
+            batch_size: count(self.batch_size, "MAX_EXPORT_BATCH_SIZE", 512),
+            queue_size: count(self.queue_size, "MAX_QUEUE_SIZE", 65_536),
+            delay: self
+                .delay
+                .or_else(|| var("SCHEDULE_DELAY").map(|(_, ms)| Duration::from_millis(ms)))
+                .unwrap_or(Duration::from_millis(200)),
+            concurrent_exports: count(self.concurrent_exports, "MAX_CONCURRENT_EXPORTS", 4),
+        };
+        if batching.batch_size > batching.queue_size {
+            return Err(format!(
+                "the batch size {} is larger than the queue size {} (flags, then {prefix}*)",
+                batching.batch_size, batching.queue_size
+            ));
+        }
+        Ok(batching)
+    }
+}
+
 /// Where ours runs each export (`otlp_sdk::ExportMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportModeFlag {
@@ -180,11 +252,13 @@ pub struct Options {
     /// `Some(true)` = gzip, `Some(false)` = none, `None` = the environment.
     pub gzip: Option<bool>,
     pub export_timeout: Option<Duration>,
-    pub batch_size: usize,
-    pub queue_size: usize,
-    pub delay: Duration,
+    /// The batching flags; `None` leaves it to the environment, then the
+    /// default ([`Options::batching`]).
+    pub batch_size: Option<usize>,
+    pub queue_size: Option<usize>,
+    pub delay: Option<Duration>,
     pub shutdown_timeout: Duration,
-    pub concurrent_exports: usize,
+    pub concurrent_exports: Option<usize>,
     /// `None`: chosen by the exporter ([`Options::export_mode`]).
     pub export_mode: Option<ExportModeFlag>,
     pub receiver_latency: Duration,
@@ -209,11 +283,11 @@ impl Default for Options {
             protocol: None,
             gzip: None,
             export_timeout: None,
-            batch_size: 512,
-            queue_size: 65_536,
-            delay: Duration::from_millis(200),
+            batch_size: None,
+            queue_size: None,
+            delay: None,
             shutdown_timeout: Duration::from_secs(10),
-            concurrent_exports: 4,
+            concurrent_exports: None,
             export_mode: None,
             receiver_latency: Duration::ZERO,
             receiver_fail: 0.0,
@@ -254,7 +328,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             "--json" => options.json = true,
             "--compare" => options.compare = true,
             "--duration" => options.duration = duration("--duration", &value("--duration")?)?,
-            "--producers" => options.producers = positive("--producers", &value("--producers")?)?,
+            "--producers" => {
+                options.producers = positive("--producers", &value("--producers")?)?;
+                if options.producers > MAX_PRODUCERS {
+                    return Err(format!(
+                        "--producers {}: at most {MAX_PRODUCERS} (each is a thread)",
+                        options.producers
+                    ));
+                }
+            }
             "--rate" => {
                 let text = value("--rate")?;
                 options.rate = text.parse().map_err(|_| {
@@ -305,19 +387,21 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
                     Some(duration("--export-timeout", &value("--export-timeout")?)?)
             }
             "--batch-size" => {
-                options.batch_size = positive("--batch-size", &value("--batch-size")?)?
+                options.batch_size = Some(positive("--batch-size", &value("--batch-size")?)?)
             }
             "--queue-size" => {
-                options.queue_size = positive("--queue-size", &value("--queue-size")?)?
+                options.queue_size = Some(positive("--queue-size", &value("--queue-size")?)?)
             }
-            "--delay" => options.delay = duration("--delay", &value("--delay")?)?,
+            "--delay" => options.delay = Some(duration("--delay", &value("--delay")?)?),
             "--shutdown-timeout" => {
                 options.shutdown_timeout =
                     duration("--shutdown-timeout", &value("--shutdown-timeout")?)?
             }
             "--concurrent-exports" => {
-                options.concurrent_exports =
-                    positive("--concurrent-exports", &value("--concurrent-exports")?)?
+                options.concurrent_exports = Some(positive(
+                    "--concurrent-exports",
+                    &value("--concurrent-exports")?,
+                )?)
             }
             "--export-mode" => {
                 options.export_mode = Some(match value("--export-mode")?.as_str() {
@@ -362,10 +446,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             other => return Err(format!("unknown option `{other}`")),
         }
     }
-    if options.batch_size > options.queue_size {
+    if let (Some(batch), Some(queue)) = (options.batch_size, options.queue_size)
+        && batch > queue
+    {
         return Err(format!(
-            "--batch-size {} is larger than --queue-size {}",
-            options.batch_size, options.queue_size
+            "--batch-size {batch} is larger than --queue-size {queue}"
         ));
     }
     Ok(Parsed::Run(Box::new(options)))

@@ -20,7 +20,7 @@ use std::time::Duration;
 
 use opentelemetry_otlp::{Compression, WithExportConfig, WithHttpConfig, WithTonicConfig};
 use opentelemetry_sdk::Resource;
-use opentelemetry_sdk::error::OTelSdkResult;
+use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use otlp_concurrency::monitor::ConcurrencyMonitor;
@@ -38,26 +38,35 @@ pub struct Tally {
     pub handed: AtomicU64,
     /// Items in exports that succeeded.
     pub exported: AtomicU64,
-    /// Items in exports that failed (after the exporter's own retries).
+    /// Items in exports that failed (after the exporter's own retries):
+    /// the destination refused them, or they could not be sent.
     pub failed: AtomicU64,
+    /// Items in exports that timed out: sent, perhaps received, unanswered.
+    pub in_doubt: AtomicU64,
     pub batches: AtomicU64,
     pub failed_batches: AtomicU64,
+    pub in_doubt_batches: AtomicU64,
     /// Export durations (the exporter's retries included).
     pub exports: ConcurrencyMonitor,
     /// Our exporter's own counts (requests, retries, bytes), when it is ours.
     pub otlp: OnceLock<OtlpStatsReader>,
+    /// Whose exporter: opentelemetry-otlp's timeouts are told by their text.
+    kind: ExporterKind,
     first_error: Mutex<Option<String>>,
 }
 
 impl Tally {
-    pub fn new(endpoint: String) -> Self {
+    pub fn new(endpoint: String, kind: ExporterKind) -> Self {
         Tally {
             endpoint,
+            kind,
             handed: AtomicU64::new(0),
             exported: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            in_doubt: AtomicU64::new(0),
             batches: AtomicU64::new(0),
             failed_batches: AtomicU64::new(0),
+            in_doubt_batches: AtomicU64::new(0),
             exports: ConcurrencyMonitor::new(),
             otlp: OnceLock::new(),
             first_error: Mutex::new(None),
@@ -79,16 +88,39 @@ impl Tally {
                 self.exported.fetch_add(items, Ordering::Relaxed);
             }
             Err(e) => {
-                self.failed.fetch_add(items, Ordering::Relaxed);
-                self.failed_batches.fetch_add(1, Ordering::Relaxed);
+                let (count, batches, what) = if timed_out(self.kind, e) {
+                    (&self.in_doubt, &self.in_doubt_batches, "timed out")
+                } else {
+                    (&self.failed, &self.failed_batches, "failed")
+                };
+                count.fetch_add(items, Ordering::Relaxed);
+                batches.fetch_add(1, Ordering::Relaxed);
                 let mut first = self.first_error.lock().unwrap_or_else(|e| e.into_inner());
                 if first.is_none() {
-                    let message = format!("export to {} failed: {e}", self.endpoint);
+                    let message = format!("export to {} {what}: {e}", self.endpoint);
                     eprintln!("pipeline: {message}");
                     *first = Some(message);
                 }
             }
         }
+    }
+}
+
+/// Whether an export's error says it timed out, so that the request may
+/// have arrived. Our exporter says so with `Timeout`; opentelemetry-otlp
+/// wraps tonic's or its HTTP client's timeout in an internal failure whose
+/// text is all there is to go by.
+fn timed_out(kind: ExporterKind, e: &OTelSdkError) -> bool {
+    match e {
+        OTelSdkError::Timeout(_) => true,
+        OTelSdkError::InternalFailure(text) if kind == ExporterKind::OpentelemetryOtlp => {
+            let text = text.to_ascii_lowercase();
+            text.contains("timeout expired")
+                || text.contains("timed out")
+                || text.contains("deadlineexceeded")
+                || text.contains("deadline has elapsed")
+        }
+        _ => false,
     }
 }
 

@@ -19,10 +19,12 @@ use opentelemetry_sdk::trace::SdkTracerProvider;
 use otlp_concurrency::sdk::{BatchConfig, ExportMode, Signal, StatsReader};
 use otlp_receiver::{Receiver, ReceiverConfig};
 
-use super::cli::{self, ExportModeFlag, Options, Parsed, ProcessorKind, Protocol, SignalKind};
+use super::cli::{
+    self, Batching, ExportModeFlag, Options, Parsed, ProcessorKind, Protocol, SignalKind,
+};
 use super::exporters::{self, Counted, Tally, Target};
 use super::producers::{self, Shared};
-use super::report::{Outcome, RunReport, Sample, Tick};
+use super::report::{self, Outcome, RunReport, Sample, Tick};
 use super::{http, system};
 
 /// Why the job did not produce a report.
@@ -43,7 +45,7 @@ pub fn main<I: IntoIterator<Item = String>>(args: I) -> u8 {
             return 0;
         }
         Err(message) => {
-            eprintln!("pipeline: {message}\n\n{}", cli::USAGE);
+            eprintln!("pipeline: {message}\nsee `pipeline --help`");
             return 2;
         }
     };
@@ -217,12 +219,12 @@ fn scope() -> InstrumentationScope {
         .build()
 }
 
-fn ours_config(options: &Options, signal: Signal, export_timeout: Duration) -> BatchConfig {
+fn ours_config(batching: &Batching, signal: Signal, export_timeout: Duration) -> BatchConfig {
     BatchConfig::from_env(signal)
-        .with_max_queue_size(options.queue_size)
-        .with_max_export_batch_size(options.batch_size)
-        .with_scheduled_delay(options.delay)
-        .with_max_concurrent_exports(options.concurrent_exports)
+        .with_max_queue_size(batching.queue_size)
+        .with_max_export_batch_size(batching.batch_size)
+        .with_scheduled_delay(batching.delay)
+        .with_max_concurrent_exports(batching.concurrent_exports)
         // The exporter's own deadline (retries included) fires first.
         .with_export_timeout(export_timeout + Duration::from_secs(2))
 }
@@ -238,6 +240,7 @@ fn ours_mode(options: &Options) -> ExportMode {
 /// chosen exporter; runs inside `io`'s context.
 fn provider(
     options: &Options,
+    batching: &Batching,
     kind: ProcessorKind,
     target: &Target,
     io: &tokio::runtime::Runtime,
@@ -259,7 +262,7 @@ fn provider(
             match kind {
                 ProcessorKind::Ours => {
                     let processor = otlp_concurrency::sdk::BatchSpanProcessor::builder(exporter)
-                        .with_batch_config(ours_config(options, Signal::Spans, timeout))
+                        .with_batch_config(ours_config(batching, Signal::Spans, timeout))
                         .with_export_mode(ours_mode(options))
                         .build()
                         .map_err(bad)?;
@@ -271,9 +274,9 @@ fn provider(
                 }
                 ProcessorKind::Sdk => {
                     let config = opentelemetry_sdk::trace::BatchConfigBuilder::default()
-                        .with_max_queue_size(options.queue_size)
-                        .with_max_export_batch_size(options.batch_size)
-                        .with_scheduled_delay(options.delay)
+                        .with_max_queue_size(batching.queue_size)
+                        .with_max_export_batch_size(batching.batch_size)
+                        .with_scheduled_delay(batching.delay)
                         .build();
                     let processor = opentelemetry_sdk::trace::BatchSpanProcessor::builder(exporter)
                         .with_batch_config(config)
@@ -296,7 +299,7 @@ fn provider(
             match kind {
                 ProcessorKind::Ours => {
                     let processor = otlp_concurrency::sdk::BatchLogProcessor::builder(exporter)
-                        .with_batch_config(ours_config(options, Signal::Logs, timeout))
+                        .with_batch_config(ours_config(batching, Signal::Logs, timeout))
                         .with_export_mode(ours_mode(options))
                         .build()
                         .map_err(bad)?;
@@ -308,9 +311,9 @@ fn provider(
                 }
                 ProcessorKind::Sdk => {
                     let config = opentelemetry_sdk::logs::BatchConfigBuilder::default()
-                        .with_max_queue_size(options.queue_size)
-                        .with_max_export_batch_size(options.batch_size)
-                        .with_scheduled_delay(options.delay)
+                        .with_max_queue_size(batching.queue_size)
+                        .with_max_export_batch_size(batching.batch_size)
+                        .with_scheduled_delay(batching.delay)
                         .build();
                     let processor = opentelemetry_sdk::logs::BatchLogProcessor::builder(exporter)
                         .with_batch_config(config)
@@ -321,6 +324,42 @@ fn provider(
                     )
                 }
             }
+        }
+    })
+}
+
+/// Shuts the provider down (its final flush), printing a line a second on
+/// what is left and the time left, since a dead endpoint can make this
+/// take the whole shutdown timeout.
+fn flush(
+    provider: &Provider,
+    options: &Options,
+    shared: &Shared,
+    tally: &Tally,
+    stats: Option<&StatsReader>,
+) -> Option<String> {
+    let timeout = options.shutdown_timeout;
+    let started = Instant::now();
+    thread::scope(|scope| {
+        let shutdown = scope.spawn(|| provider.shutdown(timeout));
+        let mut next_line = Duration::from_secs(1);
+        while !shutdown.is_finished() {
+            thread::sleep(Duration::from_millis(20));
+            if started.elapsed() >= next_line {
+                let now = Sample::take(started.elapsed(), shared, tally, stats, None);
+                eprintln!(
+                    "[flush] {} {} not yet exported or counted as dropped; {:.0} s of the {:.0} s shutdown timeout left",
+                    report::thousands(now.unfinished()),
+                    options.signal.item(),
+                    timeout.saturating_sub(started.elapsed()).as_secs_f64(),
+                    timeout.as_secs_f64(),
+                );
+                next_line += Duration::from_secs(1);
+            }
+        }
+        match shutdown.join() {
+            Ok(result) => result.err(),
+            Err(_) => Some("the provider's shutdown panicked".to_owned()),
         }
     })
 }
@@ -361,19 +400,25 @@ fn run_one(
         gzip: options.gzip,
         timeout: options.export_timeout,
     };
+    let batching = options.batching(options.signal).map_err(JobError::Usage)?;
     let io = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .thread_name("otlp-exporter-io")
+        // opentelemetry-otlp's transport runs here: its events are not the
+        // run's telemetry.
+        .on_thread_start(otlp_concurrency::sdk::suppress_telemetry_on_this_thread)
         .enable_all()
         .build()
         .map_err(|e| JobError::Failed(format!("exporter runtime: {e}")))?;
-    let tally = Arc::new(Tally::new(target.describe(options.signal)));
+    let tally = Arc::new(Tally::new(
+        target.describe(options.signal),
+        options.exporter,
+    ));
     let cpu_before = system::process_cpu_time();
-    let (provider, stats) = provider(options, kind, &target, &io, &tally)?;
+    let (provider, stats) = provider(options, &batching, kind, &target, &io, &tally)?;
 
     eprintln!(
-        "pipeline: {} {} over {} to {}{}, processor {}, exporter {}, {} producers at {}, batch {} / queue {}, for {:.1} s",
-        options.signal.name(),
+        "pipeline: {} over {} to {}{}, processor {}, exporter {}, {} producers at {}, batch {} / queue {}, for {:.1} s",
         options.signal.item(),
         protocol.name(),
         tally.endpoint,
@@ -390,54 +435,50 @@ fn run_one(
         } else {
             format!("{}/s", options.rate)
         },
-        options.batch_size,
-        options.queue_size,
+        batching.batch_size,
+        batching.queue_size,
         options.duration.as_secs_f64(),
     );
 
     let shared = Arc::new(Shared::default());
     let rate = options.rate as f64 / options.producers as f64;
+    let sample =
+        |at: Duration| Sample::take(at, &shared, &tally, stats.as_ref(), receiver.as_ref());
+    // Before any producer starts: thousands take a while to start, and the
+    // first live line covers that time too.
+    let mut previous = sample(Duration::ZERO);
     let started = Instant::now();
     let handles = match &provider {
         Provider::Traces(p) => {
-            let (tracer, shared) = (p.tracer_with_scope(scope()), Arc::clone(&shared));
-            producers::start(options.producers, move |id| {
-                producers::spans(id, &tracer, &shared, rate)
+            let (tracer, mine) = (p.tracer_with_scope(scope()), Arc::clone(&shared));
+            producers::start(options.producers, &shared, move |id| {
+                producers::spans(id, &tracer, &mine, rate)
             })
         }
         Provider::Logs(p) => {
-            let (logger, shared) = (p.logger_with_scope(scope()), Arc::clone(&shared));
-            producers::start(options.producers, move |id| {
-                producers::logs(id, &logger, &shared, rate)
+            let (logger, mine) = (p.logger_with_scope(scope()), Arc::clone(&shared));
+            producers::start(options.producers, &shared, move |id| {
+                producers::logs(id, &logger, &mine, rate)
             })
         }
     };
     let handles = match handles {
         Ok(handles) => handles,
         Err(e) => {
-            shared
-                .stop
-                .store(true, std::sync::atomic::Ordering::Release);
             let _ = provider.shutdown(options.shutdown_timeout);
             return Err(JobError::Failed(e));
         }
     };
 
-    let sample =
-        |at: Duration| Sample::take(at, &shared, &tally, stats.as_ref(), receiver.as_ref());
     let mut ticks = Vec::new();
-    let mut previous = sample(Duration::ZERO);
     let mut next_tick = Duration::from_secs(1);
     let interrupted = loop {
         if system::interrupted() {
             break true;
         }
-        let elapsed = started.elapsed();
-        if elapsed >= options.duration {
-            break false;
-        }
-        let wake = next_tick.min(options.duration);
-        thread::sleep(wake.saturating_sub(elapsed).min(Duration::from_millis(50)));
+        // A tick is due every whole second, also when starting thousands
+        // of producers took longer than one: the live line never goes
+        // quiet for more than a second once the loop runs.
         if started.elapsed() >= next_tick {
             let now = sample(started.elapsed());
             let window = receiver.as_ref().map(|r| r.take_window_latency());
@@ -446,25 +487,43 @@ fn run_one(
             *metrics.lock().unwrap_or_else(|e| e.into_inner()) = now.prometheus(kind);
             ticks.push(tick);
             previous = now;
-            next_tick += Duration::from_secs(1);
+            next_tick = started.elapsed().max(next_tick) + Duration::from_secs(1);
+            next_tick = Duration::from_secs(next_tick.as_secs());
         }
+        let elapsed = started.elapsed();
+        if elapsed >= options.duration {
+            break false;
+        }
+        let wake = next_tick.min(options.duration);
+        thread::sleep(wake.saturating_sub(elapsed).min(Duration::from_millis(50)));
     };
     if interrupted {
         eprintln!("pipeline: interrupted; stopping the producers and flushing");
     }
-    shared
-        .stop
-        .store(true, std::sync::atomic::Ordering::Release);
+    producers::stop(&shared, &handles);
     let mut panicked = false;
     for handle in handles {
         panicked |= handle.join().is_err();
     }
     let produce_time = started.elapsed();
     let flush_started = Instant::now();
-    let shutdown = provider.shutdown(options.shutdown_timeout).err();
+    let shutdown = flush(&provider, options, &shared, &tally, stats.as_ref());
     let flush_time = flush_started.elapsed();
     drop(provider);
-    io.shutdown_timeout(Duration::from_secs(1));
+    let in_flight = tally.handed.load(std::sync::atomic::Ordering::Relaxed)
+        > tally.exported.load(std::sync::atomic::Ordering::Relaxed)
+            + tally.failed.load(std::sync::atomic::Ordering::Relaxed)
+            + tally.in_doubt.load(std::sync::atomic::Ordering::Relaxed);
+    if in_flight {
+        // An export the shutdown gave up on is still being polled (the
+        // SDK's processor thread, or a blocking-pool thread of ours) and
+        // needs this runtime's timers and sockets until its own timeout:
+        // shutting the runtime down under it makes it panic. It is left to
+        // finish, or to end with the process.
+        std::mem::forget(io);
+    } else {
+        io.shutdown_timeout(Duration::from_secs(1));
+    }
     let finished = receiver.map(Receiver::finish);
     let cpu = system::process_cpu_time().saturating_sub(cpu_before);
     let end = Sample::take(
@@ -480,6 +539,7 @@ fn run_one(
     }
     Ok(RunReport::new(
         options,
+        &batching,
         kind,
         protocol,
         &tally,

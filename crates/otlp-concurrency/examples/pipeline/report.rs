@@ -12,7 +12,7 @@ use otlp_concurrency::monitor::ConcurrencyStats;
 use otlp_concurrency::sdk::{ProcessorStats, StatsReader};
 use otlp_receiver::{Finished, Histogram, Receiver};
 
-use super::cli::{Options, ProcessorKind, Protocol, SignalKind};
+use super::cli::{Batching, Options, ProcessorKind, Protocol, SignalKind};
 use super::exporters::Tally;
 use super::producers::Shared;
 
@@ -33,9 +33,12 @@ pub struct Sample {
     pub handed: u64,
     pub exported: u64,
     pub failed: u64,
+    pub in_doubt: u64,
     pub received: Option<u64>,
     pub refused: Option<u64>,
     pub queue_depth: Option<u64>,
+    /// Ours: items taken from the queue whose export has not finished.
+    pub in_flight: Option<u64>,
     pub dropped: Option<u64>,
 }
 
@@ -55,10 +58,23 @@ impl Sample {
             handed: tally.handed.load(Ordering::Relaxed),
             exported: tally.exported.load(Ordering::Relaxed),
             failed: tally.failed.load(Ordering::Relaxed),
-            received: received.as_ref().map(|r| r.items()),
+            in_doubt: tally.in_doubt.load(Ordering::Relaxed),
+            received: received.as_ref().map(|r| r.unique_items()),
             refused: received.as_ref().map(|r| r.refused),
             queue_depth: ours.map(|s| s.queue_depth),
+            in_flight: ours.map(|s| s.in_flight),
             dropped: ours.map(|s| s.dropped),
+        }
+    }
+
+    /// Items emitted whose export has not ended yet: queued or in flight
+    /// (ours), or not yet handed over or not yet answered (the SDK's).
+    pub fn unfinished(&self) -> u64 {
+        match (self.queue_depth, self.in_flight) {
+            (Some(queued), Some(in_flight)) => queued + in_flight,
+            _ => self
+                .emitted
+                .saturating_sub(self.exported + self.failed + self.in_doubt),
         }
     }
 
@@ -93,9 +109,15 @@ impl Sample {
             Some(self.failed),
         );
         metric(
+            "otlp_pipeline_items_in_doubt_total",
+            "counter",
+            "Items in exports that timed out: sent, perhaps received.",
+            Some(self.in_doubt),
+        );
+        metric(
             "otlp_pipeline_items_received_total",
             "counter",
-            "Items the embedded receiver decoded.",
+            "Items the embedded receiver decoded, each counted once.",
             self.received,
         );
         metric(
@@ -181,15 +203,15 @@ impl fmt::Display for Tick {
     }
 }
 
-/// Where the items that were not received went.
+/// The items known to be lost, by cause.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Dropped {
     /// Ours: the queue was full (`OverflowPolicy::Drop`).
     pub queue_full: u64,
     /// Ours: ended after shutdown began, or left when its timeout expired.
     pub after_shutdown: u64,
-    /// Exports that failed: the exporter's error after its retries, or
-    /// (ours) the export timeout.
+    /// Exports the destination refused, or that could not be sent, after
+    /// the exporter's retries.
     pub export_failed: u64,
     /// The SDK's processor: never handed to the exporter (its queue was
     /// full, or they were left at shutdown); it does not say which.
@@ -223,8 +245,15 @@ pub struct RunReport {
     /// What our processor counted as emitted (ours only).
     pub processor_emitted: Option<u64>,
     pub exported: u64,
+    /// Items the embedded receiver got, each counted once.
     pub received: Option<u64>,
+    /// Items the embedded receiver got a second time (a retried request
+    /// that had in fact arrived).
+    pub duplicates: Option<u64>,
     pub dropped: Dropped,
+    /// Items whose export timed out or was abandoned at the shutdown
+    /// deadline: sent, and perhaps received; not known to be lost.
+    pub in_doubt: u64,
     pub batches: u64,
     pub failed_batches: u64,
     /// Requests the embedded receiver refused on purpose; each was retried
@@ -253,6 +282,7 @@ impl RunReport {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         options: &Options,
+        batching: &Batching,
         processor: ProcessorKind,
         protocol: Protocol,
         tally: &Tally,
@@ -266,18 +296,27 @@ impl RunReport {
         shutdown_error: Option<String>,
         ticks: Vec<Tick>,
     ) -> Self {
-        let dropped = match &ours {
-            Some(s) => Dropped {
-                queue_full: s.dropped_queue_full,
-                after_shutdown: s.dropped_after_shutdown,
-                export_failed: s.dropped_export_failed,
-                never_exported: 0,
-            },
-            None => Dropped {
-                export_failed: end.failed,
-                never_exported: end.emitted.saturating_sub(end.handed),
-                ..Dropped::default()
-            },
+        let (dropped, in_doubt) = match &ours {
+            Some(s) => (
+                Dropped {
+                    queue_full: s.dropped_queue_full,
+                    after_shutdown: s.dropped_after_shutdown,
+                    export_failed: s.dropped_export_failed,
+                    never_exported: 0,
+                },
+                s.in_doubt,
+            ),
+            // The SDK's processor counts nothing; what the exporter was
+            // handed and never answered (a batch in flight when its
+            // shutdown timed out) is in doubt like a timed-out export.
+            None => (
+                Dropped {
+                    export_failed: end.failed,
+                    never_exported: end.emitted.saturating_sub(end.handed),
+                    ..Dropped::default()
+                },
+                end.handed.saturating_sub(end.exported + end.failed),
+            ),
         };
         let receiver_cpu = receiver.as_ref().and_then(|r| r.cpu_time);
         let otlp = tally.otlp.get().map(|s| s.stats());
@@ -293,10 +332,10 @@ impl RunReport {
             endpoint: tally.endpoint.clone(),
             embedded: receiver.is_some(),
             producers: options.producers,
-            batch_size: options.batch_size,
-            queue_size: options.queue_size,
+            batch_size: batching.batch_size,
+            queue_size: batching.queue_size,
             concurrent_exports: match processor {
-                ProcessorKind::Ours => options.concurrent_exports,
+                ProcessorKind::Ours => batching.concurrent_exports,
                 ProcessorKind::Sdk => 1,
             },
             produce_time,
@@ -305,8 +344,10 @@ impl RunReport {
             emitted: end.emitted,
             processor_emitted: ours.map(|s| s.emitted),
             exported: end.exported,
-            received: receiver.as_ref().map(|r| r.stats.items()),
+            received: receiver.as_ref().map(|r| r.stats.unique_items()),
+            duplicates: receiver.as_ref().map(|r| r.stats.duplicate_items),
             dropped,
+            in_doubt,
             batches: tally.batches.load(Ordering::Relaxed),
             failed_batches: tally.failed_batches.load(Ordering::Relaxed),
             refused: receiver.as_ref().map(|r| r.stats.refused),
@@ -337,12 +378,26 @@ impl RunReport {
         }
     }
 
-    /// `emitted == received + dropped` with the embedded receiver, else
-    /// `emitted == exported + dropped`; ours must also have seen every item.
+    /// Every emitted item was exported, dropped for a known cause, or is
+    /// in doubt (`emitted == exported + dropped + in doubt`; ours must also
+    /// have seen every item); and, with the embedded receiver, it got every
+    /// exported item and nothing it was not sent (`exported <= received <=
+    /// exported + in doubt`, duplicates counted once).
     pub fn conserved(&self) -> bool {
-        let arrived = self.received.unwrap_or(self.exported);
-        self.emitted == arrived + self.dropped.total()
+        self.accounted() && self.delivered()
+    }
+
+    /// `emitted == exported + dropped + in doubt`, on the sender's side.
+    pub fn accounted(&self) -> bool {
+        self.emitted == self.exported + self.dropped.total() + self.in_doubt
             && self.processor_emitted.is_none_or(|n| n == self.emitted)
+    }
+
+    /// The receiver got what was exported, and perhaps some of what is in
+    /// doubt, nothing else.
+    pub fn delivered(&self) -> bool {
+        self.received
+            .is_none_or(|r| self.exported <= r && r <= self.exported + self.in_doubt)
     }
 
     /// Exported items per second over production and the final flush.
@@ -359,17 +414,21 @@ impl RunReport {
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         let who = self.processor.name();
-        if !self.conserved() {
+        if !self.accounted() {
             out.push(format!(
-                "{who}: {} emitted != {} {} + {} dropped: items were lost or duplicated",
+                "{who}: {} emitted != {} exported + {} dropped + {} in doubt: items are unaccounted for",
                 self.emitted,
-                self.received.unwrap_or(self.exported),
-                if self.received.is_some() {
-                    "received"
-                } else {
-                    "exported"
-                },
-                self.dropped.total()
+                self.exported,
+                self.dropped.total(),
+                self.in_doubt
+            ));
+        }
+        if let Some(received) = self.received.filter(|_| !self.delivered()) {
+            out.push(format!(
+                "{who}: the receiver got {received} {}, outside {} exported ..= {} exported + in doubt",
+                self.signal.item(),
+                self.exported,
+                self.exported + self.in_doubt
             ));
         }
         if self.dropped.export_failed > 0 {
@@ -416,12 +475,16 @@ impl Outcome {
         self.runs.iter().any(|r| r.interrupted)
     }
 
-    /// 0 clean, 1 on any problem, 130 after Ctrl-C otherwise.
+    /// 1 when items are unaccounted for; else 130 after Ctrl-C; else 1 on
+    /// any other problem (items lost to failed exports, a failed shutdown);
+    /// else 0.
     pub fn exit_code(&self) -> u8 {
-        if !self.conserved() || !self.problems().is_empty() {
+        if !self.conserved() {
             1
         } else if self.interrupted() {
             130
+        } else if !self.problems().is_empty() {
+            1
         } else {
             0
         }
@@ -493,11 +556,6 @@ fn opt<T: fmt::Display>(x: Option<T>) -> String {
     x.map_or("null".to_owned(), |v| v.to_string())
 }
 
-/// An absent figure in the human-readable table.
-fn cell<T: fmt::Display>(x: Option<T>) -> String {
-    x.map_or("-".to_owned(), |v| v.to_string())
-}
-
 fn us(ns: Option<u64>) -> String {
     ns.map_or("null".to_owned(), |v| format!("{:.1}", v as f64 / 1e3))
 }
@@ -528,14 +586,14 @@ fn run_json(r: &RunReport) -> String {
         "{{\"processor\":{},\"exporter\":{},\"signal\":{},\"protocol\":{},\"endpoint\":{},\"embedded_receiver\":{},\
          \"producers\":{},\"batch_size\":{},\"queue_size\":{},\"concurrent_exports\":{},\
          \"produce_s\":{:.3},\"flush_s\":{:.3},\"interrupted\":{},\
-         \"emitted\":{},\"exported\":{},\"received\":{},\"dropped\":{},\
+         \"emitted\":{},\"exported\":{},\"received\":{},\"received_twice\":{},\"in_doubt\":{},\"dropped\":{},\
          \"dropped_queue_full\":{},\"dropped_after_shutdown\":{},\"dropped_export_failed\":{},\"dropped_never_exported\":{},\
          \"batches\":{},\"failed_batches\":{},\"refused_requests\":{},\"retries\":{},\"rejected_requests\":{},\
          \"requests\":{},\"wire_bytes\":{},\"exported_per_sec\":{:.0},\
          \"sender_cpu_s\":{:.4},\"receiver_cpu_s\":{},\"cpu_ns_per_item\":{},\
          \"latency_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},\
          \"export_latency_us\":{{\"p50\":{:.1},\"p99\":{:.1}}},\
-         \"service_names\":{{{}}},\"first_error\":{},\"shutdown_error\":{},\"conserved\":{},\"ticks\":[{}]}}",
+         \"service_names\":{{{}}},\"first_error\":{},\"shutdown_error\":{},\"accounted\":{},\"delivered\":{},\"conserved\":{},\"ticks\":[{}]}}",
         json_str(r.processor.name()),
         json_str(r.exporter),
         json_str(r.signal.name()),
@@ -552,6 +610,8 @@ fn run_json(r: &RunReport) -> String {
         r.emitted,
         r.exported,
         opt(r.received),
+        opt(r.duplicates),
+        r.in_doubt,
         d.total(),
         d.queue_full,
         d.after_shutdown,
@@ -576,18 +636,53 @@ fn run_json(r: &RunReport) -> String {
         names.join(","),
         opt(r.first_error.as_deref().map(json_str)),
         opt(r.shutdown_error.as_deref().map(json_str)),
+        r.accounted(),
+        r.delivered(),
         r.conserved(),
         ticks.join(",")
     )
 }
 
+/// `1234567` as `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn count_cell(x: Option<u64>) -> String {
+    x.map_or("-".to_owned(), thousands)
+}
+
+/// One item of the signal: `span`, `log record`.
+fn singular(signal: SignalKind) -> &'static str {
+    match signal {
+        SignalKind::Traces => "span",
+        SignalKind::Logs => "log record",
+    }
+}
+
 /// The rows of the final table, as (label, value) per run.
-fn rows(r: &RunReport) -> Vec<(&'static str, String)> {
+fn rows(r: &RunReport) -> Vec<(String, String)> {
     let ms_opt = |ns: Option<u64>| ns.map_or("-".to_owned(), |v| format!("{:.2} ms", ms(v)));
     let d = &r.dropped;
-    vec![
+    let rows: Vec<(&str, String)> = vec![
         ("processor", r.processor.name().to_owned()),
         ("exporter", r.exporter.to_owned()),
+        (
+            "endpoint",
+            if r.embedded {
+                format!("{} (embedded)", r.endpoint)
+            } else {
+                r.endpoint.clone()
+            },
+        ),
         ("concurrent exports", r.concurrent_exports.to_string()),
         (
             "production / flush time",
@@ -597,31 +692,30 @@ fn rows(r: &RunReport) -> Vec<(&'static str, String)> {
                 r.flush_time.as_secs_f64()
             ),
         ),
-        ("emitted", r.emitted.to_string()),
-        ("exported", r.exported.to_string()),
-        ("received", cell(r.received)),
-        ("dropped: queue full", d.queue_full.to_string()),
-        ("dropped: after shutdown", d.after_shutdown.to_string()),
-        ("dropped: export failed", d.export_failed.to_string()),
-        (
-            "dropped: never exported (sdk)",
-            d.never_exported.to_string(),
-        ),
+        ("emitted", thousands(r.emitted)),
+        ("exported", thousands(r.exported)),
+        ("received (each once)", count_cell(r.received)),
+        ("received twice (retried)", count_cell(r.duplicates)),
+        ("in doubt (timed out)", thousands(r.in_doubt)),
+        ("dropped: queue full", thousands(d.queue_full)),
+        ("dropped: after shutdown", thousands(d.after_shutdown)),
+        ("dropped: export failed", thousands(d.export_failed)),
+        ("dropped: never exported (sdk)", thousands(d.never_exported)),
         (
             "exports (failed)",
-            format!("{} ({})", r.batches, r.failed_batches),
+            format!("{} ({})", thousands(r.batches), thousands(r.failed_batches)),
         ),
-        ("requests refused (retried)", cell(r.refused)),
-        ("exporter retries", cell(r.retries)),
-        ("requests rejected", cell(r.rejected)),
+        ("requests refused (retried)", count_cell(r.refused)),
+        ("exporter retries", count_cell(r.retries)),
+        ("requests rejected", count_cell(r.rejected)),
         (
             "requests / bytes on the wire",
             match (r.requests, r.wire_bytes) {
-                (Some(q), Some(b)) => format!("{q} / {b}"),
+                (Some(q), Some(b)) => format!("{} / {}", thousands(q), thousands(b)),
                 _ => "-".to_owned(),
             },
         ),
-        ("exported /s", format!("{:.0}", r.exported_per_sec())),
+        ("exported/s", thousands(r.exported_per_sec().round() as u64)),
         (
             "sender CPU per exported item",
             r.cpu_ns_per_item()
@@ -647,20 +741,60 @@ fn rows(r: &RunReport) -> Vec<(&'static str, String)> {
             ),
         ),
         (
-            "conservation",
+            "service.name received",
+            if r.service_names.is_empty() {
+                "-".to_owned()
+            } else {
+                r.service_names
+                    .iter()
+                    .map(|(n, c)| format!("{n} ({})", thousands(*c)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            },
+        ),
+        (
+            "accounted",
             format!(
-                "{} = {} + {} {}",
-                r.emitted,
-                r.received.unwrap_or(r.exported),
-                d.total(),
-                if r.conserved() {
+                "{} = {} + {} + {} in doubt {}",
+                thousands(r.emitted),
+                thousands(r.exported),
+                thousands(d.total()),
+                thousands(r.in_doubt),
+                if r.accounted() {
                     "(holds)"
                 } else {
                     "(VIOLATED)"
                 }
             ),
         ),
-    ]
+        (
+            "delivered",
+            match r.received {
+                None => "- (no embedded receiver)".to_owned(),
+                Some(received) => format!(
+                    "{} <= {} <= {} {}",
+                    thousands(r.exported),
+                    thousands(received),
+                    thousands(r.exported + r.in_doubt),
+                    if r.delivered() {
+                        "(holds)"
+                    } else {
+                        "(VIOLATED)"
+                    }
+                ),
+            },
+        ),
+    ];
+    rows.into_iter()
+        .map(|(label, value)| {
+            let label = if label == "sender CPU per exported item" {
+                format!("sender CPU per exported {}", singular(r.signal))
+            } else {
+                label.to_owned()
+            };
+            (label, value)
+        })
+        .collect()
 }
 
 impl fmt::Display for Outcome {
@@ -670,15 +804,9 @@ impl fmt::Display for Outcome {
         };
         writeln!(
             f,
-            "\n== pipeline: {} over {} to {}{} ==",
+            "\n== pipeline: {} over {} ==",
             first.signal.item(),
             first.protocol.name(),
-            first.endpoint,
-            if first.embedded {
-                " (embedded receiver)"
-            } else {
-                ""
-            }
         )?;
         writeln!(
             f,
@@ -686,33 +814,31 @@ impl fmt::Display for Outcome {
             first.producers,
             first.batch_size,
             first.queue_size,
-            if first.interrupted {
+            if self.interrupted() {
                 ", interrupted by Ctrl-C"
             } else {
                 ""
             }
         )?;
-        let columns: Vec<Vec<(&str, String)>> = self.runs.iter().map(rows).collect();
+        let columns: Vec<Vec<(String, String)>> = self.runs.iter().map(rows).collect();
         for (i, (label, _)) in columns[0].iter().enumerate() {
             write!(f, "  {label:<32}")?;
             for column in &columns {
-                write!(f, " {:>22}", column[i].1)?;
+                write!(f, " {:>26}", column[i].1)?;
             }
             writeln!(f)?;
         }
         if let Some((t, c, l)) = self.ratios() {
             let show = |x: Option<f64>| x.map_or("-".to_owned(), |v| format!("{v:.2}x"));
-            writeln!(
+            write!(
                 f,
-                "  ours / sdk: exported/s {}, CPU per item {}, p99 latency {}",
+                "  ours / sdk: exported/s {} (higher is better), CPU per {} {} (lower is better), \
+                 p99 latency {} (lower is better)",
                 show(t),
+                singular(first.signal),
                 show(c),
                 show(l)
             )?;
-        }
-        if let Some(names) = (!first.service_names.is_empty()).then_some(&first.service_names) {
-            let list: Vec<String> = names.iter().map(|(n, c)| format!("{n} ({c})")).collect();
-            write!(f, "  service.name received: {}", list.join(", "))?;
         }
         Ok(())
     }

@@ -226,7 +226,8 @@ async fn deliver(
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Err(failed(format!(
-                "export to {endpoint} timed out after {timeout:?} ({} attempt(s))",
+                "export to {endpoint} failed: the {timeout:?} timeout passed after {} refused \
+                 attempt(s)",
                 attempt - 1
             )));
         }
