@@ -25,7 +25,7 @@
 //!   processors export one batch at a time with `futures_executor::block_on`
 //!   and apply no export timeout, so an exporter that hangs stops all
 //!   export. Here up to `max_concurrent_exports` exports overlap and each is
-//!   cut at `export_timeout` (counted as failed; the next batch goes out),
+//!   cut at `export_timeout` (counted as in doubt; the next batch goes out),
 //!   also when the exporter blocks its thread ([`ExportMode::Threaded`]).
 //! * **Flush and shutdown that cannot hang.** The loop lives on its own
 //!   thread and enforces the callers' time limits; `shutdown_with_timeout`
