@@ -13,9 +13,10 @@
 //! or truncated protobuf → HTTP 400 / gRPC INVALID_ARGUMENT; a wrong content
 //! type → 415; gzip that does not inflate → 400 / INVALID_ARGUMENT; a body
 //! (compressed or inflated) over [`ReceiverConfig::max_body_bytes`] → 413 /
-//! RESOURCE_EXHAUSTED; a client that stalls in its headers or body → the
-//! connection is closed (HTTP/1 header timeout) or answered 408 /
-//! DEADLINE_EXCEEDED (body timeout).
+//! RESOURCE_EXHAUSTED; a client that stalls before its protocol is known
+//! (nothing sent, or part of the HTTP/2 preface) or in its HTTP/1 headers →
+//! the connection is closed after `header_timeout`; one that stalls in its
+//! body → 408 / DEADLINE_EXCEEDED (body timeout).
 //!
 //! ```
 //! use otlp_receiver::{Receiver, ReceiverConfig};
