@@ -5,7 +5,9 @@
 //! Every failure is a [`Rejection`] naming what was wrong; the server maps it
 //! onto the status the OTLP specification asks for. Nothing here panics on
 //! any input, and nothing allocates more than the configured limit for a
-//! decompressed body (a gzip bomb is cut at the limit, not inflated).
+//! decompressed body (a gzip or zstd bomb is cut at the limit, not
+//! inflated; a zstd frame may not ask for a window larger than the limit
+//! warrants).
 
 use std::fmt;
 use std::io::Read;
@@ -31,6 +33,9 @@ pub enum Rejection {
     },
     /// The gzip stream does not inflate.
     BadGzip(String),
+    /// The zstd stream does not inflate, or asks for a window larger than
+    /// the limit warrants.
+    BadZstd(String),
     /// The client stopped sending before the body was complete.
     TimedOut,
 }
@@ -46,10 +51,11 @@ impl fmt::Display for Rejection {
                 )
             }
             Rejection::UnsupportedEncoding(enc) => {
-                write!(f, "unsupported encoding `{enc}` (identity or gzip)")
+                write!(f, "unsupported encoding `{enc}` (identity, gzip or zstd)")
             }
             Rejection::TooLarge { limit } => write!(f, "body larger than {limit} bytes"),
             Rejection::BadGzip(why) => write!(f, "gzip body does not inflate: {why}"),
+            Rejection::BadZstd(why) => write!(f, "zstd body does not inflate: {why}"),
             Rejection::TimedOut => write!(f, "timed out reading the request body"),
         }
     }
@@ -101,6 +107,36 @@ pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
     Ok(out)
 }
 
+/// The largest zstd window a frame may ask for, as a power of two: enough
+/// for any frame whose content fits `limit` (a compressor needs no window
+/// larger than its input), at least 1 MiB (small limits stay usable with
+/// streaming compressors' default windows), at most 128 MiB (zstd's own
+/// default cap).
+fn zstd_window_log(limit: usize) -> u32 {
+    let needed = usize::BITS - limit.saturating_sub(1).leading_zeros();
+    needed.clamp(20, 27)
+}
+
+/// Inflates a zstd `body`, refusing output over `limit` bytes and frames
+/// that ask for a window beyond [`zstd_window_log`] (what the decoder would
+/// allocate before writing a byte).
+pub fn unzstd(body: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
+    let bad = |e: std::io::Error| Rejection::BadZstd(e.to_string());
+    let mut decoder = zstd::stream::read::Decoder::new(body).map_err(bad)?;
+    decoder
+        .window_log_max(zstd_window_log(limit))
+        .map_err(bad)?;
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(bad)?;
+    if out.len() > limit {
+        return Err(Rejection::TooLarge { limit });
+    }
+    Ok(out)
+}
+
 /// The media type of a `Content-Type` value, lower-cased, parameters cut.
 fn media_type(content_type: &str) -> String {
     content_type
@@ -122,7 +158,8 @@ pub fn check_media_type(content_type: Option<&str>) -> Result<(), Rejection> {
 }
 
 /// Decodes an OTLP/HTTP request body: checks the content type, inflates
-/// `Content-Encoding: gzip` up to `limit`, and decodes the message. Returns
+/// `Content-Encoding: gzip` or `zstd` up to `limit`, and decodes the
+/// message. Returns
 /// it with its uncompressed size.
 pub fn decode_http(
     kind: SignalKind,
@@ -142,6 +179,10 @@ pub fn decode_http(
         "" | "identity" => Ok((decode_message(kind, body)?, body.len())),
         "gzip" | "x-gzip" => {
             let inflated = gunzip(body, limit)?;
+            Ok((decode_message(kind, &inflated)?, inflated.len()))
+        }
+        "zstd" => {
+            let inflated = unzstd(body, limit)?;
             Ok((decode_message(kind, &inflated)?, inflated.len()))
         }
         other => Err(Rejection::UnsupportedEncoding(other.to_owned())),
@@ -177,6 +218,7 @@ pub fn unframe_grpc(
     match (flag, grpc_encoding.map(str::trim)) {
         (0, _) => Ok(message.to_vec()),
         (1, Some("gzip")) => gunzip(message, limit),
+        (1, Some("zstd")) => unzstd(message, limit),
         (1, Some(other)) if other != "identity" => {
             Err(Rejection::UnsupportedEncoding(other.to_owned()))
         }

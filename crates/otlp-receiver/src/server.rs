@@ -37,7 +37,7 @@ use tonic::Code;
 use tonic::codegen::Service;
 
 use crate::ReceiverConfig;
-use crate::count::{Counters, Protocol};
+use crate::count::{Counters, Encoding, Protocol};
 use crate::decode::{self, Decoded, Rejection, SignalKind};
 
 type Body = tonic::body::Body;
@@ -53,6 +53,8 @@ const CUSTOM_HEADERS: usize = 8;
 pub(crate) struct Core {
     pub(crate) counters: Counters,
     pub(crate) config: ReceiverConfig,
+    /// Set when serving TLS.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// What the body check learned, handed to the gRPC handler through the
@@ -61,7 +63,7 @@ pub(crate) struct Core {
 struct WireInfo {
     wire_bytes: usize,
     message_bytes: usize,
-    gzip: bool,
+    encoding: Encoding,
     custom_headers: Arc<Vec<String>>,
     /// Set by the handler: a failure answered without it is tonic's decode.
     handled: Arc<AtomicBool>,
@@ -83,7 +85,7 @@ impl Core {
         decoded: &Decoded,
         wire_bytes: usize,
         message_bytes: usize,
-        gzip: bool,
+        encoding: Encoding,
         custom_headers: &[String],
     ) -> Result<(), Refused> {
         let refused = self.counters.should_refuse(self.config.fail_ratio);
@@ -93,7 +95,7 @@ impl Core {
                 decoded,
                 wire_bytes,
                 message_bytes,
-                gzip,
+                encoding,
                 custom_headers,
             );
         }
@@ -123,7 +125,7 @@ impl Sink {
                 &decoded,
                 info.wire_bytes,
                 info.message_bytes,
-                info.gzip,
+                info.encoding,
                 &info.custom_headers,
             )
             .await
@@ -312,7 +314,7 @@ impl Handler {
         let info = WireInfo {
             wire_bytes,
             message_bytes,
-            gzip: encoding.as_deref() == Some("gzip"),
+            encoding: Encoding::of(encoding.as_deref()),
             custom_headers: Arc::new(custom),
             handled: Arc::new(AtomicBool::new(false)),
         };
@@ -382,9 +384,7 @@ impl Handler {
                 return http_rejection(&why);
             }
         };
-        let gzip = content_encoding
-            .as_deref()
-            .is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
+        let encoding = Encoding::of(content_encoding.as_deref());
         match self
             .core
             .finish(
@@ -392,7 +392,7 @@ impl Handler {
                 &decoded,
                 wire_bytes,
                 message_bytes,
-                gzip,
+                encoding,
                 &custom,
             )
             .await
@@ -433,7 +433,9 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 
 fn grpc_rejection(why: &Rejection) -> tonic::Status {
     let code = match why {
-        Rejection::Malformed(_) | Rejection::BadGzip(_) => Code::InvalidArgument,
+        Rejection::Malformed(_) | Rejection::BadGzip(_) | Rejection::BadZstd(_) => {
+            Code::InvalidArgument
+        }
         Rejection::TooLarge { .. } => Code::ResourceExhausted,
         Rejection::UnsupportedEncoding(_) => Code::Unimplemented,
         Rejection::TimedOut => Code::DeadlineExceeded,
@@ -444,7 +446,7 @@ fn grpc_rejection(why: &Rejection) -> tonic::Status {
 
 fn http_rejection(why: &Rejection) -> Response<Body> {
     let (status, code) = match why {
-        Rejection::Malformed(_) | Rejection::BadGzip(_) => {
+        Rejection::Malformed(_) | Rejection::BadGzip(_) | Rejection::BadZstd(_) => {
             (StatusCode::BAD_REQUEST, Code::InvalidArgument)
         }
         Rejection::UnsupportedMediaType(_) | Rejection::UnsupportedEncoding(_) => {
@@ -486,7 +488,13 @@ pub(crate) async fn serve(
                 Ok((stream, _)) => {
                     let (builder, handler, wait) =
                         (builder.clone(), handler.clone(), core.config.header_timeout);
-                    tokio::spawn(connection(stream, builder, handler, wait));
+                    match &core.tls {
+                        Some(tls) => {
+                            let tls = tokio_rustls::TlsAcceptor::from(Arc::clone(tls));
+                            tokio::spawn(tls_connection(stream, tls, builder, handler, wait))
+                        }
+                        None => tokio::spawn(connection(stream, builder, handler, wait)),
+                    };
                 }
                 // Out of descriptors and the like: back off, keep serving.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -513,6 +521,37 @@ async fn connection(
     let service = hyper::service::service_fn(move |request| handler.clone().handle(request));
     // Errors here are the client's (a reset, a protocol violation); they
     // end only this connection.
+    let _ = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
+}
+
+/// A TLS connection: the handshake and the first bytes of the first
+/// request must come within the header timeout, as a plain connection's
+/// first byte must; then it is served as any other.
+async fn tls_connection(
+    stream: TcpStream,
+    tls: tokio_rustls::TlsAcceptor,
+    builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    handler: Handler,
+    header_timeout: Duration,
+) {
+    use tokio::io::AsyncBufReadExt as _;
+
+    let _ = stream.set_nodelay(true);
+    // A failed handshake (the client does not trust us, or has no
+    // certificate we trust) has already been answered with rustls' alert.
+    let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, tls.accept(stream)).await else {
+        return;
+    };
+    // TLS streams cannot be peeked: the first bytes are read into a buffer
+    // that hyper then reads from.
+    let mut stream = tokio::io::BufReader::new(stream);
+    match tokio::time::timeout(header_timeout, stream.fill_buf()).await {
+        Ok(Ok(first)) if !first.is_empty() => {}
+        _ => return,
+    }
+    let service = hyper::service::service_fn(move |request| handler.clone().handle(request));
     let _ = builder
         .serve_connection(TokioIo::new(stream), service)
         .await;
