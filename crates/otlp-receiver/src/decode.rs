@@ -394,6 +394,44 @@ mod tests {
         );
     }
 
+    fn zstd(bytes: &[u8]) -> Vec<u8> {
+        zstd::bulk::compress(bytes, 3).expect("in memory")
+    }
+
+    #[test]
+    fn zstd_bodies_inflate_and_bombs_stop_at_the_limit() {
+        let body = spans_request();
+        let ct = Some("application/x-protobuf");
+        assert!(matches!(
+            decode_http(SignalKind::Traces, ct, Some("zstd"), &zstd(&body), 1 << 20),
+            Ok((Decoded::Traces(_), n)) if n == body.len()
+        ));
+        let bomb = zstd(&vec![0u8; 1 << 20]);
+        assert!(bomb.len() < 1000);
+        assert_eq!(
+            unzstd(&bomb, 1000),
+            Err(Rejection::TooLarge { limit: 1000 })
+        );
+        assert!(matches!(
+            decode_http(SignalKind::Traces, ct, Some("zstd"), b"not zstd", 1 << 20),
+            Err(Rejection::BadZstd(_))
+        ));
+        // A frame declaring a 128 MiB window (streamed, no content size) is
+        // refused before the decoder allocates it, under a 4 KiB limit.
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+        encoder
+            .set_parameter(zstd::stream::raw::CParameter::WindowLog(27))
+            .expect("window");
+        std::io::Write::write_all(&mut encoder, &body).expect("in memory");
+        let wide = encoder.finish().expect("in memory");
+        assert!(matches!(unzstd(&wide, 4096), Err(Rejection::BadZstd(_))));
+        // The same frame under a limit that warrants the window inflates.
+        assert_eq!(unzstd(&wide, 128 << 20).as_deref(), Ok(&body[..]));
+        assert_eq!(zstd_window_log(4096), 20);
+        assert_eq!(zstd_window_log(16 << 20), 24);
+        assert_eq!(zstd_window_log(usize::MAX), 27);
+    }
+
     #[test]
     fn grpc_frames_round_trip_and_reject_lies() {
         let body = spans_request();
@@ -414,6 +452,18 @@ mod tests {
         assert!(matches!(
             unframe_grpc(&framed_gz, None, 1 << 20),
             Err(Rejection::Malformed(_))
+        ));
+        let mut compressed = zstd(&body);
+        let mut framed_zstd = vec![1];
+        framed_zstd.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+        framed_zstd.append(&mut compressed);
+        assert_eq!(
+            unframe_grpc(&framed_zstd, Some("zstd"), 1 << 20).as_deref(),
+            Ok(&body[..])
+        );
+        assert!(matches!(
+            unframe_grpc(&framed_gz, Some("zstd"), 1 << 20),
+            Err(Rejection::BadZstd(_))
         ));
         assert!(matches!(
             unframe_grpc(&framed_gz, Some("snappy"), 1 << 20),

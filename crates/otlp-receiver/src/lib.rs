@@ -181,7 +181,11 @@ impl Receiver {
     /// threads (named `otlp-receiver`).
     pub fn start(config: ReceiverConfig) -> Result<Receiver, ReceiverError> {
         config.validate()?;
-        let tls = config.tls.as_ref().map(ReceiverTls::server_config).transpose()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(ReceiverTls::server_config)
+            .transpose()?;
         let cpu = Arc::new(ThreadCpu::default());
         let runtime = {
             let (started, stopped) = (Arc::clone(&cpu), Arc::clone(&cpu));

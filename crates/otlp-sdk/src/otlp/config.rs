@@ -406,7 +406,11 @@ fn parse_endpoint(
         // unless OTEL_EXPORTER_OTLP_INSECURE is true.
         None if protocol == Protocol::Grpc && uri.authority().is_some() => {
             let mut parts = uri.into_parts();
-            parts.scheme = Some(if insecure { Scheme::HTTP } else { Scheme::HTTPS });
+            parts.scheme = Some(if insecure {
+                Scheme::HTTP
+            } else {
+                Scheme::HTTPS
+            });
             parts.path_and_query = Some(PathAndQuery::from_static("/"));
             uri = Uri::from_parts(parts).map_err(|e| invalid(&e.to_string()))?;
         }
