@@ -487,6 +487,7 @@ impl tower_service::Service<Uri> for Connector {
                     stream: Box::new(stream),
                     tls,
                     log,
+                    failed: None,
                 })),
                 Err(e) => {
                     note_io(&e, &log, &tls.server_name);
@@ -506,16 +507,89 @@ pub(crate) enum Conn {
         stream: Box<tokio_rustls::client::TlsStream<TcpStream>>,
         tls: Arc<TlsClient>,
         log: Arc<FailureLog>,
+        /// A write or read error kept while the peer's alert is read.
+        failed: Option<io::Error>,
     },
 }
 
 impl Conn {
-    fn noted<T>(&self, result: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
-        if let (Poll::Ready(Err(e)), Conn::Tls { tls, log, .. }) = (&result, self) {
-            note_io(e, log, &tls.server_name);
-        }
-        result
+    /// Notes the rustls error a read or write met. A plain I/O error (a
+    /// reset, a broken pipe) on a TLS connection is often a server that
+    /// sent an alert and closed, and a write that raced the alert fails
+    /// before anyone read it: the alert is then read first (the peer has
+    /// closed, so the read ends at once), and the write's error returned
+    /// after.
+    fn noted<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        result: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        let Conn::Tls {
+            stream,
+            tls,
+            log,
+            failed,
+        } = self
+        else {
+            return result;
+        };
+        let error = match result {
+            Poll::Ready(Err(e)) if is_rustls(&e) => {
+                note_io(&e, log, &tls.server_name);
+                return Poll::Ready(Err(e));
+            }
+            Poll::Ready(Err(e)) => e,
+            other => return other,
+        };
+        *failed = Some(error);
+        Self::read_alert(stream, tls, log, failed, cx)
     }
+
+    /// Reads what the peer sent before closing, noting a rustls error;
+    /// then returns the stashed I/O error.
+    fn read_alert<T>(
+        stream: &mut tokio_rustls::client::TlsStream<TcpStream>,
+        tls: &TlsClient,
+        log: &FailureLog,
+        failed: &mut Option<io::Error>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<T>> {
+        let mut scratch = [0u8; 512];
+        loop {
+            let mut buf = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) if !buf.filled().is_empty() => continue,
+                Poll::Ready(Ok(())) => break,
+                Poll::Ready(Err(alert)) => {
+                    note_io(&alert, log, &tls.server_name);
+                    break;
+                }
+            }
+        }
+        Poll::Ready(Err(failed
+            .take()
+            .unwrap_or_else(|| io::Error::from(io::ErrorKind::BrokenPipe))))
+    }
+
+    /// A stashed error still waiting for the alert read.
+    fn pending<T>(&mut self, cx: &mut Context<'_>) -> Option<Poll<io::Result<T>>> {
+        match self {
+            Conn::Tls {
+                stream,
+                tls,
+                log,
+                failed: failed @ Some(_),
+            } => Some(Self::read_alert(stream, tls, log, failed, cx)),
+            _ => None,
+        }
+    }
+}
+
+fn is_rustls(error: &io::Error) -> bool {
+    error
+        .get_ref()
+        .is_some_and(|inner| inner.is::<rustls::Error>())
 }
 
 impl AsyncRead for Conn {
@@ -525,11 +599,15 @@ impl AsyncRead for Conn {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(stashed) = this.pending(cx) {
+            return stashed;
+        }
         let result = match this {
             Conn::Plain(s) => Pin::new(s).poll_read(cx, buf),
             Conn::Tls { stream, .. } => Pin::new(stream.as_mut()).poll_read(cx, buf),
         };
-        this.noted(result)
+
+        this.noted(cx, result)
     }
 }
 
@@ -540,11 +618,14 @@ impl AsyncWrite for Conn {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(stashed) = this.pending(cx) {
+            return stashed;
+        }
         let result = match this {
             Conn::Plain(s) => Pin::new(s).poll_write(cx, buf),
             Conn::Tls { stream, .. } => Pin::new(stream.as_mut()).poll_write(cx, buf),
         };
-        this.noted(result)
+        this.noted(cx, result)
     }
 
     fn poll_write_vectored(
@@ -553,11 +634,14 @@ impl AsyncWrite for Conn {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
+        if let Some(stashed) = this.pending(cx) {
+            return stashed;
+        }
         let result = match this {
             Conn::Plain(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Conn::Tls { stream, .. } => Pin::new(stream.as_mut()).poll_write_vectored(cx, bufs),
         };
-        this.noted(result)
+        this.noted(cx, result)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -569,11 +653,14 @@ impl AsyncWrite for Conn {
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
+        if let Some(stashed) = this.pending(cx) {
+            return stashed;
+        }
         let result = match this {
             Conn::Plain(s) => Pin::new(s).poll_flush(cx),
             Conn::Tls { stream, .. } => Pin::new(stream.as_mut()).poll_flush(cx),
         };
-        this.noted(result)
+        this.noted(cx, result)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
