@@ -358,7 +358,7 @@ fn run_one(
     let target = Target {
         protocol,
         endpoint,
-        gzip: options.gzip,
+        compression: options.compression,
         timeout: options.export_timeout,
     };
     let io = tokio::runtime::Builder::new_multi_thread()
