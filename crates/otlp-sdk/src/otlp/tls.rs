@@ -538,7 +538,18 @@ impl Conn {
                 note_io(&e, log, &tls.server_name);
                 return Poll::Ready(Err(e));
             }
-            Poll::Ready(Err(e)) => e,
+            // Only when the peer has gone, so the read ends at once; any
+            // other error is returned as it is.
+            Poll::Ready(Err(e))
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::BrokenPipe
+                        | io::ErrorKind::ConnectionReset
+                        | io::ErrorKind::ConnectionAborted
+                ) =>
+            {
+                e
+            }
             other => return other,
         };
         *failed = Some(error);
@@ -555,7 +566,9 @@ impl Conn {
         cx: &mut Context<'_>,
     ) -> Poll<io::Result<T>> {
         let mut scratch = [0u8; 512];
-        loop {
+        // A peer that has gone sent at most a few records; one that keeps
+        // sending is not waited for past 32 KiB.
+        for _ in 0..64 {
             let mut buf = ReadBuf::new(&mut scratch);
             match Pin::new(&mut *stream).poll_read(cx, &mut buf) {
                 Poll::Pending => return Poll::Pending,
