@@ -538,12 +538,34 @@ async fn tls_connection(
 ) {
     use tokio::io::AsyncBufReadExt as _;
 
+    use tokio::io::AsyncReadExt as _;
+    use tokio::io::AsyncWriteExt as _;
+
     let _ = stream.set_nodelay(true);
-    // A failed handshake (the client does not trust us, or has no
-    // certificate we trust) has already been answered with rustls' alert.
-    let Ok(Ok(stream)) = tokio::time::timeout(header_timeout, tls.accept(stream)).await else {
-        return;
-    };
+    let stream =
+        match tokio::time::timeout(header_timeout, tls.accept(stream).into_fallible()).await {
+            Ok(Ok(stream)) => stream,
+            // The client does not trust us, or has no certificate we trust:
+            // rustls has written its alert. Closing at once with the
+            // client's next bytes unread would send a reset that can
+            // overtake the alert, so the client would see a reset instead
+            // of the reason; close our side, then read what the client
+            // still sends (at most 64 KiB, within the header timeout).
+            Ok(Err((_, mut tcp))) => {
+                let _ = tcp.shutdown().await;
+                let mut sink = [0u8; 4096];
+                let drain = async {
+                    for _ in 0..16 {
+                        if matches!(tcp.read(&mut sink).await, Ok(0) | Err(_)) {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(header_timeout, drain).await;
+                return;
+            }
+            Err(_) => return,
+        };
     // TLS streams cannot be peeked: the first bytes are read into a buffer
     // that hyper then reads from.
     let mut stream = tokio::io::BufReader::new(stream);
