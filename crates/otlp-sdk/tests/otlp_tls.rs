@@ -371,3 +371,31 @@ fn zstd_over_both_protocols_plain_and_tls() {
         assert!(stats.wire_bytes < stats.message_bytes, "{stats:?}");
     }
 }
+
+#[test]
+fn a_server_that_never_answers_the_handshake_ends_the_export_at_its_timeout() {
+    // Connections complete in the kernel's backlog; nothing ever answers
+    // the ClientHello.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("https://{}", silent.local_addr().expect("addr"));
+    let ca = Ca::new("test CA");
+    for protocol in PROTOCOLS {
+        let exporter = OtlpExporterBuilder::new()
+            .without_env()
+            .with_protocol(protocol)
+            .with_endpoint(endpoint.clone())
+            .with_timeout(Duration::from_millis(300))
+            .with_tls(trusting(&ca))
+            .build_span_exporter()
+            .unwrap();
+        // Ends (the test does not hang) with the time running out: the
+        // export's own timeout, or the connect timeout (the same length)
+        // that tonic reports as an elapsed deadline.
+        let error = export(&exporter, 1).expect_err("no handshake").to_string();
+        assert!(
+            error.contains("timed out") || error.contains("deadline has elapsed"),
+            "{protocol:?}: {error}"
+        );
+        assert_eq!(exporter.stats_reader().last_tls_error(), None);
+    }
+}
