@@ -252,9 +252,9 @@ impl TlsClient {
             }
         };
         // ring, not aws-lc-rs: it builds with a C compiler alone (no cmake,
-        // no NASM) and is the provider the brief of this crate chose. rustls
-        // 0.23.48 deprecates it for lacking post-quantum key exchange, which
-        // only means the handshake offers the classical groups.
+        // no NASM, a far shorter build). rustls 0.23.48 deprecates ring's
+        // provider for lacking post-quantum key exchange, which only means
+        // the handshake offers the classical groups (X25519, P-256, P-384).
         #[allow(deprecated)]
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let builder = ClientConfig::builder_with_provider(provider)
