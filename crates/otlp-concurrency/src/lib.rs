@@ -15,7 +15,7 @@
 //! | [`sched`] | `otlp-sched` | `sched` | yes |
 //! | [`async_rt`] | `otlp-async` | `async` | yes |
 //! | [`sdk`] | `otlp-sdk` | `sdk` | yes (pulls in `opentelemetry_sdk`) |
-//! | `sdk::otlp` | `otlp-sdk` | `otlp` | no (pulls in tonic and hyper) |
+//! | `sdk::otlp` | `otlp-sdk` | `otlp` | no (pulls in tonic, hyper and rustls; `webpki-roots` trusts Mozilla's roots compiled in instead of the system's store) |
 //!
 //! Features also switch on the integrations between crates: with `numa` and
 //! `sched` both on, the scheduler can pin its workers to a placement plan;

@@ -77,7 +77,7 @@ fn every_flag_is_read() {
         Some("http://collector:4318/v1/logs")
     );
     assert_eq!(options.protocol, Some(Protocol::HttpProtobuf));
-    assert_eq!(options.gzip, Some(true));
+    assert_eq!(options.compression, Some(otlp_sdk::otlp::Compression::Gzip));
     assert_eq!(options.export_timeout, Some(Duration::from_secs(3)));
     assert_eq!(
         (options.batch_size, options.queue_size),
@@ -128,7 +128,7 @@ fn bad_input_is_a_usage_error_naming_the_flag() {
         ("--signal metrics", "--signal"),
         ("--processor theirs", "--processor"),
         ("--exporter reqwest", "--exporter"),
-        ("--compression zstd", "--compression"),
+        ("--compression brotli", "--compression"),
         ("--export-mode fast", "--export-mode"),
         ("--receiver-fail 2", "--receiver-fail"),
         ("--receiver-fail nan", "--receiver-fail"),

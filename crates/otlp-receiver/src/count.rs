@@ -23,6 +23,26 @@ pub enum Protocol {
     HttpProtobuf,
 }
 
+/// How an accepted request's body was compressed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Encoding {
+    Identity,
+    Gzip,
+    Zstd,
+}
+
+impl Encoding {
+    /// From a `Content-Encoding` / `grpc-encoding` value the decoder
+    /// accepted.
+    pub(crate) fn of(name: Option<&str>) -> Self {
+        match name.map(|n| n.trim().to_ascii_lowercase()).as_deref() {
+            Some("gzip" | "x-gzip") => Encoding::Gzip,
+            Some("zstd") => Encoding::Zstd,
+            _ => Encoding::Identity,
+        }
+    }
+}
+
 /// A snapshot of everything the receiver has counted.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct ReceiverStats {
@@ -36,6 +56,8 @@ pub struct ReceiverStats {
     pub http_requests: u64,
     /// Accepted requests whose body was gzip-compressed.
     pub gzip_requests: u64,
+    /// Accepted requests whose body was zstd-compressed.
+    pub zstd_requests: u64,
     /// Bytes of accepted request bodies as they came over the wire
     /// (compressed where they were).
     pub wire_bytes: u64,
@@ -61,6 +83,9 @@ pub struct ReceiverStats {
     pub rejected_too_large: u64,
     /// Requests whose gzip body did not inflate.
     pub rejected_bad_gzip: u64,
+    /// Requests whose zstd body did not inflate (corrupt, or a frame
+    /// asking for a larger window than the body limit warrants).
+    pub rejected_bad_zstd: u64,
     /// Requests whose body did not arrive within the body timeout.
     pub rejected_timed_out: u64,
     /// Items per `service.name` resource attribute (`""` when absent).
@@ -94,6 +119,7 @@ impl ReceiverStats {
             + self.rejected_encoding
             + self.rejected_too_large
             + self.rejected_bad_gzip
+            + self.rejected_bad_zstd
             + self.rejected_timed_out
     }
 }
@@ -112,6 +138,7 @@ pub(crate) struct Counters {
     grpc_requests: AtomicU64,
     http_requests: AtomicU64,
     gzip_requests: AtomicU64,
+    zstd_requests: AtomicU64,
     wire_bytes: AtomicU64,
     message_bytes: AtomicU64,
     refused: AtomicU64,
@@ -120,6 +147,7 @@ pub(crate) struct Counters {
     encoding: AtomicU64,
     too_large: AtomicU64,
     bad_gzip: AtomicU64,
+    bad_zstd: AtomicU64,
     timed_out: AtomicU64,
     /// Requests seen so far, the input of the refusal decision.
     sequence: AtomicU64,
@@ -217,6 +245,7 @@ impl Counters {
             grpc_requests: AtomicU64::new(0),
             http_requests: AtomicU64::new(0),
             gzip_requests: AtomicU64::new(0),
+            zstd_requests: AtomicU64::new(0),
             wire_bytes: AtomicU64::new(0),
             message_bytes: AtomicU64::new(0),
             refused: AtomicU64::new(0),
@@ -225,6 +254,7 @@ impl Counters {
             encoding: AtomicU64::new(0),
             too_large: AtomicU64::new(0),
             bad_gzip: AtomicU64::new(0),
+            bad_zstd: AtomicU64::new(0),
             timed_out: AtomicU64::new(0),
             sequence: AtomicU64::new(0),
             duplicate_requests: AtomicU64::new(0),
@@ -265,6 +295,7 @@ impl Counters {
             Rejection::UnsupportedEncoding(_) => &self.encoding,
             Rejection::TooLarge { .. } => &self.too_large,
             Rejection::BadGzip(_) => &self.bad_gzip,
+            Rejection::BadZstd(_) => &self.bad_zstd,
             Rejection::TimedOut => &self.timed_out,
         };
         counter.fetch_add(1, Ordering::Relaxed);
@@ -277,7 +308,7 @@ impl Counters {
         decoded: &Decoded,
         wire_bytes: usize,
         message_bytes: usize,
-        gzip: bool,
+        encoding: Encoding,
         custom_headers: &[String],
     ) {
         let (fingerprint, items) = fingerprint(decoded);
@@ -334,8 +365,14 @@ impl Counters {
             Protocol::HttpProtobuf => &self.http_requests,
         }
         .fetch_add(1, Ordering::Relaxed);
-        if gzip {
-            self.gzip_requests.fetch_add(1, Ordering::Relaxed);
+        match encoding {
+            Encoding::Identity => {}
+            Encoding::Gzip => {
+                self.gzip_requests.fetch_add(1, Ordering::Relaxed);
+            }
+            Encoding::Zstd => {
+                self.zstd_requests.fetch_add(1, Ordering::Relaxed);
+            }
         }
         self.wire_bytes
             .fetch_add(wire_bytes as u64, Ordering::Relaxed);
@@ -371,6 +408,7 @@ impl Counters {
             grpc_requests: get(&self.grpc_requests),
             http_requests: get(&self.http_requests),
             gzip_requests: get(&self.gzip_requests),
+            zstd_requests: get(&self.zstd_requests),
             wire_bytes: get(&self.wire_bytes),
             message_bytes: get(&self.message_bytes),
             refused: get(&self.refused),
@@ -381,6 +419,7 @@ impl Counters {
             rejected_encoding: get(&self.encoding),
             rejected_too_large: get(&self.too_large),
             rejected_bad_gzip: get(&self.bad_gzip),
+            rejected_bad_zstd: get(&self.bad_zstd),
             rejected_timed_out: get(&self.timed_out),
             service_names: named.service_names.clone(),
             custom_headers: named.custom_headers.clone(),

@@ -5,7 +5,9 @@
 //! Every failure is a [`Rejection`] naming what was wrong; the server maps it
 //! onto the status the OTLP specification asks for. Nothing here panics on
 //! any input, and nothing allocates more than the configured limit for a
-//! decompressed body (a gzip bomb is cut at the limit, not inflated).
+//! decompressed body (a gzip or zstd bomb is cut at the limit, not
+//! inflated; a zstd frame may not ask for a window larger than the limit
+//! warrants).
 
 use std::fmt;
 use std::io::Read;
@@ -31,6 +33,9 @@ pub enum Rejection {
     },
     /// The gzip stream does not inflate.
     BadGzip(String),
+    /// The zstd stream does not inflate, or asks for a window larger than
+    /// the limit warrants.
+    BadZstd(String),
     /// The client stopped sending before the body was complete.
     TimedOut,
 }
@@ -46,10 +51,11 @@ impl fmt::Display for Rejection {
                 )
             }
             Rejection::UnsupportedEncoding(enc) => {
-                write!(f, "unsupported encoding `{enc}` (identity or gzip)")
+                write!(f, "unsupported encoding `{enc}` (identity, gzip or zstd)")
             }
             Rejection::TooLarge { limit } => write!(f, "body larger than {limit} bytes"),
             Rejection::BadGzip(why) => write!(f, "gzip body does not inflate: {why}"),
+            Rejection::BadZstd(why) => write!(f, "zstd body does not inflate: {why}"),
             Rejection::TimedOut => write!(f, "timed out reading the request body"),
         }
     }
@@ -101,6 +107,36 @@ pub fn gunzip(body: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
     Ok(out)
 }
 
+/// The largest zstd window a frame may ask for, as a power of two: enough
+/// for any frame whose content fits `limit` (a compressor needs no window
+/// larger than its input), at least 1 MiB (small limits stay usable with
+/// streaming compressors' default windows), at most 128 MiB (zstd's own
+/// default cap).
+fn zstd_window_log(limit: usize) -> u32 {
+    let needed = usize::BITS - limit.saturating_sub(1).leading_zeros();
+    needed.clamp(20, 27)
+}
+
+/// Inflates a zstd `body`, refusing output over `limit` bytes and frames
+/// that ask for a window beyond [`zstd_window_log`] (what the decoder would
+/// allocate before writing a byte).
+pub fn unzstd(body: &[u8], limit: usize) -> Result<Vec<u8>, Rejection> {
+    let bad = |e: std::io::Error| Rejection::BadZstd(e.to_string());
+    let mut decoder = zstd::stream::read::Decoder::new(body).map_err(bad)?;
+    decoder
+        .window_log_max(zstd_window_log(limit))
+        .map_err(bad)?;
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(limit));
+    decoder
+        .take(limit as u64 + 1)
+        .read_to_end(&mut out)
+        .map_err(bad)?;
+    if out.len() > limit {
+        return Err(Rejection::TooLarge { limit });
+    }
+    Ok(out)
+}
+
 /// The media type of a `Content-Type` value, lower-cased, parameters cut.
 fn media_type(content_type: &str) -> String {
     content_type
@@ -122,7 +158,8 @@ pub fn check_media_type(content_type: Option<&str>) -> Result<(), Rejection> {
 }
 
 /// Decodes an OTLP/HTTP request body: checks the content type, inflates
-/// `Content-Encoding: gzip` up to `limit`, and decodes the message. Returns
+/// `Content-Encoding: gzip` or `zstd` up to `limit`, and decodes the
+/// message. Returns
 /// it with its uncompressed size.
 pub fn decode_http(
     kind: SignalKind,
@@ -142,6 +179,10 @@ pub fn decode_http(
         "" | "identity" => Ok((decode_message(kind, body)?, body.len())),
         "gzip" | "x-gzip" => {
             let inflated = gunzip(body, limit)?;
+            Ok((decode_message(kind, &inflated)?, inflated.len()))
+        }
+        "zstd" => {
+            let inflated = unzstd(body, limit)?;
             Ok((decode_message(kind, &inflated)?, inflated.len()))
         }
         other => Err(Rejection::UnsupportedEncoding(other.to_owned())),
@@ -177,6 +218,7 @@ pub fn unframe_grpc(
     match (flag, grpc_encoding.map(str::trim)) {
         (0, _) => Ok(message.to_vec()),
         (1, Some("gzip")) => gunzip(message, limit),
+        (1, Some("zstd")) => unzstd(message, limit),
         (1, Some(other)) if other != "identity" => {
             Err(Rejection::UnsupportedEncoding(other.to_owned()))
         }
@@ -352,6 +394,44 @@ mod tests {
         );
     }
 
+    fn zstd(bytes: &[u8]) -> Vec<u8> {
+        zstd::bulk::compress(bytes, 3).expect("in memory")
+    }
+
+    #[test]
+    fn zstd_bodies_inflate_and_bombs_stop_at_the_limit() {
+        let body = spans_request();
+        let ct = Some("application/x-protobuf");
+        assert!(matches!(
+            decode_http(SignalKind::Traces, ct, Some("zstd"), &zstd(&body), 1 << 20),
+            Ok((Decoded::Traces(_), n)) if n == body.len()
+        ));
+        let bomb = zstd(&vec![0u8; 1 << 20]);
+        assert!(bomb.len() < 1000);
+        assert_eq!(
+            unzstd(&bomb, 1000),
+            Err(Rejection::TooLarge { limit: 1000 })
+        );
+        assert!(matches!(
+            decode_http(SignalKind::Traces, ct, Some("zstd"), b"not zstd", 1 << 20),
+            Err(Rejection::BadZstd(_))
+        ));
+        // A frame declaring a 128 MiB window (streamed, no content size) is
+        // refused before the decoder allocates it, under a 4 KiB limit.
+        let mut encoder = zstd::stream::write::Encoder::new(Vec::new(), 3).expect("encoder");
+        encoder
+            .set_parameter(zstd::stream::raw::CParameter::WindowLog(27))
+            .expect("window");
+        std::io::Write::write_all(&mut encoder, &body).expect("in memory");
+        let wide = encoder.finish().expect("in memory");
+        assert!(matches!(unzstd(&wide, 4096), Err(Rejection::BadZstd(_))));
+        // The same frame under a limit that warrants the window inflates.
+        assert_eq!(unzstd(&wide, 128 << 20).as_deref(), Ok(&body[..]));
+        assert_eq!(zstd_window_log(4096), 20);
+        assert_eq!(zstd_window_log(16 << 20), 24);
+        assert_eq!(zstd_window_log(usize::MAX), 27);
+    }
+
     #[test]
     fn grpc_frames_round_trip_and_reject_lies() {
         let body = spans_request();
@@ -372,6 +452,18 @@ mod tests {
         assert!(matches!(
             unframe_grpc(&framed_gz, None, 1 << 20),
             Err(Rejection::Malformed(_))
+        ));
+        let mut compressed = zstd(&body);
+        let mut framed_zstd = vec![1];
+        framed_zstd.extend_from_slice(&(compressed.len() as u32).to_be_bytes());
+        framed_zstd.append(&mut compressed);
+        assert_eq!(
+            unframe_grpc(&framed_zstd, Some("zstd"), 1 << 20).as_deref(),
+            Ok(&body[..])
+        );
+        assert!(matches!(
+            unframe_grpc(&framed_gz, Some("zstd"), 1 << 20),
+            Err(Rejection::BadZstd(_))
         ));
         assert!(matches!(
             unframe_grpc(&framed_gz, Some("snappy"), 1 << 20),

@@ -1,7 +1,8 @@
 //! An embedded OTLP receiver: OTLP/gRPC (opentelemetry-proto's generated
 //! tonic `TraceService` / `LogsService`) and OTLP/HTTP protobuf
 //! (`POST /v1/traces`, `POST /v1/logs`) on one loopback port, decoding every
-//! request and counting what arrived.
+//! request and counting what arrived; in plain text, or over TLS or mutual
+//! TLS ([`ReceiverConfig::tls`]).
 //!
 //! It exists so the pipeline example runs end to end with no other process
 //! and so tests can check what really crossed the socket: items,
@@ -11,12 +12,13 @@
 //!
 //! Hostile input is answered as OTLP specifies and never panics: malformed
 //! or truncated protobuf → HTTP 400 / gRPC INVALID_ARGUMENT; a wrong content
-//! type → 415; gzip that does not inflate → 400 / INVALID_ARGUMENT; a body
+//! type → 415; gzip or zstd that does not inflate → 400 / INVALID_ARGUMENT; a body
 //! (compressed or inflated) over [`ReceiverConfig::max_body_bytes`] → 413 /
 //! RESOURCE_EXHAUSTED; a client that stalls before its protocol is known
 //! (nothing sent, or part of the HTTP/2 preface) or in its HTTP/1 headers →
 //! the connection is closed after `header_timeout`; one that stalls in its
-//! body → 408 / DEADLINE_EXCEEDED (body timeout).
+//! body → 408 / DEADLINE_EXCEEDED (body timeout); a TLS handshake that fails
+//! or does not end within the header timeout closes the connection.
 //!
 //! ```
 //! use otlp_receiver::{Receiver, ReceiverConfig};
@@ -31,6 +33,7 @@ mod count;
 mod cpu;
 pub mod decode;
 mod server;
+mod tls;
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -39,6 +42,7 @@ use std::time::Duration;
 
 pub use count::{Protocol, ReceiverStats};
 pub use otlp_monitor::Histogram;
+pub use tls::ReceiverTls;
 
 use count::Counters;
 use cpu::ThreadCpu;
@@ -75,6 +79,9 @@ pub struct ReceiverConfig {
     pub body_timeout: Duration,
     /// Threads of the receiver's runtime.
     pub worker_threads: usize,
+    /// Serve TLS (mutual TLS with a client CA) instead of plain text; the
+    /// handshake must end within `header_timeout`.
+    pub tls: Option<ReceiverTls>,
 }
 
 impl Default for ReceiverConfig {
@@ -90,6 +97,7 @@ impl Default for ReceiverConfig {
             header_timeout: Duration::from_secs(5),
             body_timeout: Duration::from_secs(10),
             worker_threads: 1,
+            tls: None,
         }
     }
 }
@@ -189,6 +197,11 @@ impl Receiver {
     /// threads (named `otlp-receiver`).
     pub fn start(config: ReceiverConfig) -> Result<Receiver, ReceiverError> {
         config.validate()?;
+        let tls = config
+            .tls
+            .as_ref()
+            .map(ReceiverTls::server_config)
+            .transpose()?;
         let cpu = Arc::new(ThreadCpu::default());
         let runtime = {
             let (started, stopped) = (Arc::clone(&cpu), Arc::clone(&cpu));
@@ -215,6 +228,7 @@ impl Receiver {
         let core = Arc::new(Core {
             counters: Counters::new(),
             config,
+            tls,
         });
         let (shutdown, watch) = tokio::sync::watch::channel(false);
         runtime.spawn(server::serve(listener, Arc::clone(&core), watch));
@@ -232,20 +246,25 @@ impl Receiver {
         self.addr
     }
 
-    /// `http://ADDR`: the gRPC endpoint, and the base of the OTLP/HTTP
-    /// ones.
+    /// `http://ADDR` (`https://ADDR` when serving TLS): the gRPC
+    /// endpoint, and the base of the OTLP/HTTP ones.
     pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.core.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     /// The OTLP/HTTP URL for traces, `http://ADDR/v1/traces`.
     pub fn traces_url(&self) -> String {
-        format!("http://{}/v1/traces", self.addr)
+        format!("{}/v1/traces", self.endpoint())
     }
 
     /// The OTLP/HTTP URL for logs, `http://ADDR/v1/logs`.
     pub fn logs_url(&self) -> String {
-        format!("http://{}/v1/logs", self.addr)
+        format!("{}/v1/logs", self.endpoint())
     }
 
     /// The configuration in force.

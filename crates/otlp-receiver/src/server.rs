@@ -37,7 +37,7 @@ use tonic::Code;
 use tonic::codegen::Service;
 
 use crate::ReceiverConfig;
-use crate::count::{Counters, Protocol};
+use crate::count::{Counters, Encoding, Protocol};
 use crate::decode::{self, Decoded, Rejection, SignalKind};
 
 type Body = tonic::body::Body;
@@ -53,6 +53,8 @@ const CUSTOM_HEADERS: usize = 8;
 pub(crate) struct Core {
     pub(crate) counters: Counters,
     pub(crate) config: ReceiverConfig,
+    /// Set when serving TLS.
+    pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
 }
 
 /// What the body check learned, handed to the gRPC handler through the
@@ -61,7 +63,7 @@ pub(crate) struct Core {
 struct WireInfo {
     wire_bytes: usize,
     message_bytes: usize,
-    gzip: bool,
+    encoding: Encoding,
     custom_headers: Arc<Vec<String>>,
     /// Set by the handler: a failure answered without it is tonic's decode.
     handled: Arc<AtomicBool>,
@@ -83,7 +85,7 @@ impl Core {
         decoded: &Decoded,
         wire_bytes: usize,
         message_bytes: usize,
-        gzip: bool,
+        encoding: Encoding,
         custom_headers: &[String],
     ) -> Result<(), Refused> {
         let refused = self.counters.should_refuse(self.config.fail_ratio);
@@ -93,7 +95,7 @@ impl Core {
                 decoded,
                 wire_bytes,
                 message_bytes,
-                gzip,
+                encoding,
                 custom_headers,
             );
         }
@@ -123,7 +125,7 @@ impl Sink {
                 &decoded,
                 info.wire_bytes,
                 info.message_bytes,
-                info.gzip,
+                info.encoding,
                 &info.custom_headers,
             )
             .await
@@ -332,7 +334,7 @@ impl Handler {
         let info = WireInfo {
             wire_bytes,
             message_bytes,
-            gzip: encoding.as_deref() == Some("gzip"),
+            encoding: Encoding::of(encoding.as_deref()),
             custom_headers: Arc::new(custom),
             handled: Arc::new(AtomicBool::new(false)),
         };
@@ -402,9 +404,7 @@ impl Handler {
                 return http_rejection(&why);
             }
         };
-        let gzip = content_encoding
-            .as_deref()
-            .is_some_and(|e| e.trim().eq_ignore_ascii_case("gzip"));
+        let encoding = Encoding::of(content_encoding.as_deref());
         match self
             .core
             .finish(
@@ -412,7 +412,7 @@ impl Handler {
                 &decoded,
                 wire_bytes,
                 message_bytes,
-                gzip,
+                encoding,
                 &custom,
             )
             .await
@@ -453,7 +453,9 @@ fn is_grpc(headers: &HeaderMap) -> bool {
 
 fn grpc_rejection(why: &Rejection) -> tonic::Status {
     let code = match why {
-        Rejection::Malformed(_) | Rejection::BadGzip(_) => Code::InvalidArgument,
+        Rejection::Malformed(_) | Rejection::BadGzip(_) | Rejection::BadZstd(_) => {
+            Code::InvalidArgument
+        }
         Rejection::TooLarge { .. } => Code::ResourceExhausted,
         Rejection::UnsupportedEncoding(_) => Code::Unimplemented,
         Rejection::TimedOut => Code::DeadlineExceeded,
@@ -464,7 +466,7 @@ fn grpc_rejection(why: &Rejection) -> tonic::Status {
 
 fn http_rejection(why: &Rejection) -> Response<Body> {
     let (status, code) = match why {
-        Rejection::Malformed(_) | Rejection::BadGzip(_) => {
+        Rejection::Malformed(_) | Rejection::BadGzip(_) | Rejection::BadZstd(_) => {
             (StatusCode::BAD_REQUEST, Code::InvalidArgument)
         }
         Rejection::UnsupportedMediaType(_) | Rejection::UnsupportedEncoding(_) => {
@@ -506,7 +508,13 @@ pub(crate) async fn serve(
                 Ok((stream, _)) => {
                     let (builder, handler, wait) =
                         (builder.clone(), handler.clone(), core.config.header_timeout);
-                    tokio::spawn(connection(stream, builder, handler, wait));
+                    match &core.tls {
+                        Some(tls) => {
+                            let tls = tokio_rustls::TlsAcceptor::from(Arc::clone(tls));
+                            tokio::spawn(tls_connection(stream, tls, builder, handler, wait))
+                        }
+                        None => tokio::spawn(connection(stream, builder, handler, wait)),
+                    };
                 }
                 // Out of descriptors and the like: back off, keep serving.
                 Err(_) => tokio::time::sleep(Duration::from_millis(10)).await,
@@ -561,4 +569,57 @@ async fn detect(stream: &TcpStream) -> std::io::Result<()> {
         }
         tokio::time::sleep(PREFACE_POLL).await;
     }
+}
+
+/// A TLS connection: the handshake and the first bytes of the first
+/// request must come within the header timeout, as a plain connection's
+/// first byte must; then it is served as any other.
+async fn tls_connection(
+    stream: TcpStream,
+    tls: tokio_rustls::TlsAcceptor,
+    builder: hyper_util::server::conn::auto::Builder<TokioExecutor>,
+    handler: Handler,
+    header_timeout: Duration,
+) {
+    use tokio::io::AsyncBufReadExt as _;
+
+    use tokio::io::AsyncReadExt as _;
+    use tokio::io::AsyncWriteExt as _;
+
+    let _ = stream.set_nodelay(true);
+    let stream =
+        match tokio::time::timeout(header_timeout, tls.accept(stream).into_fallible()).await {
+            Ok(Ok(stream)) => stream,
+            // The client does not trust us, or has no certificate we trust:
+            // rustls has written its alert. Closing at once with the
+            // client's next bytes unread would send a reset that can
+            // overtake the alert, so the client would see a reset instead
+            // of the reason; close our side, then read what the client
+            // still sends (at most 64 KiB, within the header timeout).
+            Ok(Err((_, mut tcp))) => {
+                let _ = tcp.shutdown().await;
+                let mut sink = [0u8; 4096];
+                let drain = async {
+                    for _ in 0..16 {
+                        if matches!(tcp.read(&mut sink).await, Ok(0) | Err(_)) {
+                            break;
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(header_timeout, drain).await;
+                return;
+            }
+            Err(_) => return,
+        };
+    // TLS streams cannot be peeked: the first bytes are read into a buffer
+    // that hyper then reads from.
+    let mut stream = tokio::io::BufReader::new(stream);
+    match tokio::time::timeout(header_timeout, stream.fill_buf()).await {
+        Ok(Ok(first)) if !first.is_empty() => {}
+        _ => return,
+    }
+    let service = hyper::service::service_fn(move |request| handler.clone().handle(request));
+    let _ = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .await;
 }

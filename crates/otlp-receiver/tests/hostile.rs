@@ -523,3 +523,138 @@ fn receiver_threads_report_their_cpu_time() {
     }
     assert_eq!(receiver.stop().spans, 1000);
 }
+
+fn zstd(bytes: &[u8]) -> Vec<u8> {
+    zstd::bulk::compress(bytes, 3).expect("in memory")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn zstd_inflates_under_the_body_limit_over_both_protocols() {
+    let receiver = Receiver::start(small_limits()).expect("start");
+    let addr = receiver.addr();
+    let pb = "application/x-protobuf";
+    let body = request(4);
+    // A bomb: a few dozen bytes on the wire, 1 MiB inflated, limit 4 KiB.
+    let bomb = zstd(&vec![0u8; 1 << 20]);
+    assert!(bomb.len() < 4096);
+    let zstd_header = "Content-Encoding: zstd\r\n";
+    let http = tokio::task::spawn_blocking({
+        let (body, bomb) = (body.clone(), bomb.clone());
+        move || {
+            [
+                post(addr, "/v1/traces", pb, zstd_header, &zstd(&body)).0,
+                post(addr, "/v1/traces", pb, zstd_header, &bomb).0,
+                post(addr, "/v1/traces", pb, zstd_header, b"not zstd").0,
+            ]
+        }
+    })
+    .await
+    .expect("no panic");
+    assert_eq!(http, [200, 413, 400], "valid, bomb, corrupt");
+
+    let ct = "application/grpc";
+    assert_eq!(
+        grpc_call(addr, ct, Some("zstd"), frame(1, &zstd(&body))).await,
+        (200, Some("0".into())),
+        "valid zstd"
+    );
+    assert_eq!(
+        grpc_call(addr, ct, Some("zstd"), frame(1, &bomb))
+            .await
+            .1
+            .as_deref(),
+        Some("8"),
+        "bomb: RESOURCE_EXHAUSTED"
+    );
+    assert_eq!(
+        grpc_call(addr, ct, Some("zstd"), frame(1, b"not zstd"))
+            .await
+            .1
+            .as_deref(),
+        Some("3"),
+        "corrupt: INVALID_ARGUMENT"
+    );
+
+    let stats = receiver.stop();
+    assert_eq!(
+        (stats.spans, stats.zstd_requests, stats.gzip_requests),
+        (8, 2, 0)
+    );
+    assert_eq!(stats.rejected_too_large, 2);
+    assert_eq!(stats.rejected_bad_zstd, 2);
+}
+
+/// A receiver serving TLS with a certificate made here, for 127.0.0.1.
+fn tls_receiver() -> Receiver {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    Receiver::start(ReceiverConfig {
+        header_timeout: Duration::from_millis(300),
+        tls: Some(otlp_receiver::ReceiverTls {
+            certificate_chain_pem: cert.pem().into_bytes(),
+            private_key_pem: key.serialize_pem().into_bytes(),
+            client_ca_pem: None,
+        }),
+        ..ReceiverConfig::default()
+    })
+    .expect("start")
+}
+
+#[test]
+fn a_tls_receiver_closes_plain_text_and_silent_clients() {
+    let receiver = tls_receiver();
+    assert_eq!(receiver.endpoint(), format!("https://{}", receiver.addr()));
+    assert!(receiver.traces_url().starts_with("https://"));
+    // Plain HTTP to a TLS port: no HTTP answer, the connection closes.
+    let (code, _) = post(
+        receiver.addr(),
+        "/v1/traces",
+        "application/x-protobuf",
+        "",
+        &request(1),
+    );
+    assert_eq!(code, 0, "plain text answered");
+    // Connects and never starts the handshake: closed at the header
+    // timeout (the read ends with end of file, not the test's bound).
+    let mut silent = TcpStream::connect(receiver.addr()).expect("connect");
+    silent.set_read_timeout(Some(READ_BOUND)).expect("timeout");
+    let mut buf = [0u8; 16];
+    assert_eq!(silent.read(&mut buf).ok(), Some(0), "silent client kept");
+    let stats = receiver.stop();
+    assert_eq!(stats.requests(), 0);
+}
+
+#[test]
+fn bad_tls_material_is_a_typed_error() {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let other_key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    let tls = |chain: &str, key: &str, ca: Option<&str>| ReceiverConfig {
+        tls: Some(otlp_receiver::ReceiverTls {
+            certificate_chain_pem: chain.as_bytes().to_vec(),
+            private_key_pem: key.as_bytes().to_vec(),
+            client_ca_pem: ca.map(|c| c.as_bytes().to_vec()),
+        }),
+        ..ReceiverConfig::default()
+    };
+    let (pem, key_pem) = (cert.pem(), key.serialize_pem());
+    for (what, config) in [
+        ("no certificate", tls("junk", &key_pem, None)),
+        ("no key", tls(&pem, "junk", None)),
+        ("wrong key", tls(&pem, &other_key.serialize_pem(), None)),
+        ("bad client CA", tls(&pem, &key_pem, Some("junk"))),
+    ] {
+        match Receiver::start(config) {
+            Err(otlp_receiver::ReceiverError::InvalidConfig(why)) => {
+                assert!(why.contains("TLS"), "{what}: {why}")
+            }
+            other => panic!("{what}: {other:?}"),
+        }
+    }
+}

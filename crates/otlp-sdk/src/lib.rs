@@ -92,7 +92,10 @@
 //! `OtlpSpanExporter` and `OtlpLogExporter`: OTLP over gRPC (tonic) or
 //! HTTP/protobuf (hyper), encoded straight from the SDK's data
 //! (byte-identical to opentelemetry-otlp's output, in a sixth of the time),
-//! with their own I/O thread, so any processor can drive them.
+//! with their own I/O thread, so any processor can drive them; TLS and
+//! mutual TLS through rustls for `https://` endpoints, gzip or zstd. The
+//! `webpki-roots` feature makes `https://` trust Mozilla's roots compiled in
+//! instead of the system's store.
 //!
 //! See `docs/sdk.md` in the repository for the guide: when to use these
 //! instead of the SDK's, the configuration and environment variables, the

@@ -316,17 +316,20 @@ fn it_can_be_built_and_dropped_inside_an_async_context() {
 #[test]
 fn bad_settings_are_typed_errors() {
     let b = OtlpExporterBuilder::new().without_env();
+    // Without a scheme only a gRPC endpoint is valid (TLS unless
+    // insecure); `https` endpoints are built (see tests/otlp_tls.rs).
     assert!(matches!(
         b.clone()
-            .with_endpoint("localhost:4317")
+            .with_protocol(Protocol::HttpProtobuf)
+            .with_endpoint("localhost:4318")
             .build_span_exporter(),
         Err(OtlpConfigError::InvalidEndpoint { .. })
     ));
     assert!(matches!(
         b.clone()
-            .with_endpoint("https://collector:4317")
+            .with_endpoint("ftp://collector:4317")
             .build_log_exporter(),
-        Err(OtlpConfigError::TlsUnsupported(_))
+        Err(OtlpConfigError::InvalidEndpoint { .. })
     ));
     assert!(matches!(
         b.clone()

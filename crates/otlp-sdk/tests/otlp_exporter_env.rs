@@ -111,7 +111,11 @@ fn the_environment_configures_what_code_leaves_unset() {
         OtlpSpanExporter::from_env(),
         Err(OtlpConfigError::UnsupportedProtocol(p)) if p == "http/json"
     ));
-    set(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4317")]);
+    // (`collector:4317` is a valid gRPC endpoint: TLS unless insecure.)
+    set(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/protobuf"),
+        ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "collector:4318"),
+    ]);
     assert!(matches!(
         OtlpSpanExporter::from_env(),
         Err(OtlpConfigError::InvalidEndpoint { .. })

@@ -29,7 +29,7 @@ where it goes:
                           http://collector:4318/v1/traces (HTTP); without it the
                           OTEL_EXPORTER_OTLP_* variables, else the embedded receiver
   --protocol P            grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)
-  --compression C         none or gzip (default: OTEL_EXPORTER_OTLP_COMPRESSION, else none)
+  --compression C         none, gzip or zstd (default: OTEL_EXPORTER_OTLP_COMPRESSION, else none)
   --export-timeout D      the exporter's timeout, retries included
                           (default: OTEL_EXPORTER_OTLP_TIMEOUT, else 10s)
 
@@ -249,8 +249,8 @@ pub struct Options {
     /// Checked: `http` or `https`, with a host.
     pub endpoint: Option<String>,
     pub protocol: Option<Protocol>,
-    /// `Some(true)` = gzip, `Some(false)` = none, `None` = the environment.
-    pub gzip: Option<bool>,
+    /// `None`: the environment.
+    pub compression: Option<otlp_sdk::otlp::Compression>,
     pub export_timeout: Option<Duration>,
     /// The batching flags; `None` leaves it to the environment, then the
     /// default ([`Options::batching`]).
@@ -281,7 +281,7 @@ impl Default for Options {
             compare: false,
             endpoint: None,
             protocol: None,
-            gzip: None,
+            compression: None,
             export_timeout: None,
             batch_size: None,
             queue_size: None,
@@ -376,11 +376,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
                 )
             }
             "--compression" => {
-                options.gzip = match value("--compression")?.as_str() {
-                    "gzip" => Some(true),
-                    "none" => Some(false),
-                    other => return Err(format!("--compression: `{other}` is not none or gzip")),
-                }
+                let name = value("--compression")?;
+                options.compression =
+                    Some(otlp_sdk::otlp::Compression::parse(&name).ok_or_else(|| {
+                        format!("--compression: `{name}` is not none, gzip or zstd")
+                    })?)
             }
             "--export-timeout" => {
                 options.export_timeout =

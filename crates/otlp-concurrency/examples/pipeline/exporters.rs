@@ -212,7 +212,7 @@ pub struct Target {
     pub protocol: Protocol,
     /// `None`: the exporter reads `OTEL_EXPORTER_OTLP_*` itself.
     pub endpoint: Option<String>,
-    pub gzip: Option<bool>,
+    pub compression: Option<otlp_sdk::otlp::Compression>,
     pub timeout: Option<Duration>,
 }
 
@@ -240,8 +240,13 @@ impl Target {
     }
 }
 
-fn compression(gzip: bool) -> Option<Compression> {
-    gzip.then_some(Compression::Gzip)
+/// opentelemetry-otlp's name for a compression; `None` for none.
+fn compression(compression: otlp_sdk::otlp::Compression) -> Option<Compression> {
+    match compression {
+        otlp_sdk::otlp::Compression::None => None,
+        otlp_sdk::otlp::Compression::Gzip => Some(Compression::Gzip),
+        otlp_sdk::otlp::Compression::Zstd => Some(Compression::Zstd),
+    }
 }
 
 /// The endpoint and timeout of `target`, on either transport's builder.
@@ -268,12 +273,8 @@ fn ours(target: &Target) -> OtlpExporterBuilder {
     if let Some(timeout) = target.timeout {
         builder = builder.with_timeout(timeout);
     }
-    if let Some(gzip) = target.gzip {
-        builder = builder.with_compression(if gzip {
-            otlp_sdk::otlp::Compression::Gzip
-        } else {
-            otlp_sdk::otlp::Compression::None
-        });
+    if let Some(compression) = target.compression {
+        builder = builder.with_compression(compression);
     }
     builder
 }
@@ -353,12 +354,12 @@ impl LogExporter for AnyLogExporter {
 macro_rules! opentelemetry_otlp_exporter {
     ($exporter:ty, $target:expr) => {{
         let target: &Target = $target;
-        let gzip = target.gzip.and_then(compression);
+        let compressed = target.compression.and_then(compression);
         let builder = <$exporter>::builder();
         match target.protocol {
             Protocol::Grpc => {
                 let b = with_target(builder.with_tonic(), target);
-                match gzip {
+                match compressed {
                     Some(c) => b.with_compression(c).build(),
                     None => b.build(),
                 }
@@ -368,7 +369,7 @@ macro_rules! opentelemetry_otlp_exporter {
                     .with_http()
                     .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
                 let b = with_target(b, target);
-                match gzip {
+                match compressed {
                     Some(c) => b.with_compression(c).build(),
                     None => b.build(),
                 }

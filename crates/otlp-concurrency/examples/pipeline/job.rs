@@ -397,7 +397,7 @@ fn run_one(
     let target = Target {
         protocol,
         endpoint,
-        gzip: options.gzip,
+        compression: options.compression,
         timeout: options.export_timeout,
     };
     let batching = options.batching(options.signal).map_err(JobError::Usage)?;

@@ -18,6 +18,9 @@ pub(crate) enum Failure {
     },
     /// Final: retrying cannot help (bad request, unauthenticated, ...).
     Permanent(String),
+    /// Final: the TLS connection failed; the next attempt would meet the
+    /// same certificates.
+    Tls(super::tls::TlsFailure),
 }
 
 /// What a successful answer said about rejected items.

@@ -1,14 +1,16 @@
 //! What an exporter is told: protocol, endpoint, headers, timeout,
-//! compression and retry, from code first, then the signal's
+//! compression, retry and TLS, from code first, then the signal's
 //! `OTEL_EXPORTER_OTLP_TRACES_*` / `_LOGS_*` variable, then the general
 //! `OTEL_EXPORTER_OTLP_*` one, then the specification's defaults.
 
 use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
+use super::tls::{Pem, TlsClient, TlsConfig};
 use crate::Signal;
 
 /// The OTLP transport.
@@ -48,6 +50,32 @@ pub enum Compression {
     /// gzip (`gzip`): `Content-Encoding: gzip` over HTTP, the `gzip`
     /// message encoding over gRPC.
     Gzip,
+    /// Zstandard (`zstd`): `Content-Encoding: zstd` over HTTP, the `zstd`
+    /// message encoding over gRPC.
+    Zstd,
+}
+
+impl Compression {
+    /// The value `OTEL_EXPORTER_OTLP_COMPRESSION` takes for this
+    /// compression, which is also its name on the wire.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::None => "none",
+            Self::Gzip => "gzip",
+            Self::Zstd => "zstd",
+        }
+    }
+
+    /// Parses an `OTEL_EXPORTER_OTLP_COMPRESSION` value; `None` for one
+    /// that is not `none`, `gzip` or `zstd`.
+    pub fn parse(value: &str) -> Option<Self> {
+        match value.trim() {
+            "none" => Some(Self::None),
+            "gzip" => Some(Self::Gzip),
+            "zstd" => Some(Self::Zstd),
+            _ => None,
+        }
+    }
 }
 
 /// How failed requests are retried.
@@ -85,15 +113,30 @@ impl Default for RetryPolicy {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum OtlpConfigError {
-    /// The endpoint is not an absolute `http://host[:port][/path]` URL.
+    /// The endpoint is not an absolute `http://` or `https://`
+    /// `host[:port][/path]` URL (over gRPC, `host:port` alone is accepted
+    /// too).
     InvalidEndpoint {
         /// The endpoint as given.
         endpoint: String,
         /// What is wrong with it.
         reason: String,
     },
-    /// `https` endpoints need TLS, which this exporter does not build in.
-    TlsUnsupported(String),
+    /// A CA certificate, client certificate or client key that cannot be
+    /// used: unreadable, no PEM in it, or a key that does not fit its
+    /// certificate.
+    Certificate {
+        /// The variable (`OTEL_EXPORTER_OTLP_TRACES_CERTIFICATE`, ...) or
+        /// the [`TlsConfig`] method that named it.
+        setting: String,
+        /// The file, when it came from one.
+        path: Option<String>,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// TLS settings that cannot work: a server name that is neither a DNS
+    /// name nor an IP address, or no TLS protocol version available.
+    Tls(String),
     /// A protocol other than `grpc` or `http/protobuf` (`http/json` too).
     UnsupportedProtocol(String),
     /// A header name or value set in code that HTTP cannot carry.
@@ -110,12 +153,17 @@ impl fmt::Display for OtlpConfigError {
             Self::InvalidEndpoint { endpoint, reason } => {
                 write!(f, "invalid OTLP endpoint {endpoint:?}: {reason}")
             }
-            Self::TlsUnsupported(endpoint) => write!(
-                f,
-                "OTLP endpoint {endpoint:?} needs TLS, which otlp-sdk's exporter does not \
-                 support; use http:// (a local collector or sidecar) or opentelemetry-otlp \
-                 with a TLS feature"
-            ),
+            Self::Certificate {
+                setting,
+                path: Some(path),
+                reason,
+            } => write!(f, "OTLP TLS: {setting} names {path:?}: {reason}"),
+            Self::Certificate {
+                setting,
+                path: None,
+                reason,
+            } => write!(f, "OTLP TLS: {setting}: {reason}"),
+            Self::Tls(why) => write!(f, "OTLP TLS: {why}"),
             Self::UnsupportedProtocol(p) => write!(
                 f,
                 "unsupported OTLP protocol {p:?}: expected \"grpc\" or \"http/protobuf\""
@@ -139,6 +187,8 @@ pub(crate) struct Resolved {
     pub timeout: Duration,
     pub compression: Compression,
     pub retry: RetryPolicy,
+    /// Set for an `https` endpoint.
+    pub tls: Option<Arc<TlsClient>>,
 }
 
 /// Settings set in code; `None` means "from the environment, else the
@@ -151,6 +201,8 @@ pub(crate) struct Settings {
     pub timeout: Option<Duration>,
     pub compression: Option<Compression>,
     pub retry: RetryPolicy,
+    pub tls: TlsConfig,
+    pub insecure: Option<bool>,
     pub ignore_env: bool,
 }
 
@@ -220,13 +272,54 @@ impl Settings {
                 ),
             },
         };
+        let insecure = match self.insecure {
+            Some(insecure) => insecure,
+            None => env("INSECURE").is_some_and(|(value, var, _)| {
+                match value.trim().to_ascii_lowercase().as_str() {
+                    "true" => true,
+                    "false" => false,
+                    _ => {
+                        tracing::warn!("ignoring {var}={value:?}: expected \"true\" or \"false\"");
+                        false
+                    }
+                }
+            }),
+        };
         let url = parse_endpoint(
             &endpoint,
             protocol,
             signal,
             is_base,
             self.endpoint.is_some(),
+            insecure,
         )?;
+        let tls = if url.scheme() == Some(&Scheme::HTTPS) {
+            // Each part from code, else the signal's variable, else the
+            // general one; files are read and checked here, once.
+            let from_env = |name: &str| env(name).map(|(path, var, _)| Pem::file(path.trim(), var));
+            let config = TlsConfig {
+                ca: self.tls.ca.clone().or_else(|| from_env("CERTIFICATE")),
+                client_cert: self
+                    .tls
+                    .client_cert
+                    .clone()
+                    .or_else(|| from_env("CLIENT_CERTIFICATE")),
+                client_key: self
+                    .tls
+                    .client_key
+                    .clone()
+                    .or_else(|| from_env("CLIENT_KEY")),
+                server_name: self.tls.server_name.clone(),
+            };
+            let alpn: &'static [u8] = match protocol {
+                Protocol::Grpc => b"h2",
+                Protocol::HttpProtobuf => b"http/1.1",
+            };
+            let host = url.host().unwrap_or_default();
+            Some(Arc::new(TlsClient::new(&config, host, alpn)?))
+        } else {
+            None
+        };
 
         let mut headers = HeaderMap::new();
         if let Some((value, var, _)) = env("HEADERS") {
@@ -264,14 +357,12 @@ impl Settings {
         let compression = match self.compression {
             Some(c) => c,
             None => match env("COMPRESSION") {
-                Some((value, var, _)) => match value.trim() {
-                    "gzip" => Compression::Gzip,
-                    "none" => Compression::None,
-                    _ => {
-                        tracing::warn!("ignoring {var}={value:?}: expected \"gzip\" or \"none\"");
-                        Compression::None
-                    }
-                },
+                Some((value, var, _)) => Compression::parse(&value).unwrap_or_else(|| {
+                    tracing::warn!(
+                        "ignoring {var}={value:?}: expected \"gzip\", \"zstd\" or \"none\""
+                    );
+                    Compression::None
+                }),
                 None => Compression::None,
             },
         };
@@ -287,6 +378,7 @@ impl Settings {
             timeout,
             compression,
             retry: self.retry,
+            tls,
         })
     }
 }
@@ -297,21 +389,31 @@ fn parse_endpoint(
     signal: Signal,
     is_base: bool,
     from_code: bool,
+    insecure: bool,
 ) -> Result<Uri, OtlpConfigError> {
     let invalid = |reason: &str| OtlpConfigError::InvalidEndpoint {
         endpoint: endpoint.to_owned(),
         reason: reason.to_owned(),
     };
-    let uri: Uri = endpoint
+    let mut uri: Uri = endpoint
         .trim()
         .parse()
         .map_err(|e: http::uri::InvalidUri| invalid(&e.to_string()))?;
     match uri.scheme() {
-        Some(s) if *s == Scheme::HTTP => {}
-        Some(s) if *s == Scheme::HTTPS => {
-            return Err(OtlpConfigError::TlsUnsupported(endpoint.to_owned()));
+        Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => {}
+        Some(_) => return Err(invalid("the scheme must be http or https")),
+        // The specification: a gRPC endpoint without a scheme uses TLS
+        // unless OTEL_EXPORTER_OTLP_INSECURE is true.
+        None if protocol == Protocol::Grpc && uri.authority().is_some() => {
+            let mut parts = uri.into_parts();
+            parts.scheme = Some(if insecure {
+                Scheme::HTTP
+            } else {
+                Scheme::HTTPS
+            });
+            parts.path_and_query = Some(PathAndQuery::from_static("/"));
+            uri = Uri::from_parts(parts).map_err(|e| invalid(&e.to_string()))?;
         }
-        Some(_) => return Err(invalid("the scheme must be http")),
         None => return Err(invalid("not an absolute URL (http://host:port)")),
     }
     if uri.host().is_none_or(str::is_empty) {
@@ -408,7 +510,7 @@ mod tests {
 
     #[test]
     fn bad_endpoints_are_typed_errors() {
-        for bad in ["not a url", "127.0.0.1:4317", "ftp://h:1", "http://"] {
+        for bad in ["not a url", "ftp://h:1", "http://"] {
             assert!(
                 matches!(
                     resolve(Protocol::Grpc, bad, Signal::Spans),
@@ -417,14 +519,45 @@ mod tests {
                 "{bad}"
             );
         }
+        // Only gRPC takes an endpoint without a scheme.
         assert!(matches!(
-            resolve(Protocol::Grpc, "https://collector:4317", Signal::Spans),
-            Err(OtlpConfigError::TlsUnsupported(_))
+            resolve(Protocol::HttpProtobuf, "127.0.0.1:4318", Signal::Spans),
+            Err(OtlpConfigError::InvalidEndpoint { .. })
         ));
         assert_eq!(
             Protocol::parse("http/json"),
             Err(OtlpConfigError::UnsupportedProtocol("http/json".into()))
         );
+    }
+
+    #[test]
+    fn a_grpc_endpoint_without_a_scheme_is_tls_unless_insecure() {
+        let settings = |insecure| Settings {
+            protocol: Some(Protocol::Grpc),
+            endpoint: Some("127.0.0.1:4317".to_owned()),
+            insecure: Some(insecure),
+            ignore_env: true,
+            ..Settings::default()
+        };
+        let secure = settings(false).resolve(Signal::Spans).unwrap();
+        assert_eq!(secure.url.to_string(), "https://127.0.0.1:4317/");
+        assert!(secure.tls.is_some());
+        let plain = settings(true).resolve(Signal::Logs).unwrap();
+        assert_eq!(plain.url.to_string(), "http://127.0.0.1:4317/");
+        assert!(plain.tls.is_none());
+        // A scheme decides by itself.
+        let mut https = settings(true);
+        https.endpoint = Some("https://collector:4317".to_owned());
+        assert!(https.resolve(Signal::Spans).unwrap().tls.is_some());
+    }
+
+    #[test]
+    fn compression_names_round_trip() {
+        for c in [Compression::None, Compression::Gzip, Compression::Zstd] {
+            assert_eq!(Compression::parse(c.as_str()), Some(c));
+        }
+        assert_eq!(Compression::parse(" zstd "), Some(Compression::Zstd));
+        assert_eq!(Compression::parse("br"), None);
     }
 
     #[test]

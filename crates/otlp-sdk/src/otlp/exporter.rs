@@ -12,6 +12,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use super::config::{Compression, OtlpConfigError, Protocol, RetryPolicy, Settings};
 use super::logs::LogEncoder;
 use super::sender::{Counters, OtlpExporterStats, Sender};
+use super::tls::{TlsConfig, TlsError};
 use super::trace::TraceEncoder;
 use crate::Signal;
 
@@ -68,6 +69,25 @@ impl OtlpExporterBuilder {
         self
     }
 
+    /// TLS settings for an `https://` endpoint: CA certificates, a client
+    /// certificate and key (mutual TLS), the server name. Parts left unset
+    /// come from `OTEL_EXPORTER_OTLP_{TRACES_,LOGS_,}CERTIFICATE`,
+    /// `…CLIENT_CERTIFICATE` and `…CLIENT_KEY`. Without any, an `https`
+    /// endpoint is verified against the default trust store.
+    pub fn with_tls(mut self, tls: TlsConfig) -> Self {
+        self.settings.tls = tls;
+        self
+    }
+
+    /// For a gRPC endpoint given without a scheme (`collector:4317`):
+    /// `true` connects in plain text, `false` (the default) over TLS; what
+    /// `OTEL_EXPORTER_OTLP_INSECURE` sets. An endpoint with a scheme is
+    /// plain (`http`) or TLS (`https`) whatever this says.
+    pub fn with_insecure(mut self, insecure: bool) -> Self {
+        self.settings.insecure = Some(insecure);
+        self
+    }
+
     /// How retryable failures are retried (default: [`RetryPolicy::default`]).
     pub fn with_retry(mut self, retry: RetryPolicy) -> Self {
         self.settings.retry = retry;
@@ -96,12 +116,23 @@ impl OtlpExporterBuilder {
 #[derive(Clone)]
 pub struct OtlpStatsReader {
     counters: Arc<Counters>,
+    tls_error: Arc<Mutex<Option<TlsError>>>,
 }
 
 impl OtlpStatsReader {
     /// The counts so far.
     pub fn stats(&self) -> OtlpExporterStats {
         self.counters.snapshot()
+    }
+
+    /// The TLS failure that ended the latest export ended by one, if any:
+    /// the endpoint and the cause (unknown CA, name mismatch, expired
+    /// certificate, client certificate required or refused).
+    pub fn last_tls_error(&self) -> Option<TlsError> {
+        self.tls_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -162,6 +193,7 @@ impl<E: Default> Core<E> {
     fn stats_reader(&self) -> OtlpStatsReader {
         OtlpStatsReader {
             counters: Arc::clone(self.sender.counters()),
+            tls_error: Arc::clone(self.sender.tls_error()),
         }
     }
 

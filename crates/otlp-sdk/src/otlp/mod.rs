@@ -1,6 +1,7 @@
 //! OTLP exporters of our own: the SDK's `SpanData` and log records encoded
 //! straight to OTLP protobuf, sent over gRPC (tonic) or HTTP/protobuf
-//! (hyper), with gzip, headers, a timeout, retry with backoff and the
+//! (hyper), over TLS or mutual TLS for `https://` endpoints (rustls), with
+//! gzip or zstd, headers, a timeout, retry with backoff and the
 //! `OTEL_EXPORTER_OTLP_*` variables.
 //!
 //! ```no_run
@@ -24,9 +25,17 @@
 //! tree (an owned copy of every string and attribute) and then has prost
 //! encode the tree; [`TraceEncoder`] and [`LogEncoder`] write the same
 //! bytes straight from the SDK's data, in about a sixth of the time
-//! (`otlp_encode` in docs/benchmarks.md). Not built in: TLS (`https`
-//! endpoints are refused with [`OtlpConfigError::TlsUnsupported`]) and
-//! `http/json`.
+//! (`otlp_encode` in docs/benchmarks.md). Not built in: `http/json`.
+//!
+//! TLS: an `https://` endpoint is verified against the system's trust store
+//! (the `webpki-roots` feature: Mozilla's roots compiled in instead), or
+//! against the CA certificates of [`TlsConfig`] /
+//! `OTEL_EXPORTER_OTLP_CERTIFICATE`; a client certificate and key
+//! ([`TlsConfig::with_client_identity_files`],
+//! `OTEL_EXPORTER_OTLP_CLIENT_CERTIFICATE` / `_CLIENT_KEY`) answer servers
+//! that require mutual TLS. A TLS failure is not retried: the export fails
+//! with a message naming the endpoint and the cause, and
+//! [`OtlpStatsReader::last_tls_error`] returns it as a [`TlsError`].
 
 mod answer;
 mod bodies;
@@ -35,6 +44,7 @@ mod exporter;
 mod logs;
 mod proto;
 mod sender;
+mod tls;
 mod trace;
 mod transport;
 
@@ -42,4 +52,5 @@ pub use config::{Compression, OtlpConfigError, Protocol, RetryPolicy};
 pub use exporter::{OtlpExporterBuilder, OtlpLogExporter, OtlpSpanExporter, OtlpStatsReader};
 pub use logs::LogEncoder;
 pub use sender::OtlpExporterStats;
+pub use tls::{TlsConfig, TlsError, TlsFailure};
 pub use trace::TraceEncoder;

@@ -11,6 +11,7 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use super::answer::{self, Failure};
 use super::bodies::Bodies;
 use super::config::{OtlpConfigError, Resolved, RetryPolicy};
+use super::tls::TlsError;
 use super::transport::Transport;
 use crate::Signal;
 
@@ -107,6 +108,7 @@ pub(crate) struct Sender {
     timeout: Duration,
     retry: RetryPolicy,
     counters: Arc<Counters>,
+    tls_error: Arc<Mutex<Option<TlsError>>>,
     bodies: Bodies,
     shut_down: AtomicBool,
 }
@@ -137,6 +139,7 @@ impl Sender {
             timeout: config.timeout,
             retry: config.retry,
             counters: Arc::default(),
+            tls_error: Arc::default(),
             bodies: Bodies::default(),
             shut_down: AtomicBool::new(false),
         })
@@ -144,6 +147,11 @@ impl Sender {
 
     pub(crate) fn counters(&self) -> &Arc<Counters> {
         &self.counters
+    }
+
+    /// Where the latest TLS failure is kept.
+    pub(crate) fn tls_error(&self) -> &Arc<Mutex<Option<TlsError>>> {
+        &self.tls_error
     }
 
     pub(crate) fn endpoint(&self) -> &str {
@@ -172,6 +180,7 @@ impl Sender {
                 self.timeout,
                 self.retry,
                 Arc::clone(&self.counters),
+                Arc::clone(&self.tls_error),
             ))))
         };
         let counters = Arc::clone(&self.counters);
@@ -217,6 +226,7 @@ async fn deliver(
     timeout: Duration,
     retry: RetryPolicy,
     counters: Arc<Counters>,
+    tls_error: Arc<Mutex<Option<TlsError>>>,
 ) -> OTelSdkResult {
     let deadline = Instant::now() + timeout;
     let failed = |reason: String| OTelSdkError::InternalFailure(reason);
@@ -260,6 +270,15 @@ async fn deliver(
             }
             Ok(Err(Failure::Permanent(reason))) => {
                 return Err(failed(format!("export to {endpoint} failed: {reason}")));
+            }
+            Ok(Err(Failure::Tls(failure))) => {
+                let error = TlsError {
+                    endpoint: endpoint.to_string(),
+                    failure,
+                };
+                let message = format!("export failed, not retried: {error}");
+                *tls_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+                return Err(failed(message));
             }
             Ok(Err(Failure::Retryable { reason, after })) => (reason, after),
         };

@@ -1,11 +1,13 @@
 //! One request, already encoded, to an OTLP server: gRPC through tonic with
-//! a codec that passes the bytes through, or HTTP/protobuf through hyper.
-//! An attempt ends with the response body or a classified [`Failure`];
-//! retrying is the caller's business.
+//! a codec that passes the bytes through, or HTTP/protobuf through hyper;
+//! both dial through the [`Connector`] of `tls.rs` (plain TCP, or TLS for
+//! `https`). An attempt ends with the response body or a classified
+//! [`Failure`]; retrying is the caller's business.
 
 use std::error::Error as _;
 use std::io::Write as _;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BufMut, Bytes};
 use http::header::{CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER};
@@ -13,7 +15,6 @@ use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Uri};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::metadata::{MetadataKey, MetadataMap, MetadataValue};
@@ -22,6 +23,7 @@ use tonic::transport::{Channel, Endpoint};
 use super::answer::{self, Failure};
 use super::bodies::Bodies;
 use super::config::{Compression, OtlpConfigError, Protocol, Resolved};
+use super::tls::{Connector, FailureLog};
 use crate::Signal;
 
 /// The most of a response body read: OTLP answers are a few bytes, an
@@ -32,16 +34,25 @@ const RESPONSE_LIMIT: usize = 1 << 20;
 /// exporter's fires first (see `GrpcTransport::send`).
 const DEADLINE_SLACK: Duration = Duration::from_millis(100);
 
-pub(crate) enum Transport {
+/// zstd level of HTTP bodies: the fastest, as gzip's is.
+const ZSTD_LEVEL: i32 = 1;
+
+pub(crate) struct Transport {
+    kind: Kind,
+    /// TLS failures the transport's connections met.
+    log: Arc<FailureLog>,
+}
+
+enum Kind {
     Grpc(GrpcTransport),
     Http(HttpTransport),
 }
 
 impl std::fmt::Debug for Transport {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            Self::Grpc(_) => "Transport::Grpc",
-            Self::Http(_) => "Transport::Http",
+        f.write_str(match self.kind {
+            Kind::Grpc(_) => "Transport::Grpc",
+            Kind::Http(_) => "Transport::Http",
         })
     }
 }
@@ -50,37 +61,64 @@ impl Transport {
     /// Must run inside the runtime that will carry the connections (tonic's
     /// channel starts its worker there).
     pub(crate) fn new(config: &Resolved, signal: Signal) -> Result<Self, OtlpConfigError> {
-        match config.protocol {
-            Protocol::Grpc => GrpcTransport::new(config, signal).map(Self::Grpc),
-            Protocol::HttpProtobuf => Ok(Self::Http(HttpTransport::new(config))),
-        }
+        let log = Arc::new(FailureLog::default());
+        let connector = Connector::new(config.timeout, config.tls.clone(), Arc::clone(&log));
+        let kind = match config.protocol {
+            Protocol::Grpc => Kind::Grpc(GrpcTransport::new(config, signal, connector)?),
+            Protocol::HttpProtobuf => Kind::Http(HttpTransport::new(config, connector)),
+        };
+        Ok(Transport { kind, log })
     }
 
     /// Prepares a body for the wire. gRPC compresses inside tonic; HTTP
     /// bodies are compressed here, once for every attempt. Either way the
     /// buffer returns to `bodies` when the export is done with it.
     pub(crate) fn prepare(&self, encoded: Vec<u8>, bodies: &Bodies) -> Bytes {
-        match self {
-            Self::Http(http) if http.gzip => {
-                let mut compressed = bodies.take();
-                compressed.reserve(encoded.len() / 4 + 64);
-                let mut gz = flate2::write::GzEncoder::new(compressed, flate2::Compression::fast());
-                // Writing into a Vec cannot fail.
-                let _ = gz.write_all(&encoded);
-                bodies.give_back(encoded);
-                match gz.finish() {
-                    Ok(compressed) => bodies.lend(compressed),
-                    Err(_) => Bytes::new(),
-                }
-            }
-            _ => bodies.lend(encoded),
+        let compression = match &self.kind {
+            Kind::Http(http) => http.compression,
+            Kind::Grpc(_) => Compression::None,
+        };
+        let mut compressed = match compression {
+            Compression::None => return bodies.lend(encoded),
+            Compression::Gzip | Compression::Zstd => bodies.take(),
+        };
+        compressed.reserve(encoded.len() / 4 + 64);
+        // Writing into a Vec cannot fail; an encoder that could not start
+        // (zstd out of memory) leaves the body empty, which the server
+        // refuses, rather than sending it mislabelled.
+        let compressed = if compression == Compression::Gzip {
+            let mut gz = flate2::write::GzEncoder::new(compressed, flate2::Compression::fast());
+            let _ = gz.write_all(&encoded);
+            gz.finish().ok()
+        } else {
+            zstd::stream::write::Encoder::new(compressed, ZSTD_LEVEL)
+                .and_then(|mut z| {
+                    z.write_all(&encoded)?;
+                    z.finish()
+                })
+                .ok()
+        };
+        bodies.give_back(encoded);
+        match compressed {
+            Some(compressed) => bodies.lend(compressed),
+            None => Bytes::new(),
         }
     }
 
+    /// One attempt. Whatever error hyper or tonic wrapped it in, a TLS
+    /// failure met on the way is reported as one.
     pub(crate) async fn send(&self, body: Bytes, timeout: Duration) -> Result<Bytes, Failure> {
-        match self {
-            Self::Grpc(grpc) => grpc.send(body, timeout).await,
-            Self::Http(http) => http.send(body).await,
+        let started = Instant::now();
+        let result = match &self.kind {
+            Kind::Grpc(grpc) => grpc.send(body, timeout).await,
+            Kind::Http(http) => http.send(body).await,
+        };
+        match result {
+            Err(_) => match self.log.since(started) {
+                Some(tls) => Err(Failure::Tls(tls)),
+                None => result,
+            },
+            ok => ok,
         }
     }
 }
@@ -108,17 +146,22 @@ pub(crate) struct GrpcTransport {
 }
 
 impl GrpcTransport {
-    fn new(config: &Resolved, signal: Signal) -> Result<Self, OtlpConfigError> {
+    fn new(
+        config: &Resolved,
+        signal: Signal,
+        connector: Connector,
+    ) -> Result<Self, OtlpConfigError> {
         let endpoint = Endpoint::from_shared(config.url.to_string())
             .map_err(|e| OtlpConfigError::InvalidEndpoint {
                 endpoint: config.url.to_string(),
                 reason: chain(&e),
             })?
-            .connect_timeout(config.timeout)
-            .tcp_nodelay(true);
-        let mut client = tonic::client::Grpc::new(endpoint.connect_lazy());
-        if config.compression == Compression::Gzip {
-            client = client.send_compressed(CompressionEncoding::Gzip);
+            .connect_timeout(config.timeout);
+        let mut client = tonic::client::Grpc::new(endpoint.connect_with_connector_lazy(connector));
+        match config.compression {
+            Compression::None => {}
+            Compression::Gzip => client = client.send_compressed(CompressionEncoding::Gzip),
+            Compression::Zstd => client = client.send_compressed(CompressionEncoding::Zstd),
         }
         let path = PathAndQuery::from_static(match signal {
             Signal::Spans => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
@@ -217,17 +260,14 @@ impl Decoder for PassThrough {
 }
 
 pub(crate) struct HttpTransport {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<Connector, Full<Bytes>>,
     url: Uri,
     headers: HeaderMap,
-    gzip: bool,
+    compression: Compression,
 }
 
 impl HttpTransport {
-    fn new(config: &Resolved) -> Self {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(config.timeout));
+    fn new(config: &Resolved, connector: Connector) -> Self {
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
@@ -236,15 +276,18 @@ impl HttpTransport {
             CONTENT_TYPE,
             http::HeaderValue::from_static("application/x-protobuf"),
         );
-        let gzip = config.compression == Compression::Gzip;
-        if gzip {
-            headers.insert(CONTENT_ENCODING, http::HeaderValue::from_static("gzip"));
+        let compression = config.compression;
+        if compression != Compression::None {
+            headers.insert(
+                CONTENT_ENCODING,
+                http::HeaderValue::from_static(compression.as_str()),
+            );
         }
         HttpTransport {
             client,
             url: config.url.clone(),
             headers,
-            gzip,
+            compression,
         }
     }
 
