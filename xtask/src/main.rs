@@ -11,6 +11,7 @@ mod fuzz;
 mod loom;
 mod miri;
 mod report;
+mod snippets;
 mod stats;
 mod tsan;
 mod workspace;
@@ -43,7 +44,11 @@ Commands:
                             seconds each (default 60, or OTLP_FUZZ_SECONDS; nightly; installs
                             cargo-fuzz when missing); not part of ci
   report                    rebuild docs/benchmarks.md and .svg from the rounds on disk
-  ci [--skip STEP...]       everything CI runs: fmt, clippy, test, bench-build, loom, miri, tsan
+  snippets                  list README.md, docs/*.md and crates/*/README.md with the crate whose
+                            doctests compile their Rust snippets (run / no_run / ignore counts);
+                            fails if a file is compiled by none
+  ci [--skip STEP...]       everything CI runs: fmt, clippy, test, hwloc, bench-build,
+                            publish (dry run), loom, miri, tsan
   help                      this text
 
 CRATE is a package name (otlp-lockfree) or its short name (lockfree).
@@ -63,6 +68,7 @@ fn main() -> ExitCode {
         "bench" => bench::run(&rest),
         "fuzz" => fuzz::run(&rest),
         "report" => bench::report_only(),
+        "snippets" => snippets::run(&rest),
         "ci" => ci::run(&rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
