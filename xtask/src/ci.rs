@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::cmd::{StepResult, cargo, run_step, summarize};
-use crate::{loom, miri, tsan, workspace};
+use crate::{loom, miri, publish, tsan, workspace};
 
 /// The steps, in the order they run (cheap and likely-to-fail first).
 const STEPS: &[&str] = &[
@@ -13,6 +13,7 @@ const STEPS: &[&str] = &[
     "test",
     "hwloc",
     "bench-build",
+    "publish",
     "loom",
     "miri",
     "tsan",
@@ -58,6 +59,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                     .current_dir(&root)
                     .args(["bench", "-p", "otlp-benches", "--no-run"]),
             ),
+            "publish" => publish_step(&root),
             "loom" => nested("loom", || {
                 with_default_env("LOOM_MAX_PREEMPTIONS", CI_PREEMPTIONS);
                 loom::run(&[])
@@ -97,6 +99,24 @@ fn hwloc_step(root: &std::path::Path) -> StepResult {
             .current_dir(root)
             .args(["test", "-p", "otlp-numa", "--features", "hwloc"]),
     )
+}
+
+/// `cargo xtask publish --dry-run`: the manifests' check, then every
+/// publishable crate packaged and built from its package, in one
+/// `target/publish` shared by all of them.
+fn publish_step(root: &std::path::Path) -> StepResult {
+    let order = publish::members(root).and_then(|members| publish::publish_order(&members));
+    match order {
+        Ok(order) => publish::dry_run_step(root, &order),
+        Err(message) => {
+            eprintln!("xtask: publish: {message}");
+            StepResult {
+                name: "publish --dry-run".to_owned(),
+                ok: false,
+                elapsed: std::time::Duration::ZERO,
+            }
+        }
+    }
 }
 
 fn nested(name: &str, body: impl FnOnce() -> Result<(), String>) -> StepResult {

@@ -10,6 +10,7 @@ mod cmd;
 mod fuzz;
 mod loom;
 mod miri;
+mod publish;
 mod report;
 mod snippets;
 mod stats;
@@ -47,6 +48,10 @@ Commands:
   snippets                  list README.md, docs/*.md and crates/*/README.md with the crate whose
                             doctests compile their Rust snippets (run / no_run / ignore counts);
                             fails if a file is compiled by none
+  publish [--dry-run]       package every publishable crate in dependency order and verify it
+                            (--dry-run: cargo publish --dry-run, unpublished siblings from a
+                            local registry, built in target/publish); without it, publish them.
+                            Fails first if a publishable crate depends on an unpublished one
   ci [--skip STEP...]       everything CI runs: fmt, clippy, test, hwloc, bench-build,
                             publish (dry run), loom, miri, tsan
   help                      this text
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
         "fuzz" => fuzz::run(&rest),
         "report" => bench::report_only(),
         "snippets" => snippets::run(&rest),
+        "publish" => publish::run(&rest),
         "ci" => ci::run(&rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");
