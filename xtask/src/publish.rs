@@ -46,6 +46,8 @@ pub struct LocalDep {
     pub has_version: bool,
 }
 
+/// `cargo xtask publish [--dry-run]`: the order, the manifests' check,
+/// then `cargo publish` (or its dry run) over every publishable crate.
 pub fn run(args: &[String]) -> Result<(), String> {
     let dry_run = parse_args(args)?;
     let root = workspace::root();

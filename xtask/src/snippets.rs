@@ -40,6 +40,8 @@ pub struct Covered {
     pub snippets: Vec<Snippet>,
 }
 
+/// `cargo xtask snippets`: prints the coverage table; an error names the
+/// Markdown files no doctest includes.
 pub fn run(args: &[String]) -> Result<(), String> {
     if let Some(arg) = args.first() {
         return Err(format!("unknown snippets argument `{arg}`"));

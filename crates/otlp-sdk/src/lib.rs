@@ -7,9 +7,16 @@
 //! # The one-line swap
 //!
 //! Any SDK exporter works. The examples on these pages use
-//! opentelemetry-stdout's, which needs no collector; with
-//! `opentelemetry_sdk = "0.33"` and `opentelemetry-stdout = "0.33"` beside
-//! `otlp-sdk` in your `Cargo.toml` they compile as written.
+//! opentelemetry-stdout's, which needs no collector; with these lines in
+//! your `Cargo.toml` they compile as written:
+//!
+//! ```toml
+//! [dependencies]
+//! otlp-sdk = "0.1"
+//! opentelemetry = "0.33"
+//! opentelemetry_sdk = "0.33"
+//! opentelemetry-stdout = "0.33"
+//! ```
 //!
 //! ```
 //! use opentelemetry_sdk::trace::SdkTracerProvider;
