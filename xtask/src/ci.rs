@@ -30,6 +30,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let root = workspace::root();
     let mut results = Vec::new();
     for &step in STEPS.iter().filter(|s| !skip.contains(&s.to_string())) {
+        if step == "publish" {
+            results.extend(publish::dry_run_steps(&root));
+            continue;
+        }
         let result = match step {
             "fmt" => run_step(
                 "fmt",
@@ -59,7 +63,6 @@ pub fn run(args: &[String]) -> Result<(), String> {
                     .current_dir(&root)
                     .args(["bench", "-p", "otlp-benches", "--no-run"]),
             ),
-            "publish" => publish_step(&root),
             "loom" => nested("loom", || {
                 with_default_env("LOOM_MAX_PREEMPTIONS", CI_PREEMPTIONS);
                 loom::run(&[])
@@ -99,24 +102,6 @@ fn hwloc_step(root: &std::path::Path) -> StepResult {
             .current_dir(root)
             .args(["test", "-p", "otlp-numa", "--features", "hwloc"]),
     )
-}
-
-/// `cargo xtask publish --dry-run`: the manifests' check, then every
-/// publishable crate packaged and built from its package, in one
-/// `target/publish` shared by all of them.
-fn publish_step(root: &std::path::Path) -> StepResult {
-    let order = publish::members(root).and_then(|members| publish::publish_order(&members));
-    match order {
-        Ok(order) => publish::dry_run_step(root, &order),
-        Err(message) => {
-            eprintln!("xtask: publish: {message}");
-            StepResult {
-                name: "publish --dry-run".to_owned(),
-                ok: false,
-                elapsed: std::time::Duration::ZERO,
-            }
-        }
-    }
 }
 
 fn nested(name: &str, body: impl FnOnce() -> Result<(), String>) -> StepResult {

@@ -11,8 +11,10 @@
 //! source: how the facade's pipeline example lost `otlp-receiver`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::Path;
+use std::fs;
+use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::time::Duration;
 
 use crate::cmd::{StepResult, cargo, run_step, summarize};
 use crate::workspace;
@@ -23,11 +25,17 @@ use crate::workspace;
 /// one at a time, not unified across the workspace.
 pub const VERIFY_TARGET_DIR: &str = "target/publish";
 
+/// Where the packaged crates are unpacked side by side, as one workspace,
+/// for the check of their tests and examples.
+const SCRATCH_DIR: &str = "target/publish/scratch";
+
 /// A workspace member as `cargo metadata` describes it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Member {
     /// Package name.
     pub name: String,
+    /// Package version.
+    pub version: String,
     /// Whether `publish` allows any registry (`publish = false` does not).
     pub publishable: bool,
     /// Its dependencies on other workspace members.
@@ -51,22 +59,51 @@ pub struct LocalDep {
 pub fn run(args: &[String]) -> Result<(), String> {
     let dry_run = parse_args(args)?;
     let root = workspace::root();
+    if dry_run {
+        return summarize("publish --dry-run", &dry_run_steps(&root));
+    }
     let members = members(&root)?;
     let order = publish_order(&members)?;
     eprintln!("publish order: {}", order.join(" -> "));
-    let step = if dry_run {
-        dry_run_step(&root, &order)
-    } else {
-        // The real thing: cargo publishes them in this order itself,
-        // waiting for each to appear in the index before the next.
-        let mut command = cargo();
-        command.current_dir(&root).arg("publish");
-        for name in &order {
-            command.args(["-p", name]);
+    // The real thing: cargo publishes them in this order itself, waiting
+    // for each to appear in the index before the next that needs it.
+    let mut command = cargo();
+    command.current_dir(&root).arg("publish");
+    for name in &order {
+        command.args(["-p", name]);
+    }
+    summarize("publish", &[run_step("publish", &mut command)])
+}
+
+/// The whole dry run, as steps: the manifests' check and the order, then
+/// [`dry_run_step`], then (if it passed) [`packaged_targets_step`].
+pub fn dry_run_steps(root: &Path) -> Vec<StepResult> {
+    let checked = members(root).and_then(|members| {
+        let order = publish_order(&members)?;
+        Ok((members, order))
+    });
+    let (members, order) = match checked {
+        Ok(found) => found,
+        Err(message) => {
+            eprintln!("xtask: publish: {message}");
+            return vec![failed("publish order")];
         }
-        run_step("publish", &mut command)
     };
-    summarize("publish", &[step])
+    eprintln!("publish order: {}", order.join(" -> "));
+    let packaged = dry_run_step(root, &order);
+    if !packaged.ok {
+        return vec![packaged];
+    }
+    let targets = packaged_targets_step(root, &members, &order);
+    vec![packaged, targets]
+}
+
+fn failed(name: &str) -> StepResult {
+    StepResult {
+        name: name.to_owned(),
+        ok: false,
+        elapsed: Duration::ZERO,
+    }
 }
 
 /// `cargo publish --dry-run` over every publishable crate at once: each is
@@ -83,6 +120,103 @@ pub fn dry_run_step(root: &Path, order: &[String]) -> StepResult {
         command.args(["-p", name]);
     }
     run_step("publish --dry-run", &mut command)
+}
+
+/// Cargo's verification builds a package's library and binaries only, so a
+/// test or example that needs a dependency the packaged manifest lost
+/// would pass it. Here every target of every package (tests, examples,
+/// benches) is type-checked from the packages themselves: they are
+/// unpacked side by side into one scratch workspace whose
+/// `[patch.crates-io]` points each sibling at its unpacked package, with
+/// the repository's `Cargo.lock`, built in the same `target/publish`.
+pub fn packaged_targets_step(root: &Path, members: &[Member], order: &[String]) -> StepResult {
+    let name = "packaged tests and examples";
+    match unpack_packages(root, members, order) {
+        Ok(scratch) => run_step(
+            name,
+            cargo()
+                .current_dir(scratch)
+                .env("CARGO_TARGET_DIR", root.join(VERIFY_TARGET_DIR))
+                .args(["check", "--workspace", "--all-targets"]),
+        ),
+        Err(message) => {
+            eprintln!("xtask: publish: {message}");
+            failed(name)
+        }
+    }
+}
+
+/// Unpacks the `.crate` files the dry run left and writes the scratch
+/// workspace's manifest; returns its directory.
+fn unpack_packages(root: &Path, members: &[Member], order: &[String]) -> Result<PathBuf, String> {
+    let scratch = root.join(SCRATCH_DIR);
+    if scratch.exists() {
+        fs::remove_dir_all(&scratch)
+            .map_err(|err| format!("cannot clear {}: {err}", scratch.display()))?;
+    }
+    fs::create_dir_all(&scratch)
+        .map_err(|err| format!("cannot create {}: {err}", scratch.display()))?;
+    let mut packages = Vec::new();
+    for name in order {
+        let member = members
+            .iter()
+            .find(|m| &m.name == name)
+            .ok_or_else(|| format!("{name} is not a workspace member"))?;
+        let dir = format!("{}-{}", member.name, member.version);
+        let file = crate_file(root, &dir)?;
+        // `-m`: the files get the time of unpacking. Cargo packs them with
+        // one fixed old mtime, which would make a changed package look
+        // unchanged to the fingerprints in the shared target directory.
+        let status = Command::new("tar")
+            .arg("-xzmf")
+            .arg(&file)
+            .arg("-C")
+            .arg(&scratch)
+            .status()
+            .map_err(|err| format!("cannot run tar: {err}"))?;
+        if !status.success() {
+            return Err(format!("tar could not unpack {}", file.display()));
+        }
+        packages.push((name.clone(), dir));
+    }
+    fs::write(scratch.join("Cargo.toml"), scratch_manifest(&packages))
+        .map_err(|err| format!("cannot write the scratch manifest: {err}"))?;
+    fs::copy(root.join("Cargo.lock"), scratch.join("Cargo.lock"))
+        .map_err(|err| format!("cannot copy Cargo.lock: {err}"))?;
+    Ok(scratch)
+}
+
+/// The `.crate` file of `stem` (`name-version`): `cargo publish --dry-run`
+/// leaves it in `package/tmp-crate`, `cargo package` in `package/`.
+fn crate_file(root: &Path, stem: &str) -> Result<PathBuf, String> {
+    let package = root.join(VERIFY_TARGET_DIR).join("package");
+    [package.join("tmp-crate"), package]
+        .iter()
+        .map(|dir| dir.join(format!("{stem}.crate")))
+        .find(|path| path.is_file())
+        .ok_or_else(|| {
+            format!(
+                "no {stem}.crate under {}",
+                root.join(VERIFY_TARGET_DIR).display()
+            )
+        })
+}
+
+/// The scratch workspace: every unpacked package a member, and each
+/// sibling's registry dependency patched to its unpacked package.
+fn scratch_manifest(packages: &[(String, String)]) -> String {
+    let mut text = String::from(
+        "# Written by `cargo xtask publish --dry-run`: the packaged crates, as published.\n\
+         [workspace]\nresolver = \"3\"\nmembers = [\n",
+    );
+    for (_, dir) in packages {
+        text.push_str(&format!("    \"{dir}\",\n"));
+    }
+    text.push_str("]\n\n[patch.crates-io]\n");
+    for (name, dir) in packages {
+        text.push_str(&format!("{name} = {{ path = \"{dir}\" }}\n"));
+    }
+    text
 }
 
 fn parse_args(args: &[String]) -> Result<bool, String> {
@@ -153,6 +287,7 @@ fn parse_metadata(json: &serde_json::Value) -> Result<Vec<Member>, String> {
                 .collect();
             Ok(Member {
                 name: name.to_owned(),
+                version: package["version"].as_str().unwrap_or_default().to_owned(),
                 publishable,
                 deps,
             })
@@ -243,6 +378,7 @@ mod tests {
     fn member(name: &str, publishable: bool, deps: Vec<LocalDep>) -> Member {
         Member {
             name: name.to_owned(),
+            version: "0.1.0".to_owned(),
             publishable,
             deps,
         }
@@ -295,13 +431,13 @@ mod tests {
     fn reads_cargo_metadata_json() {
         let json = serde_json::json!({
             "packages": [
-                {"name": "a", "publish": null, "dependencies": [
+                {"name": "a", "version": "0.1.0", "publish": null, "dependencies": [
                     {"name": "b", "req": "^0.1.0", "kind": null},
                     {"name": "tokio", "req": "^1", "kind": null},
                     {"name": "c", "req": "*", "kind": "dev"}
                 ]},
-                {"name": "b", "publish": null, "dependencies": []},
-                {"name": "c", "publish": [], "dependencies": []}
+                {"name": "b", "version": "0.1.0", "publish": null, "dependencies": []},
+                {"name": "c", "version": "0.1.0", "publish": [], "dependencies": []}
             ]
         });
         let members = parse_metadata(&json).expect("members");
@@ -314,6 +450,17 @@ mod tests {
             )
         );
         assert!(members[1].publishable && !members[2].publishable);
+    }
+
+    #[test]
+    fn scratch_workspace_patches_every_sibling_to_its_package() {
+        let text = scratch_manifest(&[
+            ("otlp-a".to_owned(), "otlp-a-0.1.0".to_owned()),
+            ("otlp-b".to_owned(), "otlp-b-0.2.0".to_owned()),
+        ]);
+        assert!(text.contains("members = [\n    \"otlp-a-0.1.0\",\n    \"otlp-b-0.2.0\",\n]"));
+        assert!(text.contains("[patch.crates-io]\notlp-a = { path = \"otlp-a-0.1.0\" }\n"));
+        assert!(text.contains("otlp-b = { path = \"otlp-b-0.2.0\" }\n"));
     }
 
     /// The workspace as it is: every publishable crate has an order, and
