@@ -50,7 +50,8 @@ Commands:
                             fails if a file is compiled by none
   publish [--dry-run]       package every publishable crate in dependency order and verify it
                             (--dry-run: cargo publish --dry-run, unpublished siblings from a
-                            local registry, built in target/publish); without it, publish them.
+                            local registry, then every target of the packages type-checked from
+                            the packages; built in target/publish); without it, publish them.
                             Fails first if a publishable crate depends on an unpublished one
   ci [--skip STEP...]       everything CI runs: fmt, clippy, test, hwloc, bench-build,
                             publish (dry run), loom, miri, tsan
