@@ -6,10 +6,10 @@
 //! doctests: rustdoc turns every ```` ```rust ```` block into a doctest
 //! (`ignore` blocks are skipped, `no_run` ones are compiled only, and a
 //! fence with no language counts as Rust). The crate is unpublished and its
-//! dev-dependencies are what the guides tell a user to add, so a snippet
-//! compiles here exactly when it compiles in a new crate with those lines
-//! in its `Cargo.toml`. Each crate's own `README.md` is a doctest of that
-//! crate instead, so it travels in the crate's package.
+//! dev-dependencies are what the guides tell a user to add (with the
+//! features they name), so a snippet can use nothing that a new crate with
+//! its guide's `Cargo.toml` lines lacks. Each crate's own `README.md` is a
+//! doctest of that crate instead, so it travels in the crate's package.
 //!
 //! `cargo xtask` checks (a unit test of its `snippets` module) that every
 //! guide is listed here and every crate README is included by its crate.
