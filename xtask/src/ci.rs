@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use crate::cmd::{StepResult, cargo, run_step, summarize};
-use crate::{loom, miri, tsan, workspace};
+use crate::{loom, miri, publish, tsan, workspace};
 
 /// The steps, in the order they run (cheap and likely-to-fail first).
 const STEPS: &[&str] = &[
@@ -13,6 +13,7 @@ const STEPS: &[&str] = &[
     "test",
     "hwloc",
     "bench-build",
+    "publish",
     "loom",
     "miri",
     "tsan",
@@ -29,6 +30,10 @@ pub fn run(args: &[String]) -> Result<(), String> {
     let root = workspace::root();
     let mut results = Vec::new();
     for &step in STEPS.iter().filter(|s| !skip.contains(&s.to_string())) {
+        if step == "publish" {
+            results.extend(publish::dry_run_steps(&root));
+            continue;
+        }
         let result = match step {
             "fmt" => run_step(
                 "fmt",

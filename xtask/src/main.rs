@@ -10,7 +10,9 @@ mod cmd;
 mod fuzz;
 mod loom;
 mod miri;
+mod publish;
 mod report;
+mod snippets;
 mod stats;
 mod tsan;
 mod workspace;
@@ -43,7 +45,16 @@ Commands:
                             seconds each (default 60, or OTLP_FUZZ_SECONDS; nightly; installs
                             cargo-fuzz when missing); not part of ci
   report                    rebuild docs/benchmarks.md and .svg from the rounds on disk
-  ci [--skip STEP...]       everything CI runs: fmt, clippy, test, bench-build, loom, miri, tsan
+  snippets                  list README.md, docs/*.md and crates/*/README.md with the crate whose
+                            doctests compile their Rust snippets (run / no_run / ignore counts);
+                            fails if a file is compiled by none
+  publish [--dry-run]       package every publishable crate in dependency order and verify it
+                            (--dry-run: cargo publish --dry-run, unpublished siblings from a
+                            local registry, then every target of the packages type-checked from
+                            the packages; built in target/publish); without it, publish them.
+                            Fails first if a publishable crate depends on an unpublished one
+  ci [--skip STEP...]       everything CI runs: fmt, clippy, test, hwloc, bench-build,
+                            publish (dry run), loom, miri, tsan
   help                      this text
 
 CRATE is a package name (otlp-lockfree) or its short name (lockfree).
@@ -63,6 +74,8 @@ fn main() -> ExitCode {
         "bench" => bench::run(&rest),
         "fuzz" => fuzz::run(&rest),
         "report" => bench::report_only(),
+        "snippets" => snippets::run(&rest),
+        "publish" => publish::run(&rest),
         "ci" => ci::run(&rest),
         "help" | "--help" | "-h" => {
             print!("{HELP}");

@@ -116,7 +116,8 @@ pub use stream::{
 };
 pub use throttle::LogThrottle;
 
-/// The code blocks of `docs/async.md`, compiled and run as doctests.
+/// The code blocks of this crate's `README.md`, compiled and run as
+/// doctests (the README is part of the published package).
 #[cfg(doctest)]
-#[doc = include_str!("../../../docs/async.md")]
-pub struct GuideDoctests;
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

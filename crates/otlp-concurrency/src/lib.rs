@@ -124,3 +124,9 @@ pub mod prelude {
     #[cfg(feature = "sdk")]
     pub use otlp_sdk::{BatchLogProcessor, BatchSpanProcessor};
 }
+
+/// The code blocks of this crate's `README.md`, compiled and run as
+/// doctests (the README is part of the published package).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -107,3 +107,9 @@ pub use map::ConcurrentHashMap;
 pub use queue::LockFreeQueue;
 pub use stack::{IntoIter as StackIntoIter, LockFreeStack};
 pub use vec::{ConcurrentVec, Iter as ConcurrentVecIter};
+
+/// The code blocks of this crate's `README.md`, compiled and run as
+/// doctests (the README is part of the published package).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -111,3 +111,9 @@ mod tests {
         assert_send_sync::<OwnedTaskTimer>();
     }
 }
+
+/// The code blocks of this crate's `README.md`, compiled and run as
+/// doctests (the README is part of the published package).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -161,3 +161,9 @@ pub use topology::{Backend, Core, NumaNode, Package, Placement, Pu, Topology};
 pub mod __loom {
     pub use crate::registry::{SlotRegistry, bump_owned};
 }
+
+/// The code blocks of this crate's `README.md`, compiled and run as
+/// doctests (the README is part of the published package).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

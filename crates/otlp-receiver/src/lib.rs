@@ -334,3 +334,9 @@ impl Drop for Receiver {
         self.shut();
     }
 }
+
+/// The code blocks of this crate's `README.md`, compiled and run as
+/// doctests (the README is part of the published package).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -51,11 +51,14 @@ impl<E: LogExporter + 'static> Kind for Logs<E> {
 ///
 /// ```
 /// use opentelemetry::logs::{LogRecord, Logger, LoggerProvider, Severity};
-/// use opentelemetry_sdk::logs::{InMemoryLogExporter, SdkLoggerProvider};
+/// use opentelemetry_sdk::logs::SdkLoggerProvider;
 ///
-/// let exporter = InMemoryLogExporter::default();
+/// // Any SDK exporter; this one (opentelemetry-stdout) prints each record.
+/// let exporter = opentelemetry_stdout::LogExporter::default();
+/// let processor = otlp_sdk::BatchLogProcessor::new(exporter);
+/// let stats = processor.stats_reader();
 /// let provider = SdkLoggerProvider::builder()
-///     .with_log_processor(otlp_sdk::BatchLogProcessor::new(exporter.clone()))
+///     .with_log_processor(processor)
 ///     .build();
 /// let logger = provider.logger("example");
 /// let mut record = logger.create_log_record();
@@ -63,7 +66,7 @@ impl<E: LogExporter + 'static> Kind for Logs<E> {
 /// record.set_body("hello".into());
 /// logger.emit(record);
 /// provider.force_flush().unwrap();
-/// assert_eq!(exporter.get_emitted_logs().unwrap().len(), 1);
+/// assert_eq!(stats.stats().exported, 1);
 /// provider.shutdown().unwrap();
 /// ```
 pub struct BatchLogProcessor {

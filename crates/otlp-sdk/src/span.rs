@@ -52,15 +52,18 @@ impl<E: SpanExporter + 'static> Kind for Spans<E> {
 ///
 /// ```
 /// use opentelemetry::trace::{Tracer, TracerProvider};
-/// use opentelemetry_sdk::trace::{InMemorySpanExporter, SdkTracerProvider};
+/// use opentelemetry_sdk::trace::SdkTracerProvider;
 ///
-/// let exporter = InMemorySpanExporter::default();
+/// // Any SDK exporter; this one (opentelemetry-stdout) prints each span.
+/// let exporter = opentelemetry_stdout::SpanExporter::default();
+/// let processor = otlp_sdk::BatchSpanProcessor::new(exporter);
+/// let stats = processor.stats_reader();
 /// let provider = SdkTracerProvider::builder()
-///     .with_span_processor(otlp_sdk::BatchSpanProcessor::new(exporter.clone()))
+///     .with_span_processor(processor)
 ///     .build();
 /// provider.tracer("example").in_span("work", |_cx| {});
 /// provider.force_flush().unwrap();
-/// assert_eq!(exporter.get_finished_spans().unwrap().len(), 1);
+/// assert_eq!(stats.stats().exported, 1);
 /// provider.shutdown().unwrap();
 /// ```
 pub struct BatchSpanProcessor {

@@ -184,7 +184,8 @@ pub use semaphore::{
 };
 pub use state::{ConcurrentState, Config, ConfigError, CounterUnderflow};
 
-/// The guide's examples (`docs/sync.md`) run as doctests.
+/// The code blocks of this crate's `README.md`, compiled and run as
+/// doctests (the README is part of the published package).
 #[cfg(doctest)]
-#[doc = include_str!("../../../docs/sync.md")]
-pub struct GuideDoctests;
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
