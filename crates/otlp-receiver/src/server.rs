@@ -564,10 +564,100 @@ async fn detect(stream: &TcpStream) -> std::io::Result<()> {
         if n == 0 {
             return Err(std::io::ErrorKind::UnexpectedEof.into());
         }
-        if probe[..n] != H2_PREFACE[..n] || n == H2_PREFACE.len() {
+        if protocol_known(&probe[..n]) {
             return Ok(());
         }
         tokio::time::sleep(PREFACE_POLL).await;
+    }
+}
+
+/// Whether `head`, the first bytes of a connection, tells HTTP/1 (it is
+/// not a prefix of the HTTP/2 preface) from HTTP/2 (it is the preface).
+fn protocol_known(head: &[u8]) -> bool {
+    head.len() >= H2_PREFACE.len() || head != &H2_PREFACE[..head.len()]
+}
+
+/// Reads from `stream` into `head` until [`protocol_known`]; fails on end
+/// of stream or an error.
+async fn read_protocol_head<S: tokio::io::AsyncRead + Unpin>(
+    stream: &mut S,
+    head: &mut Vec<u8>,
+) -> std::io::Result<()> {
+    use tokio::io::AsyncReadExt as _;
+
+    let mut chunk = [0u8; H2_PREFACE.len()];
+    loop {
+        let n = stream
+            .read(&mut chunk[..H2_PREFACE.len() - head.len()])
+            .await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        head.extend_from_slice(&chunk[..n]);
+        if protocol_known(head) {
+            return Ok(());
+        }
+    }
+}
+
+/// A stream whose first bytes were already read: `head` is read again
+/// before the rest of `inner`; writes go straight to `inner`.
+struct Prefixed<S> {
+    head: Vec<u8>,
+    read: usize,
+    inner: S,
+}
+
+impl<S: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Prefixed<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if this.read < this.head.len() {
+            let n = (this.head.len() - this.read).min(buf.remaining());
+            buf.put_slice(&this.head[this.read..this.read + n]);
+            this.read += n;
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Prefixed<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
@@ -581,13 +671,11 @@ async fn tls_connection(
     handler: Handler,
     header_timeout: Duration,
 ) {
-    use tokio::io::AsyncBufReadExt as _;
-
     use tokio::io::AsyncReadExt as _;
     use tokio::io::AsyncWriteExt as _;
 
     let _ = stream.set_nodelay(true);
-    let stream =
+    let mut stream =
         match tokio::time::timeout(header_timeout, tls.accept(stream).into_fallible()).await {
             Ok(Ok(stream)) => stream,
             // The client does not trust us, or has no certificate we trust:
@@ -611,13 +699,19 @@ async fn tls_connection(
             }
             Err(_) => return,
         };
-    // TLS streams cannot be peeked: the first bytes are read into a buffer
-    // that hyper then reads from.
-    let mut stream = tokio::io::BufReader::new(stream);
-    match tokio::time::timeout(header_timeout, stream.fill_buf()).await {
-        Ok(Ok(first)) if !first.is_empty() => {}
+    // TLS streams cannot be peeked: the bytes that tell the protocol are
+    // read, under the same bound as a plain connection's, and handed to
+    // hyper ahead of the rest of the stream.
+    let mut head = Vec::with_capacity(H2_PREFACE.len());
+    match tokio::time::timeout(header_timeout, read_protocol_head(&mut stream, &mut head)).await {
+        Ok(Ok(())) => {}
         _ => return,
     }
+    let stream = Prefixed {
+        head,
+        read: 0,
+        inner: stream,
+    };
     let service = hyper::service::service_fn(move |request| handler.clone().handle(request));
     let _ = builder
         .serve_connection(TokioIo::new(stream), service)

@@ -658,3 +658,58 @@ fn bad_tls_material_is_a_typed_error() {
         }
     }
 }
+
+/// Over TLS too, a client that completes the handshake, then sends part
+/// of the HTTP/2 preface and stops, is disconnected at the header timeout.
+#[test]
+fn a_tls_client_stalling_in_the_http2_preface_is_disconnected() {
+    let key = rcgen::KeyPair::generate().expect("key");
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .expect("params")
+        .self_signed(&key)
+        .expect("certificate");
+    let receiver = Receiver::start(ReceiverConfig {
+        header_timeout: Duration::from_millis(300),
+        tls: Some(otlp_receiver::ReceiverTls {
+            certificate_chain_pem: cert.pem().into_bytes(),
+            private_key_pem: key.serialize_pem().into_bytes(),
+            client_ca_pem: None,
+        }),
+        ..ReceiverConfig::default()
+    })
+    .expect("start");
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der().clone()).expect("trust the test CA");
+    let config = std::sync::Arc::new(
+        rustls::ClientConfig::builder()
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    );
+    let preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    for stall_after in [1, 18] {
+        let tcp = TcpStream::connect(receiver.addr()).expect("connect");
+        tcp.set_read_timeout(Some(READ_BOUND)).expect("timeout");
+        let name = rustls::pki_types::ServerName::try_from("127.0.0.1").expect("name");
+        let client =
+            rustls::ClientConnection::new(std::sync::Arc::clone(&config), name).expect("client");
+        let mut tls = rustls::StreamOwned::new(client, tcp);
+        tls.write_all(&preface[..stall_after])
+            .expect("handshake and write");
+        tls.flush().expect("flush");
+        let mut buf = [0u8; 64];
+        let closed = match tls.read(&mut buf) {
+            Ok(0) => true,
+            Ok(n) => panic!("stalled after {stall_after} bytes: the server said {n} bytes"),
+            // No close_notify: the server just closed the socket.
+            Err(e) => !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+        };
+        assert!(
+            closed,
+            "stalled after {stall_after} preface bytes: still open"
+        );
+    }
+    assert_eq!(receiver.stop().requests(), 0);
+}
