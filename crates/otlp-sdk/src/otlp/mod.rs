@@ -41,6 +41,7 @@ mod answer;
 mod bodies;
 mod config;
 mod exporter;
+mod json;
 mod logs;
 mod proto;
 mod sender;
@@ -50,6 +51,7 @@ mod transport;
 
 pub use config::{Compression, OtlpConfigError, Protocol, RetryPolicy};
 pub use exporter::{OtlpExporterBuilder, OtlpLogExporter, OtlpSpanExporter, OtlpStatsReader};
+pub use json::{LogJsonEncoder, TraceJsonEncoder};
 pub use logs::LogEncoder;
 pub use sender::OtlpExporterStats;
 pub use tls::{TlsConfig, TlsError, TlsFailure};
