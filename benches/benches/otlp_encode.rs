@@ -17,6 +17,12 @@
 //! * `otlp_encode_logs/{64,512}_records/ours`: `LogEncoder::encode` from
 //!   the same `LogBatch` into a reused buffer.
 //!
+//! * `otlp_encode_json/{64,512}_spans`, `otlp_encode_logs_json/{64,512}_records`:
+//!   OTLP/JSON. The peer is opentelemetry-otlp's `http-json` path (the
+//!   same transform, then `serde_json::to_vec` through opentelemetry-proto's
+//!   serde support); ours is `TraceJsonEncoder` / `LogJsonEncoder`, written
+//!   straight from the SDK's data into a reused buffer.
+//!
 //! The wire issue's rule: ours backs `otlp_sdk::otlp` only while it takes
 //! ≤ 0.5× the time of opentelemetry-otlp's path.
 #![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
@@ -33,7 +39,7 @@ use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::LogBatch;
 use otlp_benches::OURS;
 use otlp_benches::otlp_encode::{pipeline_batch, service_logs};
-use otlp_sdk::otlp::{LogEncoder, TraceEncoder};
+use otlp_sdk::otlp::{LogEncoder, LogJsonEncoder, TraceEncoder, TraceJsonEncoder};
 use prost::Message;
 
 fn encode(c: &mut Criterion) {
@@ -111,5 +117,80 @@ fn encode_logs(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode, encode_logs);
+/// OTLP/JSON: opentelemetry-otlp's `http-json` path (its transform into
+/// opentelemetry-proto's messages, then serde_json) beside our JSON
+/// encoders, which write straight from the SDK's data.
+fn encode_json(c: &mut Criterion) {
+    let resource = Resource::builder_empty()
+        .with_service_name("otlp-pipeline")
+        .build();
+    let attributes = ResourceAttributesWithSchema::from(&resource);
+    let mut group = c.benchmark_group("otlp_encode_json");
+    for n in [64usize, 512] {
+        let batch = pipeline_batch(n);
+        let scenario = format!("{n}_spans");
+        let mut encoder = TraceJsonEncoder::default();
+        let mut out = Vec::new();
+        encoder.encode(&mut out, &resource, &batch);
+        let resource_spans = group_spans_by_resource_and_scope(batch.clone(), &attributes);
+        assert_eq!(
+            serde_json::from_slice::<ExportTraceServiceRequest>(&out).expect("valid OTLP/JSON"),
+            ExportTraceServiceRequest { resource_spans },
+            "both paths write the same message"
+        );
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(BenchmarkId::new(&scenario, "opentelemetry-otlp"), |b| {
+            b.iter_batched(
+                || batch.clone(),
+                |spans| {
+                    let resource_spans = group_spans_by_resource_and_scope(spans, &attributes);
+                    black_box(
+                        serde_json::to_vec(&ExportTraceServiceRequest { resource_spans })
+                            .expect("serialises"),
+                    )
+                },
+                BatchSize::SmallInput,
+            )
+        });
+        group.bench_function(BenchmarkId::new(&scenario, OURS), |b| {
+            b.iter(|| {
+                out.clear();
+                encoder.encode(&mut out, &resource, black_box(&batch));
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+
+    let mut group = c.benchmark_group("otlp_encode_logs_json");
+    for n in [64usize, 512] {
+        let (records, scope) = service_logs(n);
+        let data: Vec<_> = records.iter().map(|r| (r, &scope)).collect();
+        let batch = LogBatch::new(&data);
+        let mut encoder = LogJsonEncoder::default();
+        let mut out = Vec::new();
+        let scenario = format!("{n}_records");
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(BenchmarkId::new(&scenario, "opentelemetry-otlp"), |b| {
+            b.iter(|| {
+                let resource_logs =
+                    group_logs_by_resource_and_scope(black_box(&batch), &attributes);
+                black_box(
+                    serde_json::to_vec(&ExportLogsServiceRequest { resource_logs })
+                        .expect("serialises"),
+                )
+            })
+        });
+        group.bench_function(BenchmarkId::new(&scenario, OURS), |b| {
+            b.iter(|| {
+                out.clear();
+                encoder.encode(&mut out, &resource, black_box(&batch));
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode, encode_logs, encode_json);
 criterion_main!(benches);

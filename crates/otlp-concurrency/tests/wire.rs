@@ -111,6 +111,41 @@ fn zstd_over_both_protocols_with_both_exporters() {
 }
 
 #[test]
+fn spans_and_logs_over_http_json_arrive_as_json_with_both_exporters() {
+    for exporter in ["ours", "opentelemetry-otlp"] {
+        for signal in ["traces", "logs"] {
+            let receiver = Receiver::start(ReceiverConfig::default()).expect("receiver");
+            // opentelemetry-otlp posts to an HTTP endpoint set in code as given.
+            let endpoint = match signal {
+                "traces" => receiver.traces_url(),
+                _ => receiver.logs_url(),
+            };
+            let outcome = run(&format!(
+                "{SHORT} --exporter {exporter} --signal {signal} --protocol http/json \
+                 --compression gzip --endpoint {endpoint}"
+            ));
+            let stats = receiver.stop();
+            let what = format!("{exporter}, {signal}");
+            assert!(
+                outcome.conserved() && outcome.exit_code() == 0,
+                "{what}: {outcome}"
+            );
+            assert_eq!(outcome.runs[0].protocol, pipeline::cli::Protocol::HttpJson);
+            assert_eq!(stats.items(), outcome.runs[0].exported, "{what}");
+            assert!(stats.json_requests > 0, "{what}");
+            assert_eq!(stats.json_requests, stats.requests(), "{what}: all JSON");
+            assert_eq!(stats.gzip_requests, stats.requests(), "{what}: all gzip");
+            assert_eq!(stats.rejected(), 0, "{what}");
+            assert_eq!(
+                stats.service_names.get("otlp-pipeline").copied(),
+                Some(stats.items()),
+                "{what}"
+            );
+        }
+    }
+}
+
+#[test]
 fn the_sdk_processor_runs_the_same_pipeline() {
     for protocol in ["grpc", "http/protobuf"] {
         let outcome = run(&format!("{SHORT} --processor sdk --protocol {protocol}"));
@@ -217,7 +252,7 @@ fn an_unreachable_endpoint_fails_and_names_itself() {
 fn bad_endpoints_and_protocols_are_usage_errors() {
     for args in [
         "--protocol bogus",
-        "--protocol http/json",
+        "--protocol http/xml",
         "--endpoint not-a-url",
         "--endpoint ftp://example.com",
         "--endpoint http://",

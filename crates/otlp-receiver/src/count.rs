@@ -21,6 +21,8 @@ pub enum Protocol {
     Grpc,
     /// OTLP/HTTP with protobuf bodies.
     HttpProtobuf,
+    /// OTLP/HTTP with OTLP/JSON bodies.
+    HttpJson,
 }
 
 /// How an accepted request's body was compressed.
@@ -52,8 +54,10 @@ pub struct ReceiverStats {
     pub log_records: u64,
     /// Accepted gRPC export requests.
     pub grpc_requests: u64,
-    /// Accepted OTLP/HTTP export requests.
+    /// Accepted OTLP/HTTP export requests, protobuf and JSON.
     pub http_requests: u64,
+    /// Of `http_requests`, those with OTLP/JSON bodies.
+    pub json_requests: u64,
     /// Accepted requests whose body was gzip-compressed.
     pub gzip_requests: u64,
     /// Accepted requests whose body was zstd-compressed.
@@ -73,7 +77,7 @@ pub struct ReceiverStats {
     pub duplicate_requests: u64,
     /// Items in `duplicate_requests`.
     pub duplicate_items: u64,
-    /// Requests rejected as malformed protobuf or gRPC framing.
+    /// Requests rejected as malformed protobuf, OTLP/JSON or gRPC framing.
     pub rejected_malformed: u64,
     /// Requests rejected for their content type.
     pub rejected_media_type: u64,
@@ -137,6 +141,7 @@ pub(crate) struct Counters {
     log_records: AtomicU64,
     grpc_requests: AtomicU64,
     http_requests: AtomicU64,
+    json_requests: AtomicU64,
     gzip_requests: AtomicU64,
     zstd_requests: AtomicU64,
     wire_bytes: AtomicU64,
@@ -157,6 +162,15 @@ pub(crate) struct Counters {
     seen: Mutex<HashSet<u64>>,
     named: Mutex<Named>,
     latency: Mutex<Latency>,
+    /// Accepted requests kept for [`Counters::take_kept`], and how many
+    /// more may be.
+    kept: Mutex<Kept>,
+}
+
+#[derive(Debug, Default)]
+struct Kept {
+    room: usize,
+    requests: Vec<Decoded>,
 }
 
 #[derive(Debug)]
@@ -244,6 +258,7 @@ impl Counters {
             log_records: AtomicU64::new(0),
             grpc_requests: AtomicU64::new(0),
             http_requests: AtomicU64::new(0),
+            json_requests: AtomicU64::new(0),
             gzip_requests: AtomicU64::new(0),
             zstd_requests: AtomicU64::new(0),
             wire_bytes: AtomicU64::new(0),
@@ -265,7 +280,18 @@ impl Counters {
                 total: Histogram::new(),
                 window: Histogram::new(),
             }),
+            kept: Mutex::new(Kept::default()),
         }
+    }
+
+    /// Keeps a copy of the next `n` accepted requests.
+    pub(crate) fn keep(&self, n: usize) {
+        lock(&self.kept).room = n;
+    }
+
+    /// The requests kept so far, in the order they were accepted.
+    pub(crate) fn take_kept(&self) -> Vec<Decoded> {
+        std::mem::take(&mut lock(&self.kept).requests)
     }
 
     /// Whether to refuse this well-formed request: a fixed-seed hash of the
@@ -362,9 +388,19 @@ impl Counters {
         }
         match protocol {
             Protocol::Grpc => &self.grpc_requests,
-            Protocol::HttpProtobuf => &self.http_requests,
+            Protocol::HttpProtobuf | Protocol::HttpJson => &self.http_requests,
         }
         .fetch_add(1, Ordering::Relaxed);
+        if protocol == Protocol::HttpJson {
+            self.json_requests.fetch_add(1, Ordering::Relaxed);
+        }
+        {
+            let mut kept = lock(&self.kept);
+            if kept.room > 0 {
+                kept.room -= 1;
+                kept.requests.push(decoded.clone());
+            }
+        }
         match encoding {
             Encoding::Identity => {}
             Encoding::Gzip => {
@@ -407,6 +443,7 @@ impl Counters {
             log_records: get(&self.log_records),
             grpc_requests: get(&self.grpc_requests),
             http_requests: get(&self.http_requests),
+            json_requests: get(&self.json_requests),
             gzip_requests: get(&self.gzip_requests),
             zstd_requests: get(&self.zstd_requests),
             wire_bytes: get(&self.wire_bytes),

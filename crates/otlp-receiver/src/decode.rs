@@ -1,6 +1,14 @@
 //! Request decoding, free of any I/O so the fuzz target and the tests can
 //! drive it directly: OTLP/HTTP bodies (content type, `Content-Encoding`,
-//! protobuf) and unary gRPC frames (the 5-byte prefix, `grpc-encoding`).
+//! protobuf or OTLP/JSON) and unary gRPC frames (the 5-byte prefix,
+//! `grpc-encoding`).
+//!
+//! OTLP/JSON is decoded by opentelemetry-proto's serde support (its
+//! `with-serde` feature: lowerCamelCase keys, hex trace and span ids,
+//! 64-bit integers as strings or numbers, unknown keys ignored), an
+//! implementation independent of the encoder in `otlp-sdk`. serde_json
+//! stops at 128 levels of nesting, so deep input is refused, not recursed
+//! into.
 //!
 //! Every failure is a [`Rejection`] naming what was wrong; the server maps it
 //! onto the status the OTLP specification asks for. Nothing here panics on
@@ -20,7 +28,7 @@ use prost::Message;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     /// The body (after any decompression) is not the expected protobuf
-    /// message, or a gRPC frame is inconsistent.
+    /// or OTLP/JSON message, or a gRPC frame is inconsistent.
     Malformed(String),
     /// The content type is not one this receiver decodes.
     UnsupportedMediaType(String),
@@ -47,7 +55,8 @@ impl fmt::Display for Rejection {
             Rejection::UnsupportedMediaType(ct) => {
                 write!(
                     f,
-                    "unsupported content type `{ct}` (this receiver decodes application/x-protobuf)"
+                    "unsupported content type `{ct}` (this receiver decodes \
+                     application/x-protobuf and application/json)"
                 )
             }
             Rejection::UnsupportedEncoding(enc) => {
@@ -81,7 +90,33 @@ pub enum Decoded {
     Logs(ExportLogsServiceRequest),
 }
 
-/// Decodes `bytes` as the request message of `kind`.
+/// How an OTLP/HTTP body is encoded, from its `Content-Type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// `application/x-protobuf`: binary protobuf.
+    Protobuf,
+    /// `application/json`: OTLP/JSON.
+    Json,
+}
+
+/// Decodes `bytes` as the OTLP/JSON request message of `kind`.
+pub fn decode_json(kind: SignalKind, bytes: &[u8]) -> Result<Decoded, Rejection> {
+    let malformed = |e: serde_json::Error| Rejection::Malformed(format!("not OTLP/JSON: {e}"));
+    Ok(match kind {
+        SignalKind::Traces => Decoded::Traces(serde_json::from_slice(bytes).map_err(malformed)?),
+        SignalKind::Logs => Decoded::Logs(serde_json::from_slice(bytes).map_err(malformed)?),
+    })
+}
+
+/// Decodes `bytes`, encoded as `format`, as the request message of `kind`.
+pub fn decode_as(kind: SignalKind, format: Format, bytes: &[u8]) -> Result<Decoded, Rejection> {
+    match format {
+        Format::Protobuf => decode_message(kind, bytes),
+        Format::Json => decode_json(kind, bytes),
+    }
+}
+
+/// Decodes `bytes` as the protobuf request message of `kind`.
 pub fn decode_message(kind: SignalKind, bytes: &[u8]) -> Result<Decoded, Rejection> {
     let malformed = |e: prost::DecodeError| Rejection::Malformed(e.to_string());
     Ok(match kind {
@@ -147,20 +182,27 @@ fn media_type(content_type: &str) -> String {
         .to_ascii_lowercase()
 }
 
-/// Checks an OTLP/HTTP `Content-Type`: `application/x-protobuf`, any case,
-/// parameters ignored. (OTLP/JSON is not decoded by this receiver.)
-pub fn check_media_type(content_type: Option<&str>) -> Result<(), Rejection> {
+/// The body format an OTLP/HTTP `Content-Type` names:
+/// `application/x-protobuf` or `application/json`, any case, parameters
+/// (`charset=utf-8`) ignored.
+pub fn media_format(content_type: Option<&str>) -> Result<Format, Rejection> {
     match content_type.map(media_type).as_deref() {
-        Some("application/x-protobuf") => Ok(()),
+        Some("application/x-protobuf") => Ok(Format::Protobuf),
+        Some("application/json") => Ok(Format::Json),
         Some(other) => Err(Rejection::UnsupportedMediaType(other.to_owned())),
         None => Err(Rejection::UnsupportedMediaType(String::new())),
     }
 }
 
+/// Checks an OTLP/HTTP `Content-Type`: one [`media_format`] accepts.
+pub fn check_media_type(content_type: Option<&str>) -> Result<(), Rejection> {
+    media_format(content_type).map(|_| ())
+}
+
 /// Decodes an OTLP/HTTP request body: checks the content type, inflates
 /// `Content-Encoding: gzip` or `zstd` up to `limit`, and decodes the
-/// message. Returns
-/// it with its uncompressed size.
+/// message, protobuf or OTLP/JSON as the content type says. Returns it
+/// with its uncompressed size.
 pub fn decode_http(
     kind: SignalKind,
     content_type: Option<&str>,
@@ -168,7 +210,7 @@ pub fn decode_http(
     body: &[u8],
     limit: usize,
 ) -> Result<(Decoded, usize), Rejection> {
-    check_media_type(content_type)?;
+    let format = media_format(content_type)?;
     if body.len() > limit {
         return Err(Rejection::TooLarge { limit });
     }
@@ -176,14 +218,14 @@ pub fn decode_http(
         .map(|e| e.trim().to_ascii_lowercase())
         .unwrap_or_default();
     match encoding.as_str() {
-        "" | "identity" => Ok((decode_message(kind, body)?, body.len())),
+        "" | "identity" => Ok((decode_as(kind, format, body)?, body.len())),
         "gzip" | "x-gzip" => {
             let inflated = gunzip(body, limit)?;
-            Ok((decode_message(kind, &inflated)?, inflated.len()))
+            Ok((decode_as(kind, format, &inflated)?, inflated.len()))
         }
         "zstd" => {
             let inflated = unzstd(body, limit)?;
-            Ok((decode_message(kind, &inflated)?, inflated.len()))
+            Ok((decode_as(kind, format, &inflated)?, inflated.len()))
         }
         other => Err(Rejection::UnsupportedEncoding(other.to_owned())),
     }
@@ -255,6 +297,14 @@ pub fn rpc_status(code: i32, message: &str) -> Vec<u8> {
         prost::encoding::string::encode(2, &message.to_owned(), &mut out);
     }
     out
+}
+
+/// A `google.rpc.Status` with `code` and `message` in the proto3 JSON
+/// mapping: the error body of an answer to an OTLP/JSON request.
+pub fn rpc_status_json(code: i32, message: &str) -> Vec<u8> {
+    serde_json::json!({ "code": code, "message": message })
+        .to_string()
+        .into_bytes()
 }
 
 /// A `google.rpc.Status` whose details hold one `google.rpc.RetryInfo`
@@ -343,13 +393,27 @@ mod tests {
             usize,
             fn(&Rejection) -> bool,
         );
-        let cases: [Case<'_>; 7] = [
+        let cases: [Case<'_>; 9] = [
+            (
+                Some("text/plain"),
+                None,
+                body.clone(),
+                1 << 20,
+                |r| matches!(r, Rejection::UnsupportedMediaType(t) if t == "text/plain"),
+            ),
             (
                 Some("application/json"),
                 None,
                 body.clone(),
                 1 << 20,
-                |r| matches!(r, Rejection::UnsupportedMediaType(t) if t == "application/json"),
+                |r| matches!(r, Rejection::Malformed(why) if why.starts_with("not OTLP/JSON")),
+            ),
+            (
+                Some("application/json"),
+                None,
+                format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(),
+                1 << 20,
+                |r| matches!(r, Rejection::Malformed(_)),
             ),
             (None, None, body.clone(), 1 << 20, |r| {
                 matches!(r, Rejection::UnsupportedMediaType(_))
@@ -383,6 +447,54 @@ mod tests {
                 .expect_err("must be rejected");
             assert!(expected(&got), "{ct:?} {enc:?}: got {got:?}");
         }
+    }
+
+    #[test]
+    fn json_bodies_decode_plain_and_compressed() {
+        let body = br#"{"resourceSpans":[{"resource":{"attributes":[
+            {"key":"service.name","value":{"stringValue":"svc"}}]},
+            "scopeSpans":[{"scope":{"name":"s"},"spans":[{
+            "traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+            "name":"x","kind":2,"startTimeUnixNano":"1544712660000000000",
+            "attributes":[{"key":"n","value":{"intValue":"-5"}}],
+            "status":{"code":2,"message":"m"},"unknownField":[1,{"a":null}]}]}]}]}"#;
+        let ct = Some("application/json; charset=utf-8");
+        for (encoding, wire) in [
+            (None, body.to_vec()),
+            (Some("gzip"), gzip(body)),
+            (Some("zstd"), zstd(body)),
+        ] {
+            let (decoded, n) = decode_http(SignalKind::Traces, ct, encoding, &wire, 1 << 20)
+                .expect("valid OTLP/JSON");
+            assert_eq!(n, body.len());
+            let Decoded::Traces(request) = decoded else {
+                panic!("traces decoded as logs");
+            };
+            let span = &request.resource_spans[0].scope_spans[0].spans[0];
+            assert_eq!(hex(&span.trace_id), "5b8efff798038103d269b633813fc60c");
+            assert_eq!(hex(&span.span_id), "eee19b7ec3c1b174");
+            assert_eq!(
+                (span.kind, span.start_time_unix_nano),
+                (2, 1_544_712_660_000_000_000)
+            );
+            assert_eq!(span.status.as_ref().map(|s| s.code), Some(2));
+        }
+        let logs = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[
+            {"severityNumber":9,"body":{"bytesValue":"AAEC"}}]}]}]}"#;
+        assert!(matches!(
+            decode_http(SignalKind::Logs, Some("application/json"), None, logs, 1 << 20),
+            Ok((Decoded::Logs(r), _)) if r.resource_logs[0].scope_logs[0].log_records[0].severity_number == 9
+        ));
+        let status: serde_json::Value =
+            serde_json::from_slice(&rpc_status_json(3, "bad \"x\"")).expect("JSON");
+        assert_eq!(
+            status,
+            serde_json::json!({"code": 3, "message": "bad \"x\""})
+        );
+    }
+
+    fn hex(bytes: &[u8]) -> String {
+        bytes.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     #[test]

@@ -1,8 +1,12 @@
 //! An embedded OTLP receiver: OTLP/gRPC (opentelemetry-proto's generated
-//! tonic `TraceService` / `LogsService`) and OTLP/HTTP protobuf
-//! (`POST /v1/traces`, `POST /v1/logs`) on one loopback port, decoding every
-//! request and counting what arrived; in plain text, or over TLS or mutual
-//! TLS ([`ReceiverConfig::tls`]).
+//! tonic `TraceService` / `LogsService`) and OTLP/HTTP, protobuf or JSON
+//! (`POST /v1/traces`, `POST /v1/logs`; `application/x-protobuf` or
+//! `application/json`, answered in kind), on one loopback port, decoding
+//! every request and counting what arrived; in plain text, or over TLS or
+//! mutual TLS ([`ReceiverConfig::tls`]). OTLP/JSON is decoded with
+//! opentelemetry-proto's serde support, independent of any encoder under
+//! test; [`Receiver::keep_requests`] keeps what was decoded for a test to
+//! compare with what it sent.
 //!
 //! It exists so the pipeline example runs end to end with no other process
 //! and so tests can check what really crossed the socket: items,
@@ -11,7 +15,8 @@
 //! It is not a collector: nothing is stored or forwarded.
 //!
 //! Hostile input is answered as OTLP specifies and never panics: malformed
-//! or truncated protobuf → HTTP 400 / gRPC INVALID_ARGUMENT; a wrong content
+//! or truncated protobuf or JSON → HTTP 400 / gRPC INVALID_ARGUMENT (over
+//! HTTP with a `google.rpc.Status` body, JSON for a JSON request); a wrong content
 //! type → 415; gzip or zstd that does not inflate → 400 / INVALID_ARGUMENT; a body
 //! (compressed or inflated) over [`ReceiverConfig::max_body_bytes`] → 413 /
 //! RESOURCE_EXHAUSTED; a client that stalls before its protocol is known
@@ -270,6 +275,19 @@ impl Receiver {
     /// The configuration in force.
     pub fn config(&self) -> &ReceiverConfig {
         &self.core.config
+    }
+
+    /// Keeps a copy of each of the next `n` accepted requests as decoded
+    /// (gRPC, protobuf or JSON alike), for [`take_requests`](Self::take_requests);
+    /// replaces an earlier count. Off (`0`) by default.
+    pub fn keep_requests(&self, n: usize) {
+        self.core.counters.keep(n);
+    }
+
+    /// The requests kept since the last call, in the order they were
+    /// accepted.
+    pub fn take_requests(&self) -> Vec<decode::Decoded> {
+        self.core.counters.take_kept()
     }
 
     /// What has arrived so far.

@@ -1,5 +1,6 @@
 //! The server: one hyper connection handler per accepted socket (HTTP/1.1
-//! and HTTP/2 on the same port), dispatching by path to OTLP/HTTP or to
+//! and HTTP/2 on the same port), dispatching by path to OTLP/HTTP
+//! (protobuf or JSON, answered in the request's encoding) or to
 //! opentelemetry-proto's generated tonic services.
 //!
 //! The gRPC path reads and checks the body itself before tonic sees it
@@ -38,7 +39,7 @@ use tonic::codegen::Service;
 
 use crate::ReceiverConfig;
 use crate::count::{Counters, Encoding, Protocol};
-use crate::decode::{self, Decoded, Rejection, SignalKind};
+use crate::decode::{self, Decoded, Format, Rejection, SignalKind};
 
 type Body = tonic::body::Body;
 
@@ -195,6 +196,30 @@ fn logs_answer(config: &ReceiverConfig) -> ExportLogsServiceResponse {
     }
 }
 
+/// The answer to an accepted OTLP/JSON request: `{}`, or the partial
+/// success in the proto3 JSON mapping (the count a decimal string).
+fn json_answer(kind: SignalKind, config: &ReceiverConfig) -> Vec<u8> {
+    if config.partial_reject == 0 {
+        return b"{}".to_vec();
+    }
+    let rejected = match kind {
+        SignalKind::Traces => "rejectedSpans",
+        SignalKind::Logs => "rejectedLogRecords",
+    };
+    let mut partial = serde_json::Map::new();
+    partial.insert(
+        rejected.to_owned(),
+        serde_json::Value::String(config.partial_reject.to_string()),
+    );
+    partial.insert(
+        "errorMessage".to_owned(),
+        serde_json::Value::String(PARTIAL_MESSAGE.to_owned()),
+    );
+    serde_json::json!({ "partialSuccess": partial })
+        .to_string()
+        .into_bytes()
+}
+
 /// Everything a connection needs to answer requests.
 #[derive(Clone)]
 struct Handler {
@@ -232,13 +257,16 @@ fn plain(status: StatusCode, text: impl Into<String>) -> Response<Body> {
     response
 }
 
-/// An OTLP/HTTP answer: `body` is a protobuf message.
-fn protobuf(status: StatusCode, body: Vec<u8>) -> Response<Body> {
+/// An OTLP/HTTP answer whose `body` is a message encoded as `format`.
+fn answer(status: StatusCode, body: Vec<u8>, format: Format) -> Response<Body> {
     let mut response = Response::new(Body::new(Full::new(Bytes::from(body))));
     *response.status_mut() = status;
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/x-protobuf"),
+        header::HeaderValue::from_static(match format {
+            Format::Protobuf => "application/x-protobuf",
+            Format::Json => "application/json",
+        }),
     );
     response
 }
@@ -373,17 +401,19 @@ impl Handler {
         let content_type = header_str(headers, &header::CONTENT_TYPE).map(str::to_owned);
         let content_encoding = header_str(headers, &header::CONTENT_ENCODING).map(str::to_owned);
         let custom = custom_headers(headers);
-        // Refuse what cannot succeed before reading a byte of the body.
-        let early = match decode::check_media_type(content_type.as_deref()) {
-            Err(why) => Some(why),
-            Ok(()) if declared_length(headers).is_some_and(|n| n > limit as u64) => {
-                Some(Rejection::TooLarge { limit })
+        // Refuse what cannot succeed before reading a byte of the body. A
+        // content type that is neither is answered in protobuf.
+        let format = match decode::media_format(content_type.as_deref()) {
+            Ok(format) => format,
+            Err(why) => {
+                self.core.counters.reject(&why);
+                return http_rejection(&why, Format::Protobuf);
             }
-            Ok(()) => None,
         };
-        if let Some(why) = early {
+        if declared_length(headers).is_some_and(|n| n > limit as u64) {
+            let why = Rejection::TooLarge { limit };
             self.core.counters.reject(&why);
-            return http_rejection(&why);
+            return http_rejection(&why, format);
         }
         let result =
             match read_body(request.into_body(), limit, self.core.config.body_timeout).await {
@@ -401,14 +431,18 @@ impl Handler {
             Ok(ok) => ok,
             Err(why) => {
                 self.core.counters.reject(&why);
-                return http_rejection(&why);
+                return http_rejection(&why, format);
             }
         };
         let encoding = Encoding::of(content_encoding.as_deref());
+        let protocol = match format {
+            Format::Protobuf => Protocol::HttpProtobuf,
+            Format::Json => Protocol::HttpJson,
+        };
         match self
             .core
             .finish(
-                Protocol::HttpProtobuf,
+                protocol,
                 &decoded,
                 wire_bytes,
                 message_bytes,
@@ -417,20 +451,28 @@ impl Handler {
             )
             .await
         {
-            Ok(()) => protobuf(
+            Ok(()) => answer(
                 StatusCode::OK,
-                match kind {
-                    SignalKind::Traces => traces_answer(&self.core.config).encode_to_vec(),
-                    SignalKind::Logs => logs_answer(&self.core.config).encode_to_vec(),
+                match (format, kind) {
+                    (Format::Json, kind) => json_answer(kind, &self.core.config),
+                    (Format::Protobuf, SignalKind::Traces) => {
+                        traces_answer(&self.core.config).encode_to_vec()
+                    }
+                    (Format::Protobuf, SignalKind::Logs) => {
+                        logs_answer(&self.core.config).encode_to_vec()
+                    }
                 },
+                format,
             ),
             Err(Refused) => {
-                let mut response = protobuf(
+                let mut response = answer(
                     StatusCode::SERVICE_UNAVAILABLE,
-                    decode::rpc_status(
-                        Code::Unavailable as i32,
+                    rpc_status(
+                        format,
+                        Code::Unavailable,
                         "refused by the receiver's fail ratio; retry",
                     ),
+                    format,
                 );
                 response.headers_mut().insert(
                     header::RETRY_AFTER,
@@ -464,7 +506,17 @@ fn grpc_rejection(why: &Rejection) -> tonic::Status {
     tonic::Status::new(code, why.to_string())
 }
 
-fn http_rejection(why: &Rejection) -> Response<Body> {
+/// A `google.rpc.Status` encoded as `format`.
+fn rpc_status(format: Format, code: Code, message: &str) -> Vec<u8> {
+    match format {
+        Format::Protobuf => decode::rpc_status(code as i32, message),
+        Format::Json => decode::rpc_status_json(code as i32, message),
+    }
+}
+
+/// The answer to a refused OTLP/HTTP request: the status the specification
+/// asks for, with a `google.rpc.Status` body encoded as the request was.
+fn http_rejection(why: &Rejection, format: Format) -> Response<Body> {
     let (status, code) = match why {
         Rejection::Malformed(_) | Rejection::BadGzip(_) | Rejection::BadZstd(_) => {
             (StatusCode::BAD_REQUEST, Code::InvalidArgument)
@@ -475,7 +527,7 @@ fn http_rejection(why: &Rejection) -> Response<Body> {
         Rejection::TooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, Code::ResourceExhausted),
         Rejection::TimedOut => (StatusCode::REQUEST_TIMEOUT, Code::DeadlineExceeded),
     };
-    protobuf(status, decode::rpc_status(code as i32, &why.to_string()))
+    answer(status, rpc_status(format, code, &why.to_string()), format)
 }
 
 /// Accepts connections until `shutdown` changes.

@@ -12,6 +12,7 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use otlp_receiver::decode::Decoded;
 use otlp_receiver::{Receiver, ReceiverConfig};
 use prost::Message;
 
@@ -146,9 +147,9 @@ fn hostile_http_gets_the_specified_status_and_the_server_keeps_serving() {
         "truncated"
     );
     assert_eq!(
-        post(addr, "/v1/traces", "application/json", "", b"{}").0,
+        post(addr, "/v1/traces", "application/x-yaml", "", b"{}").0,
         415,
-        "json"
+        "yaml"
     );
     assert_eq!(
         post(addr, "/v1/traces", "text/plain", "", &body).0,
@@ -314,6 +315,212 @@ fn an_http_error_body_is_a_google_rpc_status() {
     prost::encoding::int32::merge(wire, &mut status_code, &mut buf, Default::default())
         .expect("code");
     assert_eq!((tag, status_code), (1, 3), "INVALID_ARGUMENT");
+}
+
+/// The body of a whole HTTP/1.1 response, and whether its content type
+/// is JSON.
+fn response_body(response: &[u8]) -> (&[u8], bool) {
+    let split = response
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .expect("headers end");
+    let head = String::from_utf8_lossy(&response[..split]).to_ascii_lowercase();
+    (
+        &response[split + 4..],
+        head.contains("content-type: application/json"),
+    )
+}
+
+fn json_of(body: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(body).expect("a JSON body")
+}
+
+/// An OTLP/JSON traces request written by hand, as the specification's
+/// example is: hex ids, string timestamps, integer enums.
+const JSON_SPANS: &str = r#"{"resourceSpans":[{"resource":{"attributes":[
+    {"key":"service.name","value":{"stringValue":"checkout"}}]},
+    "scopeSpans":[{"scope":{"name":"lib","version":"1.0"},"spans":[
+    {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",
+     "parentSpanId":"eee19b7ec3c1b173","name":"a","kind":2,
+     "startTimeUnixNano":"1544712660000000000","endTimeUnixNano":"1544712661000000000",
+     "attributes":[{"key":"n","value":{"intValue":"42"}}],"status":{}},
+    {"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b175",
+     "name":"b","kind":3}]}]}]}"#;
+
+#[test]
+fn json_requests_are_decoded_counted_kept_and_answered_in_json() {
+    let receiver = Receiver::start(ReceiverConfig::default()).expect("start");
+    receiver.keep_requests(8);
+    let addr = receiver.addr();
+    let body = JSON_SPANS.as_bytes();
+    let (code, response) = post(addr, "/v1/traces", "application/json", "", body);
+    assert_eq!(code, 200);
+    let (answer, is_json) = response_body(&response);
+    assert!(is_json, "a JSON request gets a JSON answer");
+    assert_eq!(json_of(answer), serde_json::json!({}));
+    let (code, _) = post(
+        addr,
+        "/v1/traces",
+        "Application/JSON; charset=utf-8",
+        "Content-Encoding: gzip\r\n",
+        &gzip(body),
+    );
+    assert_eq!(code, 200);
+    let logs = br#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[
+        {"timeUnixNano":"1","severityNumber":9,"body":{"stringValue":"hi"}}]}]}]}"#;
+    let (code, response) = post(addr, "/v1/logs", "application/json", "", logs);
+    assert_eq!(code, 200);
+    assert!(response_body(&response).1);
+    // Protobuf next to it is still answered in protobuf.
+    let (code, response) = post(
+        addr,
+        "/v1/traces",
+        "application/x-protobuf",
+        "",
+        &request(1),
+    );
+    assert_eq!(code, 200);
+    assert!(!response_body(&response).1);
+
+    let kept = receiver.take_requests();
+    assert_eq!(kept.len(), 4);
+    let Decoded::Traces(first) = &kept[0] else {
+        panic!("the first request kept is the traces one");
+    };
+    assert_eq!(kept[0], kept[1], "gzip changes nothing");
+    let span = &first.resource_spans[0].scope_spans[0].spans[0];
+    assert_eq!(
+        span.trace_id,
+        [
+            0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f,
+            0xc6, 0x0c
+        ]
+    );
+    assert_eq!(
+        span.parent_span_id,
+        [0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x73]
+    );
+    assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
+    assert!(matches!(kept[2], Decoded::Logs(_)));
+    let stats = receiver.stop();
+    assert_eq!(
+        (
+            stats.spans,
+            stats.log_records,
+            stats.http_requests,
+            stats.json_requests
+        ),
+        (5, 1, 4, 3)
+    );
+    assert_eq!(stats.gzip_requests, 1);
+    assert_eq!(stats.service_names.get("checkout"), Some(&5));
+    assert_eq!(
+        stats.message_bytes,
+        2 * body.len() as u64 + logs.len() as u64 + request(1).len() as u64
+    );
+}
+
+#[test]
+fn a_partial_success_and_a_refusal_are_answered_in_json() {
+    let partial = Receiver::start(ReceiverConfig {
+        partial_reject: 2,
+        ..ReceiverConfig::default()
+    })
+    .expect("start");
+    let (code, response) = post(
+        partial.addr(),
+        "/v1/traces",
+        "application/json",
+        "",
+        JSON_SPANS.as_bytes(),
+    );
+    assert_eq!(code, 200);
+    let answer = json_of(response_body(&response).0);
+    assert_eq!(answer["partialSuccess"]["rejectedSpans"], "2");
+    assert!(answer["partialSuccess"]["errorMessage"].is_string());
+
+    let refusing = Receiver::start(ReceiverConfig {
+        fail_ratio: 1.0,
+        ..ReceiverConfig::default()
+    })
+    .expect("start");
+    let (code, response) = post(
+        refusing.addr(),
+        "/v1/logs",
+        "application/json",
+        "",
+        br#"{"resourceLogs":[]}"#,
+    );
+    assert_eq!(code, 503);
+    let (body, is_json) = response_body(&response);
+    assert!(is_json);
+    assert_eq!(json_of(body)["code"], 14, "UNAVAILABLE");
+}
+
+#[test]
+fn hostile_json_gets_400_with_a_json_google_rpc_status() {
+    let receiver = Receiver::start(small_limits()).expect("start");
+    let addr = receiver.addr();
+    let json = "application/json";
+    let deep = format!(
+        "{{\"resourceSpans\":[{{\"resource\":{{\"attributes\":[{{\"key\":\"k\",\"value\":{}{}}}]}}}}]}}",
+        "{\"arrayValue\":{\"values\":[".repeat(60),
+        "]}}".repeat(60)
+    );
+    assert!(deep.len() < 4096);
+    let malformed: [(&str, &[u8]); 7] = [
+        ("not JSON", b"{\"resourceSpans\": [oops"),
+        ("truncated", &JSON_SPANS.as_bytes()[..JSON_SPANS.len() - 3]),
+        ("wrong shape", br#"{"resourceSpans":7}"#),
+        ("base64 id", br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"W47/95gDgQPSabYzgT/GDA=="}]}]}]}"#),
+        ("bad int", br#"{"resourceSpans":[{"resource":{"attributes":[{"key":"k","value":{"intValue":"x"}}]}}]}"#),
+        ("protobuf labelled JSON", &request(1)),
+        ("nested past serde_json's limit", deep.as_bytes()),
+    ];
+    for (what, body) in malformed {
+        let (code, response) = post(addr, "/v1/traces", json, "", body);
+        assert_eq!(code, 400, "{what}");
+        let (body, is_json) = response_body(&response);
+        assert!(is_json, "{what}: the status is JSON");
+        let status = json_of(body);
+        assert_eq!(status["code"], 3, "{what}: INVALID_ARGUMENT");
+        assert!(
+            status["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("OTLP/JSON")),
+            "{what}: {status}"
+        );
+    }
+    // A JSON bomb: small gzip on the wire, over the limit inflated.
+    let mut bomb_json = b"{\"resourceSpans\":[],\"pad\":\"".to_vec();
+    bomb_json.resize(1 << 20, b' ');
+    bomb_json.extend_from_slice(b"\"}");
+    let bomb = gzip(&bomb_json);
+    assert!(bomb.len() < 4096);
+    let (code, response) = post(
+        addr,
+        "/v1/traces",
+        json,
+        "Content-Encoding: gzip\r\n",
+        &bomb,
+    );
+    assert_eq!(code, 413);
+    assert_eq!(
+        json_of(response_body(&response).0)["code"],
+        8,
+        "RESOURCE_EXHAUSTED"
+    );
+
+    // Still serving.
+    assert_eq!(
+        post(addr, "/v1/traces", json, "", JSON_SPANS.as_bytes()).0,
+        200
+    );
+    let stats = receiver.stop();
+    assert_eq!(stats.spans, 2);
+    assert_eq!(stats.json_requests, 1);
+    assert_eq!(stats.rejected_malformed, 7);
+    assert_eq!(stats.rejected_too_large, 1);
 }
 
 #[test]

@@ -103,8 +103,8 @@
 //! # OTLP exporters (feature `otlp`)
 //!
 //! With the `otlp` feature, the module `otlp_sdk::otlp` adds
-//! `OtlpSpanExporter` and `OtlpLogExporter`: OTLP over gRPC (tonic) or
-//! HTTP/protobuf (hyper), encoded straight from the SDK's data
+//! `OtlpSpanExporter` and `OtlpLogExporter`: OTLP over gRPC (tonic),
+//! HTTP/protobuf or HTTP/JSON (hyper), encoded straight from the SDK's data
 //! (byte-identical to opentelemetry-otlp's output, in a sixth of the time),
 //! with their own I/O thread, so any processor can drive them; TLS and
 //! mutual TLS through rustls for `https://` endpoints, gzip or zstd. The

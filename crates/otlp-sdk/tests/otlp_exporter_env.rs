@@ -3,12 +3,16 @@
 //! environment is process-wide, so the cases run one after the other in a
 //! single test.
 
+use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _};
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
+use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use otlp_receiver::{Receiver, ReceiverConfig};
-use otlp_sdk::otlp::{OtlpConfigError, OtlpExporterBuilder, OtlpSpanExporter, Protocol};
+use otlp_sdk::otlp::{
+    OtlpConfigError, OtlpExporterBuilder, OtlpLogExporter, OtlpSpanExporter, Protocol,
+};
 
-const VARS: [&str; 11] = [
+const VARS: [&str; 12] = [
     "OTEL_EXPORTER_OTLP_ENDPOINT",
     "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
     "OTEL_EXPORTER_OTLP_PROTOCOL",
@@ -20,6 +24,7 @@ const VARS: [&str; 11] = [
     "OTEL_EXPORTER_OTLP_COMPRESSION",
     "OTEL_EXPORTER_OTLP_TRACES_COMPRESSION",
     "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+    "OTEL_EXPORTER_OTLP_LOGS_PROTOCOL",
 ];
 
 fn set(vars: &[(&str, &str)]) {
@@ -34,6 +39,19 @@ fn set(vars: &[(&str, &str)]) {
         // SAFETY: as above.
         unsafe { std::env::set_var(var, value) };
     }
+}
+
+fn send_logs(exporter: OtlpLogExporter, n: usize) {
+    let provider = SdkLoggerProvider::builder()
+        .with_log_processor(otlp_sdk::BatchLogProcessor::new(exporter))
+        .build();
+    let logger = provider.logger("env");
+    for i in 0..n {
+        let mut record = logger.create_log_record();
+        record.set_body(format!("record {i}").into());
+        logger.emit(record);
+    }
+    provider.shutdown().expect("exported");
 }
 
 fn send(exporter: OtlpSpanExporter, n: usize) {
@@ -94,6 +112,45 @@ fn the_environment_configures_what_code_leaves_unset() {
     assert_eq!(after.custom_headers.get("x-specific: 2"), Some(&grpc));
     assert_eq!(after.custom_headers.get("x-general: 1"), None);
 
+    // `http/json` from the general variable: OTLP/JSON to the signal path.
+    set(&[
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint()),
+        ("OTEL_EXPORTER_OTLP_COMPRESSION", "gzip"),
+    ]);
+    let before = receiver.stats();
+    let exporter = OtlpSpanExporter::from_env().unwrap();
+    assert_eq!(exporter.endpoint(), receiver.traces_url());
+    send(exporter, 30);
+    let after = receiver.stats();
+    assert_eq!(after.spans - before.spans, 30);
+    let json = after.json_requests - before.json_requests;
+    assert!(json >= 1, "sent as OTLP/JSON");
+    assert_eq!(after.http_requests - before.http_requests, json);
+    assert_eq!(after.gzip_requests - before.gzip_requests, json);
+
+    // A signal's own protocol variable: logs over http/json while traces
+    // stay on gRPC.
+    set(&[
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "grpc"),
+        ("OTEL_EXPORTER_OTLP_LOGS_PROTOCOL", "http/json"),
+        ("OTEL_EXPORTER_OTLP_ENDPOINT", &receiver.endpoint()),
+    ]);
+    let before = receiver.stats();
+    send(OtlpSpanExporter::from_env().unwrap(), 5);
+    let logs = OtlpLogExporter::from_env().unwrap();
+    assert_eq!(logs.endpoint(), receiver.logs_url());
+    send_logs(logs, 7);
+    let after = receiver.stats();
+    assert_eq!(after.spans - before.spans, 5);
+    assert_eq!(after.log_records - before.log_records, 7);
+    assert_eq!(
+        after.json_requests - before.json_requests,
+        after.http_requests - before.http_requests,
+        "the logs, all as JSON"
+    );
+    assert!(after.grpc_requests > before.grpc_requests, "the spans");
+
     // Code beats the environment.
     set(&[("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://192.0.2.1:1")]);
     let exporter = OtlpExporterBuilder::new()
@@ -106,10 +163,10 @@ fn the_environment_configures_what_code_leaves_unset() {
 
     // Bad values: an unsupported protocol or a malformed endpoint is an
     // error; a malformed timeout or compression is ignored with a warning.
-    set(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/json")]);
+    set(&[("OTEL_EXPORTER_OTLP_PROTOCOL", "http/xml")]);
     assert!(matches!(
         OtlpSpanExporter::from_env(),
-        Err(OtlpConfigError::UnsupportedProtocol(p)) if p == "http/json"
+        Err(OtlpConfigError::UnsupportedProtocol(p)) if p == "http/xml"
     ));
     // (`collector:4317` is a valid gRPC endpoint: TLS unless insecure.)
     set(&[

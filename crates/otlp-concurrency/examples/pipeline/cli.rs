@@ -28,7 +28,7 @@ where it goes:
   --endpoint URL          OTLP endpoint, e.g. http://collector:4317 (gRPC) or
                           http://collector:4318/v1/traces (HTTP); without it the
                           OTEL_EXPORTER_OTLP_* variables, else the embedded receiver
-  --protocol P            grpc or http/protobuf (default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)
+  --protocol P            grpc, http/protobuf or http/json (default: OTEL_EXPORTER_OTLP_PROTOCOL, else grpc)
   --compression C         none, gzip or zstd (default: OTEL_EXPORTER_OTLP_COMPRESSION, else none)
   --export-timeout D      the exporter's timeout, retries included
                           (default: OTEL_EXPORTER_OTLP_TIMEOUT, else 10s)
@@ -62,6 +62,7 @@ output:
 pub enum Protocol {
     Grpc,
     HttpProtobuf,
+    HttpJson,
 }
 
 impl Protocol {
@@ -70,11 +71,9 @@ impl Protocol {
         match text.trim() {
             "grpc" => Ok(Protocol::Grpc),
             "http/protobuf" | "http" => Ok(Protocol::HttpProtobuf),
-            "http/json" => Err(
-                "protocol `http/json` is not supported here; use grpc or http/protobuf".to_owned(),
-            ),
+            "http/json" => Ok(Protocol::HttpJson),
             other => Err(format!(
-                "unknown protocol `{other}`: use grpc or http/protobuf"
+                "unknown protocol `{other}`: use grpc, http/protobuf or http/json"
             )),
         }
     }
@@ -83,6 +82,7 @@ impl Protocol {
         match self {
             Protocol::Grpc => "grpc",
             Protocol::HttpProtobuf => "http/protobuf",
+            Protocol::HttpJson => "http/json",
         }
     }
 }

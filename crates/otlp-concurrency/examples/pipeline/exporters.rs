@@ -266,6 +266,7 @@ fn ours(target: &Target) -> OtlpExporterBuilder {
     let mut builder = OtlpExporterBuilder::new().with_protocol(match target.protocol {
         Protocol::Grpc => otlp_sdk::otlp::Protocol::Grpc,
         Protocol::HttpProtobuf => otlp_sdk::otlp::Protocol::HttpProtobuf,
+        Protocol::HttpJson => otlp_sdk::otlp::Protocol::HttpJson,
     });
     if let Some(url) = &target.endpoint {
         builder = builder.with_endpoint(url.clone());
@@ -364,10 +365,11 @@ macro_rules! opentelemetry_otlp_exporter {
                     None => b.build(),
                 }
             }
-            Protocol::HttpProtobuf => {
-                let b = builder
-                    .with_http()
-                    .with_protocol(opentelemetry_otlp::Protocol::HttpBinary);
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
+                let b = builder.with_http().with_protocol(match target.protocol {
+                    Protocol::HttpJson => opentelemetry_otlp::Protocol::HttpJson,
+                    _ => opentelemetry_otlp::Protocol::HttpBinary,
+                });
                 let b = with_target(b, target);
                 match compressed {
                     Some(c) => b.with_compression(c).build(),

@@ -389,8 +389,8 @@ fn run_one(
         (Destination::Flag(url), _) => Some(url.clone()),
         (_, Some(r)) => Some(match (protocol, options.signal) {
             (Protocol::Grpc, _) => r.endpoint(),
-            (Protocol::HttpProtobuf, SignalKind::Traces) => r.traces_url(),
-            (Protocol::HttpProtobuf, SignalKind::Logs) => r.logs_url(),
+            (Protocol::HttpProtobuf | Protocol::HttpJson, SignalKind::Traces) => r.traces_url(),
+            (Protocol::HttpProtobuf | Protocol::HttpJson, SignalKind::Logs) => r.logs_url(),
         }),
         _ => None,
     };

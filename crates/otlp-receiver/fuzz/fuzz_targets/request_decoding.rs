@@ -1,5 +1,6 @@
 //! Every path a request body takes through the receiver before it is
-//! counted: OTLP/HTTP (content type, `Content-Encoding`, protobuf) and
+//! counted: OTLP/HTTP (content type, `Content-Encoding`, protobuf or
+//! OTLP/JSON, which `application/json` selects) and
 //! unary gRPC framing (`grpc-encoding`, then the message). The first input
 //! byte picks the signal, the headers and a small body limit; the rest is
 //! the body. Nothing may panic, and an accepted body must respect the limit.

@@ -5,6 +5,8 @@
 //! `Export*PartialSuccess`) are read with a minimal field walker rather
 //! than generated code: each is two or three scalar fields, and a malformed
 //! answer must only ever mean "no information", never an error of ours.
+//! OTLP/JSON answers (`http/json`) carry the same messages in the proto3
+//! JSON mapping and are read with serde_json, under the same rule.
 
 use std::time::Duration;
 
@@ -140,6 +142,93 @@ pub(crate) fn status_message(status: &[u8]) -> Option<String> {
     })
 }
 
+// ---- OTLP/JSON answers ------------------------------------------------------
+
+fn json(body: &[u8]) -> Option<serde_json::Value> {
+    serde_json::from_slice(body).ok()
+}
+
+/// A field under its lowerCamelCase JSON name or its proto name, both of
+/// which proto3 JSON parsers accept.
+fn json_field<'a>(
+    object: &'a serde_json::Value,
+    camel: &str,
+    proto: &str,
+) -> Option<&'a serde_json::Value> {
+    object.get(camel).or_else(|| object.get(proto))
+}
+
+/// A 64-bit integer: a decimal string in proto3 JSON, a number from
+/// lenient writers.
+fn json_u64(value: &serde_json::Value) -> Option<u64> {
+    value
+        .as_u64()
+        .or_else(|| value.as_str()?.trim().parse().ok())
+}
+
+/// The partial success of an OTLP/JSON `Export*ServiceResponse`.
+pub(crate) fn partial_success_json(response: &[u8]) -> PartialSuccess {
+    let mut out = PartialSuccess::default();
+    let Some(answer) = json(response) else {
+        return out;
+    };
+    let Some(partial) = json_field(&answer, "partialSuccess", "partial_success") else {
+        return out;
+    };
+    for (camel, proto) in [
+        ("rejectedSpans", "rejected_spans"),
+        ("rejectedLogRecords", "rejected_log_records"),
+        ("rejectedDataPoints", "rejected_data_points"),
+    ] {
+        if let Some(n) = json_field(partial, camel, proto).and_then(json_u64) {
+            out.rejected = n;
+        }
+    }
+    if let Some(message) =
+        json_field(partial, "errorMessage", "error_message").and_then(serde_json::Value::as_str)
+    {
+        message.clone_into(&mut out.message);
+    }
+    out
+}
+
+/// The `message` of a JSON `google.rpc.Status` error body.
+pub(crate) fn status_message_json(status: &[u8]) -> Option<String> {
+    json(status)?.get("message")?.as_str().map(str::to_owned)
+}
+
+/// The `google.rpc.RetryInfo.retryDelay` among a JSON `google.rpc.Status`'s
+/// details: a proto3 JSON `Duration`, `"1.5s"`.
+pub(crate) fn retry_info_json(status: &[u8]) -> Option<Duration> {
+    let status = json(status)?;
+    status.get("details")?.as_array()?.iter().find_map(|any| {
+        let kind = any.get("@type")?.as_str()?;
+        if !kind.ends_with("google.rpc.RetryInfo") {
+            return None;
+        }
+        json_duration(json_field(any, "retryDelay", "retry_delay")?.as_str()?)
+    })
+}
+
+/// `"<seconds>[.<fraction>]s"`; a negative or malformed one is no delay.
+fn json_duration(text: &str) -> Option<Duration> {
+    let number = text.trim().strip_suffix('s')?;
+    let (seconds, fraction) = number.split_once('.').unwrap_or((number, ""));
+    if !seconds.bytes().all(|b| b.is_ascii_digit())
+        || !fraction.bytes().all(|b| b.is_ascii_digit())
+        || fraction.len() > 9
+    {
+        return None;
+    }
+    let seconds: u64 = seconds.parse().ok()?;
+    let nanos = if fraction.is_empty() {
+        0
+    } else {
+        fraction.parse::<u32>().ok()? * 10u32.pow(9 - fraction.len() as u32)
+    };
+    (seconds < 1 << 40).then(|| Duration::new(seconds, nanos))
+}
+
 /// A `Retry-After` value in seconds (the HTTP-date form is rare from OTLP
 /// servers and falls back to the exporter's own backoff).
 pub(crate) fn retry_after(value: &str) -> Option<Duration> {
@@ -169,12 +258,20 @@ pub(crate) fn grpc_failure(code: tonic::Code, message: &str, details: &[u8]) -> 
 }
 
 /// Classifies an HTTP status the way the OTLP specification does.
+/// `json`: the body is a JSON `google.rpc.Status` (an `http/json`
+/// request's answer) rather than a protobuf one.
 pub(crate) fn http_failure(
     status: http::StatusCode,
     retry_after: Option<Duration>,
     body: &[u8],
+    json: bool,
 ) -> Failure {
-    let detail = status_message(body).unwrap_or_default();
+    let detail = if json {
+        status_message_json(body)
+    } else {
+        status_message(body)
+    }
+    .unwrap_or_default();
     let reason = if detail.is_empty() {
         format!("HTTP {status}")
     } else {
@@ -183,7 +280,13 @@ pub(crate) fn http_failure(
     match status.as_u16() {
         429 | 502 | 503 | 504 => Failure::Retryable {
             reason,
-            after: retry_after.or_else(|| retry_info(body)),
+            after: retry_after.or_else(|| {
+                if json {
+                    retry_info_json(body)
+                } else {
+                    retry_info(body)
+                }
+            }),
         },
         _ => Failure::Permanent(reason),
     }
@@ -299,19 +402,61 @@ mod tests {
         for code in [429, 502, 503, 504] {
             let status = StatusCode::from_u16(code).unwrap();
             assert!(matches!(
-                http_failure(status, Some(Duration::from_secs(1)), &[]),
+                http_failure(status, Some(Duration::from_secs(1)), &[], false),
                 Failure::Retryable { after: Some(_), .. }
             ));
         }
         for code in [400, 401, 403, 404, 413, 415, 500] {
             let status = StatusCode::from_u16(code).unwrap();
             assert!(matches!(
-                http_failure(status, None, &[]),
+                http_failure(status, None, &[], false),
                 Failure::Permanent(_)
             ));
         }
         assert_eq!(retry_after(" 3 "), Some(Duration::from_secs(3)));
         assert_eq!(retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
+    }
+
+    #[test]
+    fn json_answers_are_read_and_junk_carries_no_information() {
+        let partial = br#"{"partialSuccess":{"rejectedSpans":"7","errorMessage":"too old"}}"#;
+        assert_eq!(
+            partial_success_json(partial),
+            PartialSuccess {
+                rejected: 7,
+                message: "too old".into()
+            }
+        );
+        let lenient = br#"{"partial_success":{"rejected_log_records":3}}"#;
+        assert_eq!(partial_success_json(lenient).rejected, 3);
+        let status = br#"{"code":14,"message":"slow down","details":[
+            {"@type":"type.googleapis.com/google.rpc.RetryInfo","retryDelay":"2.5s"}]}"#;
+        assert_eq!(status_message_json(status).as_deref(), Some("slow down"));
+        assert_eq!(retry_info_json(status), Some(Duration::from_millis(2500)));
+        assert_eq!(
+            http_failure(http::StatusCode::SERVICE_UNAVAILABLE, None, status, true),
+            Failure::Retryable {
+                reason: "HTTP 503 Service Unavailable: slow down".into(),
+                after: Some(Duration::from_millis(2500)),
+            }
+        );
+        for junk in [
+            &b"{"[..],
+            b"[]",
+            b"null",
+            b"\xff",
+            b"{\"partialSuccess\":7}",
+            b"",
+        ] {
+            assert_eq!(partial_success_json(junk), PartialSuccess::default());
+            assert_eq!(status_message_json(junk), None);
+            assert_eq!(retry_info_json(junk), None);
+        }
+        for bad in ["-1s", "1", "1.0000000001s", "xs", "1e3s", ""] {
+            assert_eq!(json_duration(bad), None, "{bad}");
+        }
+        assert_eq!(json_duration("3s"), Some(Duration::from_secs(3)));
+        assert_eq!(json_duration("0.000000001s"), Some(Duration::from_nanos(1)));
     }
 
     #[test]

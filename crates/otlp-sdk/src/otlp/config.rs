@@ -21,6 +21,11 @@ pub enum Protocol {
     /// OTLP/HTTP with binary protobuf bodies (`http/protobuf`), default
     /// port 4318, paths `/v1/traces` and `/v1/logs`.
     HttpProtobuf,
+    /// OTLP/HTTP with JSON bodies (`http/json`, `Content-Type:
+    /// application/json`): the specification's JSON encoding (the proto3
+    /// JSON mapping, with hex trace and span ids and enums as integers).
+    /// Port and paths as `http/protobuf`.
+    HttpJson,
 }
 
 impl Protocol {
@@ -29,6 +34,7 @@ impl Protocol {
         match self {
             Self::Grpc => "grpc",
             Self::HttpProtobuf => "http/protobuf",
+            Self::HttpJson => "http/json",
         }
     }
 
@@ -37,6 +43,7 @@ impl Protocol {
         match value.trim() {
             "grpc" => Ok(Self::Grpc),
             "http/protobuf" => Ok(Self::HttpProtobuf),
+            "http/json" => Ok(Self::HttpJson),
             other => Err(OtlpConfigError::UnsupportedProtocol(other.to_owned())),
         }
     }
@@ -137,7 +144,7 @@ pub enum OtlpConfigError {
     /// TLS settings that cannot work: a server name that is neither a DNS
     /// name nor an IP address, or no TLS protocol version available.
     Tls(String),
-    /// A protocol other than `grpc` or `http/protobuf` (`http/json` too).
+    /// A protocol other than `grpc`, `http/protobuf` or `http/json`.
     UnsupportedProtocol(String),
     /// A header name or value set in code that HTTP cannot carry.
     InvalidHeader(String),
@@ -166,7 +173,8 @@ impl fmt::Display for OtlpConfigError {
             Self::Tls(why) => write!(f, "OTLP TLS: {why}"),
             Self::UnsupportedProtocol(p) => write!(
                 f,
-                "unsupported OTLP protocol {p:?}: expected \"grpc\" or \"http/protobuf\""
+                "unsupported OTLP protocol {p:?}: expected \"grpc\", \"http/protobuf\" or \
+                 \"http/json\""
             ),
             Self::InvalidHeader(h) => write!(f, "invalid OTLP header {h:?}"),
             Self::InvalidSetting(what) => write!(f, "invalid OTLP exporter setting: {what}"),
@@ -265,7 +273,7 @@ impl Settings {
                 None => (
                     match protocol {
                         Protocol::Grpc => "http://localhost:4317",
-                        Protocol::HttpProtobuf => "http://localhost:4318",
+                        Protocol::HttpProtobuf | Protocol::HttpJson => "http://localhost:4318",
                     }
                     .to_owned(),
                     true,
@@ -313,7 +321,7 @@ impl Settings {
             };
             let alpn: &'static [u8] = match protocol {
                 Protocol::Grpc => b"h2",
-                Protocol::HttpProtobuf => b"http/1.1",
+                Protocol::HttpProtobuf | Protocol::HttpJson => b"http/1.1",
             };
             let host = url.host().unwrap_or_default();
             Some(Arc::new(TlsClient::new(&config, host, alpn)?))
@@ -423,7 +431,9 @@ fn parse_endpoint(
     let full_path = match protocol {
         // gRPC names its method in the path; the endpoint is an origin.
         Protocol::Grpc => "/".to_owned(),
-        Protocol::HttpProtobuf if is_base && !(from_code && path.len() > 1) => {
+        Protocol::HttpProtobuf | Protocol::HttpJson
+            if is_base && !(from_code && path.len() > 1) =>
+        {
             let query = uri.query().map_or_else(String::new, |q| format!("?{q}"));
             format!(
                 "{}{}{query}",
@@ -431,7 +441,7 @@ fn parse_endpoint(
                 signal_path(signal)
             )
         }
-        Protocol::HttpProtobuf => uri
+        Protocol::HttpProtobuf | Protocol::HttpJson => uri
             .path_and_query()
             .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
     };
@@ -525,8 +535,8 @@ mod tests {
             Err(OtlpConfigError::InvalidEndpoint { .. })
         ));
         assert_eq!(
-            Protocol::parse("http/json"),
-            Err(OtlpConfigError::UnsupportedProtocol("http/json".into()))
+            Protocol::parse("http/xml"),
+            Err(OtlpConfigError::UnsupportedProtocol("http/xml".into()))
         );
     }
 
@@ -549,6 +559,29 @@ mod tests {
         let mut https = settings(true);
         https.endpoint = Some("https://collector:4317".to_owned());
         assert!(https.resolve(Signal::Spans).unwrap().tls.is_some());
+    }
+
+    #[test]
+    fn protocol_names_round_trip_and_json_posts_to_the_signal_paths() {
+        for p in [Protocol::Grpc, Protocol::HttpProtobuf, Protocol::HttpJson] {
+            assert_eq!(Protocol::parse(p.as_str()), Ok(p));
+        }
+        assert_eq!(Protocol::parse(" http/json "), Ok(Protocol::HttpJson));
+        let json = Protocol::HttpJson;
+        let url = resolve(json, "http://127.0.0.1:4318", Signal::Spans).unwrap();
+        assert_eq!(url.to_string(), "http://127.0.0.1:4318/v1/traces");
+        let url = resolve(json, "http://h:1/", Signal::Logs).unwrap();
+        assert_eq!(url.to_string(), "http://h:1/v1/logs");
+        let url = resolve(json, "http://h:1/custom", Signal::Logs).unwrap();
+        assert_eq!(url.to_string(), "http://h:1/custom");
+        let default = Settings {
+            protocol: Some(json),
+            ignore_env: true,
+            ..Settings::default()
+        }
+        .resolve(Signal::Spans)
+        .unwrap();
+        assert_eq!(default.url.to_string(), "http://localhost:4318/v1/traces");
     }
 
     #[test]

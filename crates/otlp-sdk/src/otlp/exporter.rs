@@ -10,6 +10,7 @@ use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use super::config::{Compression, OtlpConfigError, Protocol, RetryPolicy, Settings};
+use super::json::{LogJsonEncoder, TraceJsonEncoder};
 use super::logs::LogEncoder;
 use super::sender::{Counters, OtlpExporterStats, Sender};
 use super::tls::{TlsConfig, TlsError};
@@ -35,7 +36,7 @@ impl OtlpExporterBuilder {
         Self::default()
     }
 
-    /// `grpc` or `http/protobuf`.
+    /// `grpc`, `http/protobuf` or `http/json`.
     pub fn with_protocol(mut self, protocol: Protocol) -> Self {
         self.settings.protocol = Some(protocol);
         self
@@ -163,12 +164,22 @@ impl<E: Default> EncoderPool<E> {
     }
 }
 
+/// A signal's protobuf and JSON encoders; the exporter's protocol picks
+/// which one writes its requests.
+#[derive(Debug, Default)]
+struct Encoders<P, J> {
+    proto: P,
+    json: J,
+}
+
 /// What both exporters are: a sender, the resource the SDK set, and the
 /// encoders of their signal.
 struct Core<E> {
     sender: Sender,
     resource: Resource,
     encoders: EncoderPool<E>,
+    /// `http/json`: requests are written by the JSON encoder.
+    json: bool,
 }
 
 impl<E: Default> Core<E> {
@@ -178,15 +189,16 @@ impl<E: Default> Core<E> {
             sender: Sender::new(&config, signal)?,
             resource: Resource::builder_empty().build(),
             encoders: EncoderPool::default(),
+            json: config.protocol == Protocol::HttpJson,
         })
     }
 
     /// One request body, encoded by `encode` with a pooled encoder into a
-    /// reused buffer.
-    fn encode(&self, encode: impl FnOnce(&mut E, &mut Vec<u8>, &Resource)) -> Vec<u8> {
+    /// reused buffer; `encode` is told whether to write JSON.
+    fn encode(&self, encode: impl FnOnce(&mut E, &mut Vec<u8>, &Resource, bool)) -> Vec<u8> {
         let mut body = self.sender.body();
         self.encoders
-            .with(|encoder| encode(encoder, &mut body, &self.resource));
+            .with(|encoder| encode(encoder, &mut body, &self.resource, self.json));
         body
     }
 
@@ -206,15 +218,15 @@ impl<E: Default> Core<E> {
 
 /// An OTLP span exporter: `SpanData` encoded straight to protobuf on the
 /// exporting thread (no message tree, no copy of the batch; byte-identical
-/// to opentelemetry-otlp's), sent over gRPC or HTTP/protobuf from the
-/// exporter's own I/O thread.
+/// to opentelemetry-otlp's), or to OTLP/JSON for `http/json`, sent over
+/// gRPC or HTTP from the exporter's own I/O thread.
 ///
 /// It works behind any processor: the export future needs no Tokio
 /// context, so the SDK's own `BatchSpanProcessor` can drive it as well as
 /// [`crate::BatchSpanProcessor`]. Exports may overlap
 /// (`max_concurrent_exports` above 1): gRPC multiplexes them on one
 /// connection, HTTP opens more.
-pub struct OtlpSpanExporter(Core<TraceEncoder>);
+pub struct OtlpSpanExporter(Core<Encoders<TraceEncoder, TraceJsonEncoder>>);
 
 impl OtlpSpanExporter {
     /// A builder; see [`OtlpExporterBuilder`].
@@ -249,9 +261,13 @@ impl SpanExporter for OtlpSpanExporter {
         &self,
         batch: Vec<SpanData>,
     ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
-        let body = self
-            .0
-            .encode(|encoder, body, resource| encoder.encode(body, resource, &batch));
+        let body = self.0.encode(|encoders, body, resource, json| {
+            if json {
+                encoders.json.encode(body, resource, &batch);
+            } else {
+                encoders.proto.encode(body, resource, &batch);
+            }
+        });
         // The spans are dropped here, on the exporting thread, not on the
         // I/O thread.
         drop(batch);
@@ -268,7 +284,7 @@ impl SpanExporter for OtlpSpanExporter {
 }
 
 /// An OTLP log exporter; the log counterpart of [`OtlpSpanExporter`].
-pub struct OtlpLogExporter(Core<LogEncoder>);
+pub struct OtlpLogExporter(Core<Encoders<LogEncoder, LogJsonEncoder>>);
 
 impl OtlpLogExporter {
     /// A builder; see [`OtlpExporterBuilder`].
@@ -303,9 +319,13 @@ impl LogExporter for OtlpLogExporter {
         &self,
         batch: LogBatch<'_>,
     ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
-        let body = self
-            .0
-            .encode(|encoder, body, resource| encoder.encode(body, resource, &batch));
+        let body = self.0.encode(|encoders, body, resource, json| {
+            if json {
+                encoders.json.encode(body, resource, &batch);
+            } else {
+                encoders.proto.encode(body, resource, &batch);
+            }
+        });
         self.0.sender.send(body)
     }
 

@@ -100,19 +100,19 @@ fn put_value_kv(out: &mut Vec<u8>, field: u32, key: &str, value: &AnyValue) {
 
 // ---- LogRecord -----------------------------------------------------------
 
-fn severity(record: &SdkLogRecord) -> u64 {
+pub(crate) fn severity(record: &SdkLogRecord) -> u64 {
     // `Severity`'s discriminants are OTLP's `SeverityNumber`s (1..=24).
     record.severity_number().map_or(0, |s| s as u64)
 }
 
-fn flags(ctx: &TraceContext) -> u32 {
+pub(crate) fn flags(ctx: &TraceContext) -> u32 {
     ctx.trace_flags.map_or(0, |f| u32::from(f.to_u8()))
 }
 
 /// The transform unwraps the observed timestamp (the SDK's logger always
 /// sets it); a record built without one is written with none here rather
 /// than panicking the exporter.
-fn observed(record: &SdkLogRecord) -> u64 {
+pub(crate) fn observed(record: &SdkLogRecord) -> u64 {
     record.observed_timestamp().map_or(0, nanos)
 }
 
@@ -167,16 +167,19 @@ fn put_record(out: &mut Vec<u8>, record: &SdkLogRecord, len: usize) {
 
 /// What a record is grouped by: the scope it is exported under, whose name
 /// is the record's target when it has one.
-type ScopeKey<'a> = (&'a str, &'a InstrumentationScope);
+pub(crate) type ScopeKey<'a> = (&'a str, &'a InstrumentationScope);
 
-fn key_of<'a>(record: &'a SdkLogRecord, scope: &'a InstrumentationScope) -> ScopeKey<'a> {
+pub(crate) fn key_of<'a>(
+    record: &'a SdkLogRecord,
+    scope: &'a InstrumentationScope,
+) -> ScopeKey<'a> {
     (record.target().map_or(scope.name(), |t| t.as_ref()), scope)
 }
 
 /// The transform's grouping: `InstrumentationScope`'s `==` on a scope
 /// rebuilt with the exported name and with a missing version or schema URL
 /// made empty (so `None` and `Some("")` group together).
-fn same_group(a: ScopeKey<'_>, b: ScopeKey<'_>) -> bool {
+pub(crate) fn same_group(a: ScopeKey<'_>, b: ScopeKey<'_>) -> bool {
     a.0 == b.0
         && a.1.version().unwrap_or_default() == b.1.version().unwrap_or_default()
         && a.1.schema_url().unwrap_or_default() == b.1.schema_url().unwrap_or_default()

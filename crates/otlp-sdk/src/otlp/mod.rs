@@ -1,6 +1,7 @@
 //! OTLP exporters of our own: the SDK's `SpanData` and log records encoded
 //! straight to OTLP protobuf, sent over gRPC (tonic) or HTTP/protobuf
-//! (hyper), over TLS or mutual TLS for `https://` endpoints (rustls), with
+//! (hyper), or to OTLP/JSON for HTTP/JSON (`http/json`, hyper), over TLS or
+//! mutual TLS for `https://` endpoints (rustls), with
 //! gzip or zstd, headers, a timeout, retry with backoff and the
 //! `OTEL_EXPORTER_OTLP_*` variables.
 //!
@@ -25,7 +26,10 @@
 //! tree (an owned copy of every string and attribute) and then has prost
 //! encode the tree; [`TraceEncoder`] and [`LogEncoder`] write the same
 //! bytes straight from the SDK's data, in about a sixth of the time
-//! (`otlp_encode` in docs/benchmarks.md). Not built in: `http/json`.
+//! (`otlp_encode` in docs/benchmarks.md). [`TraceJsonEncoder`] and
+//! [`LogJsonEncoder`] write the specification's JSON encoding (hex ids,
+//! enums as integers, the proto3 JSON mapping otherwise) the same way, for
+//! [`Protocol::HttpJson`].
 //!
 //! TLS: an `https://` endpoint is verified against the system's trust store
 //! (the `webpki-roots` feature: Mozilla's roots compiled in instead), or
@@ -41,6 +45,7 @@ mod answer;
 mod bodies;
 mod config;
 mod exporter;
+mod json;
 mod logs;
 mod proto;
 mod sender;
@@ -50,6 +55,7 @@ mod transport;
 
 pub use config::{Compression, OtlpConfigError, Protocol, RetryPolicy};
 pub use exporter::{OtlpExporterBuilder, OtlpLogExporter, OtlpSpanExporter, OtlpStatsReader};
+pub use json::{LogJsonEncoder, TraceJsonEncoder};
 pub use logs::LogEncoder;
 pub use sender::OtlpExporterStats;
 pub use tls::{TlsConfig, TlsError, TlsFailure};

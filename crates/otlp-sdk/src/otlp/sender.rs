@@ -252,7 +252,11 @@ async fn deliver(
             // `Timeout`, which the processors count as in doubt, not lost.
             Err(_elapsed) => return Err(OTelSdkError::Timeout(timeout)),
             Ok(Ok(response)) => {
-                let partial = answer::partial_success(&response);
+                let partial = if transport.is_json() {
+                    answer::partial_success_json(&response)
+                } else {
+                    answer::partial_success(&response)
+                };
                 if partial.rejected > 0 {
                     counters
                         .rejected_items

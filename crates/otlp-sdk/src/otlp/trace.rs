@@ -14,7 +14,7 @@ const IS_REMOTE: u32 = 0x200;
 
 // ---- Span ----------------------------------------------------------------
 
-fn kind(kind: &SpanKind) -> u64 {
+pub(crate) fn kind(kind: &SpanKind) -> u64 {
     match kind {
         SpanKind::Internal => 1,
         SpanKind::Server => 2,
@@ -24,7 +24,7 @@ fn kind(kind: &SpanKind) -> u64 {
     }
 }
 
-fn status_parts(status: &Status) -> (u64, &str) {
+pub(crate) fn status_parts(status: &Status) -> (u64, &str) {
     match status {
         Status::Unset => (0, ""),
         Status::Ok => (1, ""),
@@ -32,7 +32,7 @@ fn status_parts(status: &Status) -> (u64, &str) {
     }
 }
 
-fn flags(trace_flags: u8, remote: bool) -> u32 {
+pub(crate) fn flags(trace_flags: u8, remote: bool) -> u32 {
     u32::from(trace_flags) | HAS_IS_REMOTE | if remote { IS_REMOTE } else { 0 }
 }
 

@@ -1,5 +1,6 @@
 //! One request, already encoded, to an OTLP server: gRPC through tonic with
-//! a codec that passes the bytes through, or HTTP/protobuf through hyper;
+//! a codec that passes the bytes through, or OTLP/HTTP (protobuf or JSON
+//! bodies) through hyper;
 //! both dial through the [`Connector`] of `tls.rs` (plain TCP, or TLS for
 //! `https`). An attempt ends with the response body or a classified
 //! [`Failure`]; retrying is the caller's business.
@@ -65,9 +66,16 @@ impl Transport {
         let connector = Connector::new(config.timeout, config.tls.clone(), Arc::clone(&log));
         let kind = match config.protocol {
             Protocol::Grpc => Kind::Grpc(GrpcTransport::new(config, signal, connector)?),
-            Protocol::HttpProtobuf => Kind::Http(HttpTransport::new(config, connector)),
+            Protocol::HttpProtobuf | Protocol::HttpJson => {
+                Kind::Http(HttpTransport::new(config, connector))
+            }
         };
         Ok(Transport { kind, log })
+    }
+
+    /// Whether bodies and answers are OTLP/JSON rather than protobuf.
+    pub(crate) fn is_json(&self) -> bool {
+        matches!(&self.kind, Kind::Http(http) if http.json)
     }
 
     /// Prepares a body for the wire. gRPC compresses inside tonic; HTTP
@@ -264,6 +272,8 @@ pub(crate) struct HttpTransport {
     url: Uri,
     headers: HeaderMap,
     compression: Compression,
+    /// `http/json`: JSON bodies, JSON answers.
+    json: bool,
 }
 
 impl HttpTransport {
@@ -272,9 +282,14 @@ impl HttpTransport {
             .pool_idle_timeout(Duration::from_secs(30))
             .build(connector);
         let mut headers = config.headers.clone();
+        let json = config.protocol == Protocol::HttpJson;
         headers.insert(
             CONTENT_TYPE,
-            http::HeaderValue::from_static("application/x-protobuf"),
+            http::HeaderValue::from_static(if json {
+                "application/json"
+            } else {
+                "application/x-protobuf"
+            }),
         );
         let compression = config.compression;
         if compression != Compression::None {
@@ -288,6 +303,7 @@ impl HttpTransport {
             url: config.url.clone(),
             headers,
             compression,
+            json,
         }
     }
 
@@ -319,7 +335,7 @@ impl HttpTransport {
         if status.is_success() {
             Ok(body)
         } else {
-            Err(answer::http_failure(status, retry_after, &body))
+            Err(answer::http_failure(status, retry_after, &body, self.json))
         }
     }
 }
