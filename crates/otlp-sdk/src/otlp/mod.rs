@@ -1,4 +1,5 @@
-//! OTLP exporters of our own: the SDK's `SpanData` and log records encoded
+//! OTLP exporters of our own: the SDK's `SpanData`, log records and
+//! collected metrics encoded
 //! straight to OTLP protobuf, sent over gRPC (tonic) or HTTP/protobuf
 //! (hyper), over TLS or mutual TLS for `https://` endpoints (rustls), with
 //! gzip or zstd, headers, a timeout, retry with backoff and the
@@ -42,6 +43,7 @@ mod bodies;
 mod config;
 mod exporter;
 mod logs;
+mod metrics;
 mod proto;
 mod sender;
 mod tls;
@@ -49,8 +51,11 @@ mod trace;
 mod transport;
 
 pub use config::{Compression, OtlpConfigError, Protocol, RetryPolicy};
-pub use exporter::{OtlpExporterBuilder, OtlpLogExporter, OtlpSpanExporter, OtlpStatsReader};
+pub use exporter::{
+    OtlpExporterBuilder, OtlpLogExporter, OtlpMetricExporter, OtlpSpanExporter, OtlpStatsReader,
+};
 pub use logs::LogEncoder;
+pub use metrics::MetricEncoder;
 pub use sender::OtlpExporterStats;
 pub use tls::{TlsConfig, TlsError, TlsFailure};
 pub use trace::TraceEncoder;

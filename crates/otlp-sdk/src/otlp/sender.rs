@@ -10,10 +10,10 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 
 use super::answer::{self, Failure};
 use super::bodies::Bodies;
+use super::config::Signal;
 use super::config::{OtlpConfigError, Resolved, RetryPolicy};
 use super::tls::TlsError;
 use super::transport::Transport;
-use crate::Signal;
 
 /// What an exporter has done so far; read with
 /// [`OtlpStatsReader::stats`](super::OtlpStatsReader::stats).
