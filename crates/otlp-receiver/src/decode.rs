@@ -13,6 +13,7 @@ use std::fmt;
 use std::io::Read;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
@@ -70,6 +71,8 @@ pub enum SignalKind {
     Traces,
     /// `ExportLogsServiceRequest`.
     Logs,
+    /// `ExportMetricsServiceRequest`.
+    Metrics,
 }
 
 /// A decoded export request.
@@ -79,6 +82,8 @@ pub enum Decoded {
     Traces(ExportTraceServiceRequest),
     /// Log records.
     Logs(ExportLogsServiceRequest),
+    /// Metrics.
+    Metrics(ExportMetricsServiceRequest),
 }
 
 /// Decodes `bytes` as the request message of `kind`.
@@ -90,6 +95,9 @@ pub fn decode_message(kind: SignalKind, bytes: &[u8]) -> Result<Decoded, Rejecti
         }
         SignalKind::Logs => {
             Decoded::Logs(ExportLogsServiceRequest::decode(bytes).map_err(malformed)?)
+        }
+        SignalKind::Metrics => {
+            Decoded::Metrics(ExportMetricsServiceRequest::decode(bytes).map_err(malformed)?)
         }
     })
 }

@@ -1,6 +1,7 @@
 //! An embedded OTLP receiver: OTLP/gRPC (opentelemetry-proto's generated
-//! tonic `TraceService` / `LogsService`) and OTLP/HTTP protobuf
-//! (`POST /v1/traces`, `POST /v1/logs`) on one loopback port, decoding every
+//! tonic `TraceService` / `LogsService` / `MetricsService`) and OTLP/HTTP
+//! protobuf (`POST /v1/traces`, `POST /v1/logs`, `POST /v1/metrics`) on one
+//! loopback port, decoding every
 //! request and counting what arrived; in plain text, or over TLS or mutual
 //! TLS ([`ReceiverConfig::tls`]).
 //!
@@ -265,6 +266,11 @@ impl Receiver {
     /// The OTLP/HTTP URL for logs, `http://ADDR/v1/logs`.
     pub fn logs_url(&self) -> String {
         format!("{}/v1/logs", self.endpoint())
+    }
+
+    /// The OTLP/HTTP URL for metrics, `http://ADDR/v1/metrics`.
+    pub fn metrics_url(&self) -> String {
+        format!("{}/v1/metrics", self.endpoint())
     }
 
     /// The configuration in force.
