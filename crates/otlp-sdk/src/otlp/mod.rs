@@ -24,9 +24,14 @@
 //! Why a second OTLP exporter beside opentelemetry-otlp's: its encoder.
 //! opentelemetry-otlp turns each batch into opentelemetry-proto's message
 //! tree (an owned copy of every string and attribute) and then has prost
-//! encode the tree; [`TraceEncoder`] and [`LogEncoder`] write the same
-//! bytes straight from the SDK's data, in about a sixth of the time
-//! (`otlp_encode` in docs/benchmarks.md). Not built in: `http/json`.
+//! encode the tree; [`TraceEncoder`], [`LogEncoder`] and [`MetricEncoder`]
+//! write the same bytes straight from the SDK's data, in about a sixth of
+//! the time (`otlp_encode` in docs/benchmarks.md).
+//!
+//! Metrics: [`OtlpMetricExporter`] is a `PushMetricExporter` for the SDK's
+//! `PeriodicReader`, with cumulative, delta or low-memory temporality
+//! ([`OtlpExporterBuilder::with_temporality`],
+//! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`). Not built in: `http/json`.
 //!
 //! TLS: an `https://` endpoint is verified against the system's trust store
 //! (the `webpki-roots` feature: Mozilla's roots compiled in instead), or

@@ -33,7 +33,8 @@ pub struct OtlpExporterStats {
     /// Requests sent again after a retryable answer.
     pub retries: u64,
     /// Items the server accepted the request for but rejected
-    /// (`partial_success.rejected_spans` / `rejected_log_records`); not
+    /// (`partial_success.rejected_spans` / `rejected_log_records` /
+    /// `rejected_data_points`); not
     /// retried, as the specification says.
     pub rejected_items: u64,
     /// Body bytes sent, retries included: compressed for HTTP, before
