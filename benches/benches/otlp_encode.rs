@@ -22,6 +22,12 @@
 //!   same transform, then `serde_json::to_vec` through opentelemetry-proto's
 //!   serde support); ours is `TraceJsonEncoder` / `LogJsonEncoder`, written
 //!   straight from the SDK's data into a reused buffer.
+//! * `otlp_encode_metrics/{64,512}_points/opentelemetry-otlp`:
+//!   `ExportMetricsServiceRequest::from(&ResourceMetrics)` (the transform
+//!   opentelemetry-otlp's metric exporter runs on every export) then
+//!   `encode_to_vec`.
+//! * `otlp_encode_metrics/{64,512}_points/ours`: `MetricEncoder::encode`
+//!   from the same collection into a reused buffer.
 //!
 //! The wire issue's rule: ours backs `otlp_sdk::otlp` only while it takes
 //! ≤ 0.5× the time of opentelemetry-otlp's path.
@@ -31,6 +37,7 @@ use std::hint::black_box;
 
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::transform::common::tonic::ResourceAttributesWithSchema;
 use opentelemetry_proto::transform::logs::tonic::group_logs_by_resource_and_scope;
@@ -38,8 +45,8 @@ use opentelemetry_proto::transform::trace::tonic::group_spans_by_resource_and_sc
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::LogBatch;
 use otlp_benches::OURS;
-use otlp_benches::otlp_encode::{pipeline_batch, service_logs};
-use otlp_sdk::otlp::{LogEncoder, LogJsonEncoder, TraceEncoder, TraceJsonEncoder};
+use otlp_benches::otlp_encode::{pipeline_batch, service_logs, service_metrics};
+use otlp_sdk::otlp::{LogEncoder, LogJsonEncoder, MetricEncoder, TraceEncoder, TraceJsonEncoder};
 use prost::Message;
 
 fn encode(c: &mut Criterion) {
@@ -192,5 +199,35 @@ fn encode_json(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, encode, encode_logs, encode_json);
+fn encode_metrics(c: &mut Criterion) {
+    let mut group = c.benchmark_group("otlp_encode_metrics");
+    for n in [64usize, 512] {
+        let metrics = service_metrics(n);
+        let mut encoder = MetricEncoder::default();
+        let mut out = Vec::new();
+        encoder.encode(&mut out, &metrics);
+        assert_eq!(
+            out,
+            ExportMetricsServiceRequest::from(&metrics).encode_to_vec(),
+            "both paths write the same bytes"
+        );
+        let scenario = format!("{n}_points");
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(BenchmarkId::new(&scenario, "opentelemetry-otlp"), |b| {
+            b.iter(|| {
+                black_box(ExportMetricsServiceRequest::from(black_box(&metrics)).encode_to_vec())
+            })
+        });
+        group.bench_function(BenchmarkId::new(&scenario, OURS), |b| {
+            b.iter(|| {
+                out.clear();
+                encoder.encode(&mut out, black_box(&metrics));
+                black_box(out.len())
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, encode, encode_logs, encode_json, encode_metrics);
 criterion_main!(benches);

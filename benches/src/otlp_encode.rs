@@ -1,6 +1,7 @@
 //! The batches the OTLP benches encode and send: shaped like the pipeline
 //! example's traffic, built as `SpanData` and `SdkLogRecord`s directly so
-//! that every implementation is handed the same batch.
+//! that every implementation is handed the same batch; and a metrics
+//! collection (`ResourceMetrics`) taken from a real `SdkMeterProvider`.
 
 use opentelemetry::logs::{AnyValue, LogRecord as _, Logger as _, LoggerProvider as _, Severity};
 use opentelemetry::trace::{SpanId, SpanKind, Status};
@@ -129,4 +130,57 @@ pub fn service_logs(n: usize) -> (Vec<SdkLogRecord>, InstrumentationScope) {
         })
         .collect();
     (records, scope)
+}
+
+/// One cumulative collection of a service's metrics, as a `PeriodicReader`
+/// hands it to its exporter: per route (`points / 4` routes, at least
+/// one), a request counter (u64 sum), an in-flight up-down counter (i64
+/// sum), a latency histogram (f64, the SDK's default 16 buckets) and a
+/// queue-size gauge (f64), each point with a route, a method and a status
+/// code; `points` data points in four metrics, one scope, a resource with a
+/// service name.
+pub fn service_metrics(points: usize) -> opentelemetry_sdk::metrics::data::ResourceMetrics {
+    use opentelemetry::metrics::MeterProvider as _;
+    use opentelemetry_sdk::metrics::{InMemoryMetricExporter, PeriodicReader, SdkMeterProvider};
+
+    let exporter = InMemoryMetricExporter::default();
+    let provider = SdkMeterProvider::builder()
+        .with_resource(
+            opentelemetry_sdk::Resource::builder_empty()
+                .with_service_name("otlp-pipeline")
+                .build(),
+        )
+        .with_reader(PeriodicReader::builder(exporter.clone()).build())
+        .build();
+    let meter = provider.meter("otlp-pipeline");
+    let requests = meter.u64_counter("http.server.requests").build();
+    let in_flight = meter
+        .i64_up_down_counter("http.server.active_requests")
+        .build();
+    let latency = meter
+        .f64_histogram("http.server.request.duration")
+        .with_unit("s")
+        .build();
+    let queue = meter.f64_gauge("queue.size").build();
+    for route in 0..(points / 4).max(1) {
+        let attrs = [
+            KeyValue::new("http.route", format!("/api/v1/items/{route}")),
+            KeyValue::new("http.request.method", "GET"),
+            KeyValue::new("http.response.status_code", 200i64),
+        ];
+        for i in 0..8 {
+            requests.add(1, &attrs);
+            in_flight.add(if i % 2 == 0 { 1 } else { -1 }, &attrs);
+            latency.record(0.001 * f64::from(i * 37 % 100), &attrs);
+        }
+        queue.record(route as f64, &attrs);
+    }
+    // Shutting down collects once more; the bench takes the first.
+    let _ = provider.force_flush();
+    let _ = provider.shutdown();
+    exporter
+        .get_finished_metrics()
+        .ok()
+        .and_then(|mut all| (!all.is_empty()).then(|| all.swap_remove(0)))
+        .unwrap_or_default()
 }

@@ -1,6 +1,7 @@
-//! What the receiver counts: items, requests, bytes, refusals and
-//! rejections by cause, `service.name` per item, and span-end (or log
-//! timestamp) to received latency.
+//! What the receiver counts: items (spans, log records, metric data
+//! points), requests, bytes, refusals and rejections by cause,
+//! `service.name` per item, and span-end (log timestamp, data point time)
+//! to received latency.
 
 use std::collections::{BTreeMap, HashSet};
 use std::hash::{DefaultHasher, Hash, Hasher};
@@ -9,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use opentelemetry_proto::tonic::common::v1::{KeyValue, any_value};
+use opentelemetry_proto::tonic::metrics::v1::{Metric, metric};
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use otlp_monitor::Histogram;
 
@@ -52,6 +54,10 @@ pub struct ReceiverStats {
     pub spans: u64,
     /// Log records in accepted requests.
     pub log_records: u64,
+    /// Metrics in accepted requests (one per metric stream per request).
+    pub metrics: u64,
+    /// Metric data points in accepted requests, every aggregation.
+    pub data_points: u64,
     /// Accepted gRPC export requests.
     pub grpc_requests: u64,
     /// Accepted OTLP/HTTP export requests, protobuf and JSON.
@@ -73,7 +79,8 @@ pub struct ReceiverStats {
     /// Accepted requests whose every item had arrived before, in one
     /// earlier request: a retry of a request that had in fact arrived (its
     /// answer was lost or came too late). Their items are counted in
-    /// `spans` / `log_records` as well, and in `duplicate_items`.
+    /// `spans` / `log_records` / `data_points` as well, and in
+    /// `duplicate_items`.
     pub duplicate_requests: u64,
     /// Items in `duplicate_requests`.
     pub duplicate_items: u64,
@@ -100,12 +107,13 @@ pub struct ReceiverStats {
 }
 
 impl ReceiverStats {
-    /// Spans and log records together, duplicates included.
+    /// Spans, log records and metric data points together, duplicates
+    /// included.
     pub fn items(&self) -> u64 {
-        self.spans + self.log_records
+        self.spans + self.log_records + self.data_points
     }
 
-    /// Spans and log records together, each counted once: what a client
+    /// Spans, log records and data points together, each counted once: what a client
     /// delivered, whatever it sent twice.
     pub fn unique_items(&self) -> u64 {
         self.items() - self.duplicate_items
@@ -139,6 +147,8 @@ struct Named {
 pub(crate) struct Counters {
     spans: AtomicU64,
     log_records: AtomicU64,
+    metrics: AtomicU64,
+    data_points: AtomicU64,
     grpc_requests: AtomicU64,
     http_requests: AtomicU64,
     json_requests: AtomicU64,
@@ -247,8 +257,51 @@ fn fingerprint(decoded: &Decoded) -> (u64, u64) {
                 items += 1;
             }
         }
+        Decoded::Metrics(request) => {
+            for metric in request
+                .resource_metrics
+                .iter()
+                .flat_map(|rm| &rm.scope_metrics)
+                .flat_map(|sm| &sm.metrics)
+            {
+                metric.name.hash(&mut hasher);
+                for_each_point(metric, |time, attributes| {
+                    time.hash(&mut hasher);
+                    attributes.hash(&mut hasher);
+                    items += 1;
+                });
+            }
+        }
     }
     (hasher.finish(), items)
+}
+
+/// Calls `f` with the time and the attribute count of each data point of
+/// `metric`, whatever its aggregation.
+fn for_each_point(metric: &Metric, mut f: impl FnMut(u64, usize)) {
+    match &metric.data {
+        Some(metric::Data::Gauge(g)) => g
+            .data_points
+            .iter()
+            .for_each(|p| f(p.time_unix_nano, p.attributes.len())),
+        Some(metric::Data::Sum(s)) => s
+            .data_points
+            .iter()
+            .for_each(|p| f(p.time_unix_nano, p.attributes.len())),
+        Some(metric::Data::Histogram(h)) => h
+            .data_points
+            .iter()
+            .for_each(|p| f(p.time_unix_nano, p.attributes.len())),
+        Some(metric::Data::ExponentialHistogram(h)) => h
+            .data_points
+            .iter()
+            .for_each(|p| f(p.time_unix_nano, p.attributes.len())),
+        Some(metric::Data::Summary(s)) => s
+            .data_points
+            .iter()
+            .for_each(|p| f(p.time_unix_nano, p.attributes.len())),
+        None => {}
+    }
 }
 
 impl Counters {
@@ -256,6 +309,8 @@ impl Counters {
         Counters {
             spans: AtomicU64::new(0),
             log_records: AtomicU64::new(0),
+            metrics: AtomicU64::new(0),
+            data_points: AtomicU64::new(0),
             grpc_requests: AtomicU64::new(0),
             http_requests: AtomicU64::new(0),
             json_requests: AtomicU64::new(0),
@@ -385,6 +440,26 @@ impl Counters {
                 }
                 self.log_records.fetch_add(records, Ordering::Relaxed);
             }
+            Decoded::Metrics(request) => {
+                let (mut metrics, mut points) = (0, 0);
+                for rm in &request.resource_metrics {
+                    let service = service_name(rm.resource.as_ref());
+                    let mut n = 0;
+                    for sm in &rm.scope_metrics {
+                        metrics += sm.metrics.len() as u64;
+                        for metric in &sm.metrics {
+                            for_each_point(metric, |time, _| {
+                                latencies.push(now.saturating_sub(time));
+                                n += 1;
+                            });
+                        }
+                    }
+                    add(&mut per_service, service, n);
+                    points += n;
+                }
+                self.metrics.fetch_add(metrics, Ordering::Relaxed);
+                self.data_points.fetch_add(points, Ordering::Relaxed);
+            }
         }
         match protocol {
             Protocol::Grpc => &self.grpc_requests,
@@ -441,6 +516,8 @@ impl Counters {
         ReceiverStats {
             spans: get(&self.spans),
             log_records: get(&self.log_records),
+            metrics: get(&self.metrics),
+            data_points: get(&self.data_points),
             grpc_requests: get(&self.grpc_requests),
             http_requests: get(&self.http_requests),
             json_requests: get(&self.json_requests),

@@ -21,6 +21,7 @@ use std::fmt;
 use std::io::Read;
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 
@@ -79,6 +80,8 @@ pub enum SignalKind {
     Traces,
     /// `ExportLogsServiceRequest`.
     Logs,
+    /// `ExportMetricsServiceRequest`.
+    Metrics,
 }
 
 /// A decoded export request.
@@ -88,6 +91,8 @@ pub enum Decoded {
     Traces(ExportTraceServiceRequest),
     /// Log records.
     Logs(ExportLogsServiceRequest),
+    /// Metrics.
+    Metrics(ExportMetricsServiceRequest),
 }
 
 /// How an OTLP/HTTP body is encoded, from its `Content-Type`.
@@ -105,6 +110,7 @@ pub fn decode_json(kind: SignalKind, bytes: &[u8]) -> Result<Decoded, Rejection>
     Ok(match kind {
         SignalKind::Traces => Decoded::Traces(serde_json::from_slice(bytes).map_err(malformed)?),
         SignalKind::Logs => Decoded::Logs(serde_json::from_slice(bytes).map_err(malformed)?),
+        SignalKind::Metrics => Decoded::Metrics(serde_json::from_slice(bytes).map_err(malformed)?),
     })
 }
 
@@ -125,6 +131,9 @@ pub fn decode_message(kind: SignalKind, bytes: &[u8]) -> Result<Decoded, Rejecti
         }
         SignalKind::Logs => {
             Decoded::Logs(ExportLogsServiceRequest::decode(bytes).map_err(malformed)?)
+        }
+        SignalKind::Metrics => {
+            Decoded::Metrics(ExportMetricsServiceRequest::decode(bytes).map_err(malformed)?)
         }
     })
 }

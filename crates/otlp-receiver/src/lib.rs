@@ -1,12 +1,13 @@
 //! An embedded OTLP receiver: OTLP/gRPC (opentelemetry-proto's generated
-//! tonic `TraceService` / `LogsService`) and OTLP/HTTP, protobuf or JSON
-//! (`POST /v1/traces`, `POST /v1/logs`; `application/x-protobuf` or
-//! `application/json`, answered in kind), on one loopback port, decoding
-//! every request and counting what arrived; in plain text, or over TLS or
-//! mutual TLS ([`ReceiverConfig::tls`]). OTLP/JSON is decoded with
-//! opentelemetry-proto's serde support, independent of any encoder under
-//! test; [`Receiver::keep_requests`] keeps what was decoded for a test to
-//! compare with what it sent.
+//! tonic `TraceService` / `LogsService` / `MetricsService`) and OTLP/HTTP,
+//! protobuf or JSON (`POST /v1/traces`, `POST /v1/logs`, `POST /v1/metrics`;
+//! `application/x-protobuf`, or `application/json` for traces and logs,
+//! answered in kind), on one loopback port, decoding every request and
+//! counting what arrived; in plain text, or over TLS or mutual TLS
+//! ([`ReceiverConfig::tls`]). OTLP/JSON is decoded with opentelemetry-proto's
+//! serde support, independent of any encoder under test;
+//! [`Receiver::keep_requests`] keeps what was decoded for a test to compare
+//! with what it sent.
 //!
 //! It exists so the pipeline example runs end to end with no other process
 //! and so tests can check what really crossed the socket: items,
@@ -270,6 +271,11 @@ impl Receiver {
     /// The OTLP/HTTP URL for logs, `http://ADDR/v1/logs`.
     pub fn logs_url(&self) -> String {
         format!("{}/v1/logs", self.endpoint())
+    }
+
+    /// The OTLP/HTTP URL for metrics, `http://ADDR/v1/metrics`.
+    pub fn metrics_url(&self) -> String {
+        format!("{}/v1/metrics", self.endpoint())
     }
 
     /// The configuration in force.

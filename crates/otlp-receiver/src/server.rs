@@ -25,6 +25,12 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
 use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
     TraceService, TraceServiceServer,
 };
@@ -45,6 +51,7 @@ type Body = tonic::body::Body;
 
 const TRACES_GRPC: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 const LOGS_GRPC: &str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+const METRICS_GRPC: &str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
 
 /// At most this many `x-` headers per request are recorded.
 const CUSTOM_HEADERS: usize = 8;
@@ -172,6 +179,17 @@ impl LogsService for Sink {
     }
 }
 
+#[tonic::async_trait]
+impl MetricsService for Sink {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportMetricsServiceRequest>,
+    ) -> Result<tonic::Response<ExportMetricsServiceResponse>, tonic::Status> {
+        self.grpc(request, Decoded::Metrics).await?;
+        Ok(tonic::Response::new(metrics_answer(&self.0.config)))
+    }
+}
+
 /// The message of a partial success on purpose.
 const PARTIAL_MESSAGE: &str = "rejected by the receiver's partial_reject setting";
 
@@ -205,6 +223,7 @@ fn json_answer(kind: SignalKind, config: &ReceiverConfig) -> Vec<u8> {
     let rejected = match kind {
         SignalKind::Traces => "rejectedSpans",
         SignalKind::Logs => "rejectedLogRecords",
+        SignalKind::Metrics => "rejectedDataPoints",
     };
     let mut partial = serde_json::Map::new();
     partial.insert(
@@ -220,12 +239,23 @@ fn json_answer(kind: SignalKind, config: &ReceiverConfig) -> Vec<u8> {
         .into_bytes()
 }
 
+/// As [`traces_answer`], for metrics (`rejected_data_points`).
+fn metrics_answer(config: &ReceiverConfig) -> ExportMetricsServiceResponse {
+    ExportMetricsServiceResponse {
+        partial_success: (config.partial_reject > 0).then(|| ExportMetricsPartialSuccess {
+            rejected_data_points: i64::from(config.partial_reject),
+            error_message: PARTIAL_MESSAGE.to_owned(),
+        }),
+    }
+}
+
 /// Everything a connection needs to answer requests.
 #[derive(Clone)]
 struct Handler {
     core: Arc<Core>,
     traces: TraceServiceServer<Sink>,
     logs: LogsServiceServer<Sink>,
+    metrics: MetricsServiceServer<Sink>,
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Option<&'a str> {
@@ -300,13 +330,18 @@ impl Handler {
                 self.grpc(request, service).await
             }
             "/v1/traces" => self.http(request, SignalKind::Traces).await,
+            METRICS_GRPC => {
+                let service = self.metrics.clone();
+                self.grpc(request, service).await
+            }
             "/v1/logs" => self.http(request, SignalKind::Logs).await,
+            "/v1/metrics" => self.http(request, SignalKind::Metrics).await,
             _ if is_grpc(request.headers()) => {
                 tonic::Status::unimplemented(format!("no OTLP service at {path}")).into_http()
             }
             _ => plain(
                 StatusCode::NOT_FOUND,
-                "OTLP/HTTP lives at /v1/traces and /v1/logs\n",
+                "OTLP/HTTP lives at /v1/traces, /v1/logs and /v1/metrics\n",
             ),
         })
     }
@@ -461,6 +496,9 @@ impl Handler {
                     (Format::Protobuf, SignalKind::Logs) => {
                         logs_answer(&self.core.config).encode_to_vec()
                     }
+                    (Format::Protobuf, SignalKind::Metrics) => {
+                        metrics_answer(&self.core.config).encode_to_vec()
+                    }
                 },
                 format,
             ),
@@ -540,7 +578,8 @@ pub(crate) async fn serve(
     let limit = core.config.max_body_bytes;
     let handler = Handler {
         traces: TraceServiceServer::new(sink.clone()).max_decoding_message_size(limit),
-        logs: LogsServiceServer::new(sink).max_decoding_message_size(limit),
+        logs: LogsServiceServer::new(sink.clone()).max_decoding_message_size(limit),
+        metrics: MetricsServiceServer::new(sink).max_decoding_message_size(limit),
         core: Arc::clone(&core),
     };
     let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());

@@ -21,7 +21,9 @@ fuzz_target!(|input: &[u8]| {
     let Some((&selector, body)) = input.split_first() else {
         return;
     };
-    let kind = if selector & 1 == 0 {
+    let kind = if selector & 0x40 != 0 {
+        SignalKind::Metrics
+    } else if selector & 1 == 0 {
         SignalKind::Traces
     } else {
         SignalKind::Logs
@@ -36,7 +38,9 @@ fuzz_target!(|input: &[u8]| {
     {
         assert!(message_len <= limit);
         match (kind, decoded) {
-            (SignalKind::Traces, Decoded::Traces(_)) | (SignalKind::Logs, Decoded::Logs(_)) => {}
+            (SignalKind::Traces, Decoded::Traces(_))
+            | (SignalKind::Logs, Decoded::Logs(_))
+            | (SignalKind::Metrics, Decoded::Metrics(_)) => {}
             _ => panic!("decoded the other signal"),
         }
     }

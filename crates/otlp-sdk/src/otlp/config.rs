@@ -11,7 +11,18 @@ use http::uri::{PathAndQuery, Scheme};
 use http::{HeaderMap, HeaderName, HeaderValue, Uri};
 
 use super::tls::{Pem, TlsClient, TlsConfig};
-use crate::Signal;
+
+/// The telemetry an exporter sends: picks its `OTEL_EXPORTER_OTLP_<SIGNAL>_*`
+/// variables, its HTTP path and its gRPC service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Signal {
+    /// Spans: `TRACES`, `/v1/traces`, `TraceService`.
+    Spans,
+    /// Log records: `LOGS`, `/v1/logs`, `LogsService`.
+    Logs,
+    /// Metrics: `METRICS`, `/v1/metrics`, `MetricsService`.
+    Metrics,
+}
 
 /// The OTLP transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -220,6 +231,7 @@ fn signal_word(signal: Signal) -> &'static str {
     match signal {
         Signal::Spans => "TRACES",
         Signal::Logs => "LOGS",
+        Signal::Metrics => "METRICS",
     }
 }
 
@@ -228,6 +240,7 @@ pub(crate) fn signal_path(signal: Signal) -> &'static str {
     match signal {
         Signal::Spans => "/v1/traces",
         Signal::Logs => "/v1/logs",
+        Signal::Metrics => "/v1/metrics",
     }
 }
 
@@ -388,6 +401,33 @@ impl Settings {
             retry: self.retry,
             tls,
         })
+    }
+}
+
+/// The metric exporter's temporality: from code, else
+/// `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE` (`cumulative`,
+/// `delta` or `lowmemory`, any case, as opentelemetry-otlp reads it), else
+/// cumulative. A value that is none of these is ignored with a warning.
+pub(crate) fn resolve_temporality(
+    from_code: Option<opentelemetry_sdk::metrics::Temporality>,
+    ignore_env: bool,
+) -> opentelemetry_sdk::metrics::Temporality {
+    use opentelemetry_sdk::metrics::Temporality;
+    const VAR: &str = "OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE";
+    if let Some(t) = from_code {
+        return t;
+    }
+    if ignore_env {
+        return Temporality::Cumulative;
+    }
+    match std::env::var(VAR) {
+        Ok(value) if !value.trim().is_empty() => value.trim().parse().unwrap_or_else(|()| {
+            tracing::warn!(
+                "ignoring {VAR}={value:?}: expected \"cumulative\", \"delta\" or \"lowmemory\""
+            );
+            Temporality::Cumulative
+        }),
+        _ => Temporality::Cumulative,
     }
 }
 

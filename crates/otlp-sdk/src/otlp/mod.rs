@@ -1,4 +1,5 @@
-//! OTLP exporters of our own: the SDK's `SpanData` and log records encoded
+//! OTLP exporters of our own: the SDK's `SpanData`, log records and
+//! collected metrics encoded
 //! straight to OTLP protobuf, sent over gRPC (tonic) or HTTP/protobuf
 //! (hyper), or to OTLP/JSON for HTTP/JSON (`http/json`, hyper), over TLS or
 //! mutual TLS for `https://` endpoints (rustls), with
@@ -24,12 +25,18 @@
 //! Why a second OTLP exporter beside opentelemetry-otlp's: its encoder.
 //! opentelemetry-otlp turns each batch into opentelemetry-proto's message
 //! tree (an owned copy of every string and attribute) and then has prost
-//! encode the tree; [`TraceEncoder`] and [`LogEncoder`] write the same
-//! bytes straight from the SDK's data, in about a sixth of the time
-//! (`otlp_encode` in docs/benchmarks.md). [`TraceJsonEncoder`] and
+//! encode the tree; [`TraceEncoder`], [`LogEncoder`] and [`MetricEncoder`]
+//! write the same bytes straight from the SDK's data, in about a sixth of
+//! the time (`otlp_encode` in docs/benchmarks.md). [`TraceJsonEncoder`] and
 //! [`LogJsonEncoder`] write the specification's JSON encoding (hex ids,
 //! enums as integers, the proto3 JSON mapping otherwise) the same way, for
 //! [`Protocol::HttpJson`].
+//!
+//! Metrics: [`OtlpMetricExporter`] is a `PushMetricExporter` for the SDK's
+//! `PeriodicReader`, with cumulative, delta or low-memory temporality
+//! ([`OtlpExporterBuilder::with_temporality`],
+//! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`). Not built in:
+//! metrics over `http/json`.
 //!
 //! TLS: an `https://` endpoint is verified against the system's trust store
 //! (the `webpki-roots` feature: Mozilla's roots compiled in instead), or
@@ -47,6 +54,7 @@ mod config;
 mod exporter;
 mod json;
 mod logs;
+mod metrics;
 mod proto;
 mod sender;
 mod tls;
@@ -54,9 +62,12 @@ mod trace;
 mod transport;
 
 pub use config::{Compression, OtlpConfigError, Protocol, RetryPolicy};
-pub use exporter::{OtlpExporterBuilder, OtlpLogExporter, OtlpSpanExporter, OtlpStatsReader};
+pub use exporter::{
+    OtlpExporterBuilder, OtlpLogExporter, OtlpMetricExporter, OtlpSpanExporter, OtlpStatsReader,
+};
 pub use json::{LogJsonEncoder, TraceJsonEncoder};
 pub use logs::LogEncoder;
+pub use metrics::MetricEncoder;
 pub use sender::OtlpExporterStats;
 pub use tls::{TlsConfig, TlsError, TlsFailure};
 pub use trace::TraceEncoder;

@@ -10,10 +10,10 @@ use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 
 use super::answer::{self, Failure};
 use super::bodies::Bodies;
+use super::config::Signal;
 use super::config::{OtlpConfigError, Resolved, RetryPolicy};
 use super::tls::TlsError;
 use super::transport::Transport;
-use crate::Signal;
 
 /// What an exporter has done so far; read with
 /// [`OtlpStatsReader::stats`](super::OtlpStatsReader::stats).
@@ -33,7 +33,8 @@ pub struct OtlpExporterStats {
     /// Requests sent again after a retryable answer.
     pub retries: u64,
     /// Items the server accepted the request for but rejected
-    /// (`partial_success.rejected_spans` / `rejected_log_records`); not
+    /// (`partial_success.rejected_spans` / `rejected_log_records` /
+    /// `rejected_data_points`); not
     /// retried, as the specification says.
     pub rejected_items: u64,
     /// Body bytes sent, retries included: compressed for HTTP, before

@@ -23,9 +23,9 @@ use tonic::transport::{Channel, Endpoint};
 
 use super::answer::{self, Failure};
 use super::bodies::Bodies;
+use super::config::Signal;
 use super::config::{Compression, OtlpConfigError, Protocol, Resolved};
 use super::tls::{Connector, FailureLog};
-use crate::Signal;
 
 /// The most of a response body read: OTLP answers are a few bytes, an
 /// error body a few hundred.
@@ -174,6 +174,7 @@ impl GrpcTransport {
         let path = PathAndQuery::from_static(match signal {
             Signal::Spans => "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
             Signal::Logs => "/opentelemetry.proto.collector.logs.v1.LogsService/Export",
+            Signal::Metrics => "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export",
         });
         Ok(GrpcTransport {
             client,
