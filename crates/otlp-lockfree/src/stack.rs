@@ -378,6 +378,13 @@ impl<T> LockFreeStack<T> {
             // May be stale if `idx` was popped since `head` was loaded; the
             // CAS below then fails on the tag.
             let next = slot.next.load(Ordering::Relaxed);
+            // Acquire is what this CAS needs: it reads the value the
+            // publishing CAS released. Its release half orders nothing a
+            // later owner relies on: the slot goes back through `spare`
+            // (swap AcqRel) or the free list (CAS Release), which order our
+            // read of the value before the next owner's write. Acquire alone
+            // is listed as a correct weakening in xtask's mutation list
+            // (`stack-pop-cas-acquire`); Relaxed is caught.
             match self.heads.top.compare_exchange_weak(
                 head,
                 with_index(head, next),

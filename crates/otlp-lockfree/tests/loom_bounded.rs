@@ -62,3 +62,65 @@ fn force_push_races_pop_batch() {
         assert_eq!(all, [1, 2, 3]);
     });
 }
+
+/// A slot that `pop` frees is refilled, on another thread, by a `push` of
+/// the next lap: with capacity 1 every push after the first reuses the one
+/// slot. The popper's read of the value must happen before the pusher's
+/// write (`pop`'s Release stamp store, `push`'s Acquire stamp load); loom's
+/// cell tracking reports the write racing the read otherwise.
+#[test]
+fn a_slot_freed_by_pop_is_refilled_on_the_next_lap() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(1).unwrap());
+        q.push(1).unwrap();
+        let qc = q.clone();
+        let consumer = thread::spawn(move || {
+            // Spin until the item is there (it is from the start) and take it.
+            loop {
+                if let Some(v) = qc.pop() {
+                    return v;
+                }
+                thread::yield_now();
+            }
+        });
+        let mut v = 2;
+        // Full until the consumer frees the slot.
+        while let Err(back) = q.push(v) {
+            v = back;
+            thread::yield_now();
+        }
+        assert_eq!(consumer.join().unwrap(), 1);
+        assert_eq!(q.pop(), Some(2));
+        assert!(q.is_empty());
+    });
+}
+
+/// The batch twins: `pop_batch` frees the slots and `push_batch` refills
+/// them on the next lap, from another thread.
+#[test]
+fn a_slot_freed_by_pop_batch_is_refilled_by_push_batch() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(1).unwrap());
+        assert!(q.push_batch([1]).is_empty());
+        let qc = q.clone();
+        let consumer = thread::spawn(move || {
+            let mut out = Vec::new();
+            while qc.pop_batch(&mut out, 1) == 0 {
+                thread::yield_now();
+            }
+            out
+        });
+        let mut items = vec![2];
+        loop {
+            items = q.push_batch(items);
+            if items.is_empty() {
+                break;
+            }
+            thread::yield_now();
+        }
+        assert_eq!(consumer.join().unwrap(), [1]);
+        let mut rest = Vec::new();
+        q.pop_batch(&mut rest, 4);
+        assert_eq!(rest, [2]);
+    });
+}

@@ -164,30 +164,47 @@ fn in_flight_never_exceeds_what_runs() {
     });
 }
 
-/// `reset` racing with a record: the event lands in exactly one window,
-/// in-flight stays exact, and min/max are never inverted.
+/// `reset` racing with a record, both on spawned threads (with `reset` on
+/// the model's main thread the record could never land before `reset`'s
+/// snapshot): the event lands in exactly one window, in-flight stays
+/// exact, and the new window's min/max never carry a value from the old
+/// window. The old value (9 ns) and the racing one (10 ns) share a
+/// histogram bucket (8..=11 under loom), so a min/max tracker that `reset`
+/// failed to restart would pass the bucket check and show up as 9.
 #[test]
 fn reset_racing_a_record() {
     loom::model(|| {
         let m = Arc::new(ConcurrencyMonitor::new());
-        m.record_task_start(); // slot 0
-        let t = {
+        m.record_task_start(); // main: slot 0, owned shard 0
+        m.record_task_start();
+        m.record_task_completion(ns(9)); // the old window
+        let recorder = {
             let m = Arc::clone(&m);
             thread::spawn(move || {
-                m.record_task_completion(ns(3)); // slot 1, owned shard 1
+                m.record_task_completion(ns(10)); // slot 1, owned shard 1
             })
         };
-        m.reset();
-        t.join().unwrap();
+        let resetter = {
+            let m = Arc::clone(&m);
+            thread::spawn(move || m.reset())
+        };
+        recorder.join().unwrap();
+        resetter.join().unwrap();
         let after = m.get_stats();
         // The completion is in the old window or the new one; the gauge
         // spans both and is exact.
         assert_eq!(after.in_flight, 0);
         assert!(after.completed_tasks <= 1);
         assert_eq!(after.total_tasks, 0);
-        if after.completed_tasks == 1 {
-            assert!(after.min_execution_time <= after.max_execution_time);
-            assert!(after.max_execution_time <= ns(3));
-        }
+        // Exact (10), the bounds of its bucket, or nothing at all when the
+        // record's bucket landed before the reset and its count after;
+        // never the old window's 9.
+        assert_ne!(after.min_execution_time, ns(9), "old min after reset");
+        assert_ne!(after.max_execution_time, ns(9), "old max after reset");
+        // Once quiet, a new record is exact: the trackers were restarted.
+        m.record_task_start();
+        m.record_task_completion(ns(10));
+        let s = m.get_stats();
+        assert_eq!(s.min_execution_time, ns(10), "min after reset and a record");
     });
 }

@@ -359,6 +359,13 @@ impl SpinParker {
     pub(crate) fn wait(&self, deadline: Option<std::time::Instant>) {
         let state = &self.inner.state;
         for round in 0..SPIN_ROUNDS {
+            // The flag carries no data: every grant is recorded under the
+            // wait-list lock before its wake, and the caller re-checks its
+            // slot under that lock after we return. So Relaxed would do for
+            // this load and the EMPTY stores (a correct weakening in xtask's
+            // mutation list, `parker-spin-check-relaxed`); only the
+            // PARKED/NOTIFIED exchange must not lose a wake, which its
+            // single location's modification order guarantees.
             if state.load(Ordering::Acquire) == NOTIFIED {
                 // Overwriting a second, concurrent NOTIFIED is fine: the
                 // caller re-checks under the lock after we return, and every
