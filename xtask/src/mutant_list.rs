@@ -53,6 +53,7 @@ pub const SUBSET: &[&str] = &[
     "wake-should-wake-fence",
     "space-wait-fence",
     "sleep-notify-fence",
+    "registry-inject-no-notify",
 ];
 
 /// Every listed mutant.
@@ -82,11 +83,11 @@ pub const MUTANTS: &[Mutant] = &[
         ]),
     },
     Mutant {
-        id: "bounded-force-push-stamp-release",
+        id: "bounded-force-push-evict-stamp-release",
         krate: "otlp-lockfree",
         file: "crates/otlp-lockfree/src/bounded.rs",
         line: "slot.stamp.store(tail.wrapping_add(1), Ordering::Release);",
-        nth: 1,
+        nth: 2,
         of: 3,
         to: "slot.stamp.store(tail.wrapping_add(1), Ordering::Relaxed);",
         verdict: Verdict::Caught(&["loom_bounded::force_push_races_pop_batch"]),
@@ -123,7 +124,10 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: ".store(p.wrapping_add(self.one_lap), Ordering::Relaxed);",
-        verdict: Verdict::Caught(&["loom_bounded::force_push_races_pop_batch"]),
+        verdict: Verdict::Caught(&[
+            "loom_bounded::a_slot_freed_by_pop_batch_is_refilled_by_push_batch",
+            "loom_bounded::force_push_races_pop_batch",
+        ]),
     },
     Mutant {
         id: "bounded-pop-batch-stamp-acquire",
@@ -177,7 +181,9 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 2,
         to: "Ordering::Relaxed,",
-        verdict: Verdict::Caught(&["loom_stack::concurrent_push_pop"]),
+        verdict: Verdict::Correct(
+            "`head` came from an Acquire load (or a failed CAS with Acquire) that synchronised with the publishing CAS, and the tag makes a successful CAS find that same write, so the success ordering needs neither half",
+        ),
     },
     Mutant {
         id: "stack-pop-cas-acquire",
@@ -188,7 +194,7 @@ pub const MUTANTS: &[Mutant] = &[
         of: 2,
         to: "Ordering::Acquire,",
         verdict: Verdict::Correct(
-            "the pop CAS only needs Acquire (it reads the value the publishing CAS released); the slot goes back through spare (swap AcqRel) or the free list (CAS Release), which order the read before the next owner's write",
+            "the release half orders nothing a later owner relies on: the slot goes back through spare (swap AcqRel) or the free list (CAS Release), which order the read of the value before the next owner's write",
         ),
     },
     Mutant {
@@ -209,7 +215,13 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "let prev = self.heads.spare.swap(idx, Ordering::Acquire);",
-        verdict: Verdict::Caught(&["loom_stack::pop_races_pop_then_push_of_the_same_slot"]),
+        verdict: Verdict::Caught(&[
+            "loom_stack::concurrent_push_pop",
+            "loom_stack::pop_races_pop_all_then_push_reusing_the_slot",
+            "loom_stack::pop_races_pop_then_push_of_the_same_slot",
+            "loom_stack::pops_race_for_the_spare_then_reuse",
+            "loom_stack::slot_handed_over_through_the_free_list",
+        ]),
     },
     Mutant {
         id: "stack-spare-take-acquire",
@@ -219,7 +231,13 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "let spare = self.heads.spare.swap(NIL, Ordering::Relaxed);",
-        verdict: Verdict::Caught(&["loom_stack::pop_races_pop_then_push_of_the_same_slot"]),
+        verdict: Verdict::Caught(&[
+            "loom_stack::concurrent_push_pop",
+            "loom_stack::pop_races_pop_all_then_push_reusing_the_slot",
+            "loom_stack::pop_races_pop_then_push_of_the_same_slot",
+            "loom_stack::pops_race_for_the_spare_then_reuse",
+            "loom_stack::slot_handed_over_through_the_free_list",
+        ]),
     },
     Mutant {
         id: "stack-segment-install",
@@ -239,7 +257,9 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "slot.depth.store(depth, Ordering::Relaxed);",
-        verdict: Verdict::Caught(&["loom_stack::len_races_push_and_pop"]),
+        verdict: Verdict::Correct(
+            "the depth is published with the slot by the linking CAS (AcqRel), and `len` and `publish` reach a slot only through an Acquire load of the top that read that CAS",
+        ),
     },
     Mutant {
         id: "queue-written-release",
@@ -249,7 +269,10 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "slot.written.store(true, Ordering::Relaxed);",
-        verdict: Verdict::Caught(&["loom_queue::producers_race_for_the_last_slot_and_the_link"]),
+        verdict: Verdict::Caught(&[
+            "loom_queue::batch_claim_ends_on_the_last_slot_while_pushing",
+            "loom_queue::consumers_reach_the_block_end_while_the_producer_links",
+        ]),
     },
     Mutant {
         id: "queue-written-acquire",
@@ -259,7 +282,10 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "while !self.written.load(Ordering::Relaxed) {",
-        verdict: Verdict::Caught(&["loom_queue::producers_race_for_the_last_slot_and_the_link"]),
+        verdict: Verdict::Caught(&[
+            "loom_queue::batch_claim_ends_on_the_last_slot_while_pushing",
+            "loom_queue::consumers_reach_the_block_end_while_the_producer_links",
+        ]),
     },
     Mutant {
         id: "queue-link-next-release",
@@ -270,6 +296,7 @@ pub const MUTANTS: &[Mutant] = &[
         of: 1,
         to: "unsafe { (*block).next.store(next, Ordering::Relaxed) };",
         verdict: Verdict::Caught(&[
+            "loom_queue::batch_claim_ends_on_the_last_slot_while_pushing",
             "loom_queue::consumers_reach_the_block_end_while_the_producer_links",
         ]),
     },
@@ -281,7 +308,9 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "self.tail.block.store(next, Ordering::Relaxed);",
-        verdict: Verdict::Caught(&["loom_queue::producers_race_for_the_last_slot_and_the_link"]),
+        verdict: Verdict::Correct(
+            "producers load the index (Acquire) before the block and use a block only with an index read after the link, which the Release index store that follows publishes together with the block",
+        ),
     },
     Mutant {
         id: "queue-handoff-swap",
@@ -308,7 +337,7 @@ pub const MUTANTS: &[Mutant] = &[
         krate: "otlp-lockfree",
         file: "crates/otlp-lockfree/src/queue.rs",
         line: ".store(true, Ordering::Release);",
-        nth: 1,
+        nth: 0,
         of: 2,
         to: ".store(true, Ordering::Relaxed);",
         verdict: Verdict::Caught(&["loom_queue::batch_claim_ends_on_the_last_slot_while_pushing"]),
@@ -321,9 +350,9 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "self.head.block.store(next, Ordering::Relaxed);",
-        verdict: Verdict::Caught(&[
-            "loom_queue::consumers_reach_the_block_end_while_the_producer_links",
-        ]),
+        verdict: Verdict::Correct(
+            "consumers load the index (Acquire) before the block, so the Release index store that follows publishes the block",
+        ),
     },
     Mutant {
         id: "queue-spare-give",
@@ -333,9 +362,7 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: ".compare_exchange(ptr::null_mut(), block, Ordering::Relaxed, Ordering::Relaxed)",
-        verdict: Verdict::Caught(&[
-            "loom_queue::producer_reuses_the_spare_while_the_consumer_frees",
-        ]),
+        verdict: Verdict::Caught(&["loom_queue::a_block_is_reused_only_after_its_last_reader"]),
     },
     Mutant {
         id: "queue-spare-take",
@@ -345,9 +372,7 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "let block = self.spare.swap(ptr::null_mut(), Ordering::Relaxed);",
-        verdict: Verdict::Caught(&[
-            "loom_queue::producer_reuses_the_spare_while_the_consumer_frees",
-        ]),
+        verdict: Verdict::Caught(&["loom_queue::a_block_is_reused_only_after_its_last_reader"]),
     },
     Mutant {
         id: "vec-ready-release",
@@ -370,21 +395,11 @@ pub const MUTANTS: &[Mutant] = &[
         verdict: Verdict::Caught(&["loom_vec::pushes_race_across_bucket_boundary"]),
     },
     Mutant {
-        id: "vec-bucket-acquire",
-        krate: "otlp-lockfree",
-        file: "crates/otlp-lockfree/src/vec.rs",
-        line: "let base = self.buckets[b].load(Ordering::Acquire);",
-        nth: 0,
-        of: 1,
-        to: "let base = self.buckets[b].load(Ordering::Relaxed);",
-        verdict: Verdict::Caught(&["loom_vec::pushes_race_across_bucket_boundary"]),
-    },
-    Mutant {
         id: "map-no-recheck-under-write-lock",
         krate: "otlp-lockfree",
         file: "crates/otlp-lockfree/src/map.rs",
         line: "|slot| slot.hash == hash && slot.key == key,",
-        nth: 0,
+        nth: 1,
         of: 3,
         to: "|_| false,",
         verdict: Verdict::Caught(&["loom_map::get_or_insert_with_races_on_one_key"]),
@@ -407,7 +422,7 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "add(&shard.started, 1, exclusive, Ordering::Relaxed);",
-        verdict: Verdict::Caught(&["loom_shards::cross_shard_handoff_keeps_in_flight_consistent"]),
+        verdict: Verdict::Caught(&["loom_shards::in_flight_never_exceeds_what_runs"]),
     },
     Mutant {
         id: "monitor-completed-release",
@@ -418,6 +433,8 @@ pub const MUTANTS: &[Mutant] = &[
         of: 1,
         to: "add(&shard.completed, 1, exclusive, Ordering::Relaxed);",
         verdict: Verdict::Caught(&[
+            "loom_shards::cross_shard_handoff_keeps_in_flight_consistent",
+            "loom_shards::in_flight_never_exceeds_what_runs",
             "loom_shards::reader_never_sees_completion_without_start_or_latency",
         ]),
     },
@@ -430,7 +447,8 @@ pub const MUTANTS: &[Mutant] = &[
         of: 1,
         to: "completed = completed.wrapping_add(shard.completed.load(Ordering::Relaxed));",
         verdict: Verdict::Caught(&[
-            "loom_shards::reader_never_sees_completion_without_start_or_latency",
+            "loom_shards::cross_shard_handoff_keeps_in_flight_consistent",
+            "loom_shards::in_flight_never_exceeds_what_runs",
         ]),
     },
     Mutant {
@@ -441,16 +459,6 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "started = started.wrapping_add(shard.started.load(Ordering::Relaxed));",
-        verdict: Verdict::Caught(&["loom_shards::cross_shard_handoff_keeps_in_flight_consistent"]),
-    },
-    Mutant {
-        id: "monitor-finished-after-start-acquire",
-        krate: "otlp-monitor",
-        file: "crates/otlp-monitor/src/monitor.rs",
-        line: ".wrapping_add(shard.completed.load(Ordering::Acquire))",
-        nth: 0,
-        of: 1,
-        to: ".wrapping_add(shard.completed.load(Ordering::Relaxed))",
         verdict: Verdict::Caught(&["loom_shards::in_flight_never_exceeds_what_runs"]),
     },
     Mutant {
@@ -485,7 +493,10 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "while value > cur && false {",
-        verdict: Verdict::Caught(&["loom_shards::min_max_cas_on_a_shared_shard"]),
+        verdict: Verdict::Caught(&[
+            "loom_shards::reader_never_sees_completion_without_start_or_latency",
+            "loom_shards::reset_racing_a_record",
+        ]),
     },
     Mutant {
         id: "numa-claim-acquire",
@@ -495,7 +506,11 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "Ordering::Relaxed,",
-        verdict: Verdict::Caught(&["loom_slots::one_slot_handed_between_two_threads"]),
+        verdict: Verdict::Caught(&[
+            "loom_slots::one_slot_handed_between_two_threads",
+            "loom_slots::one_slot_three_threads",
+            "loom_slots::two_slots_three_threads",
+        ]),
     },
     Mutant {
         id: "numa-release-release",
@@ -505,7 +520,11 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "self.used.fetch_and(!(1 << id), Ordering::Relaxed);",
-        verdict: Verdict::Caught(&["loom_slots::one_slot_handed_between_two_threads"]),
+        verdict: Verdict::Caught(&[
+            "loom_slots::one_slot_handed_between_two_threads",
+            "loom_slots::one_slot_three_threads",
+            "loom_slots::two_slots_three_threads",
+        ]),
     },
     Mutant {
         id: "semaphore-take-fast-cas",
@@ -515,7 +534,10 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 5,
         to: "Ordering::Relaxed,",
-        verdict: Verdict::Caught(&["loom_semaphore::mutual_exclusion_and_conservation"]),
+        verdict: Verdict::Caught(&[
+            "loom_semaphore::mutual_exclusion_and_conservation",
+            "loom_semaphore::split_permits_guard_data_like_a_rwlock",
+        ]),
     },
     Mutant {
         id: "semaphore-release-cas",
@@ -525,7 +547,10 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 1,
         of: 5,
         to: "Ordering::Relaxed,",
-        verdict: Verdict::Caught(&["loom_semaphore::mutual_exclusion_and_conservation"]),
+        verdict: Verdict::Caught(&[
+            "loom_semaphore::mutual_exclusion_and_conservation",
+            "loom_semaphore::split_permits_guard_data_like_a_rwlock",
+        ]),
     },
     Mutant {
         id: "semaphore-take-fast-load",
@@ -547,7 +572,9 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 2,
         of: 5,
         to: "Ordering::Relaxed,",
-        verdict: Verdict::Caught(&["loom_semaphore::weighted_waiter_collects_partial_releases"]),
+        verdict: Verdict::Caught(&[
+            "loom_semaphore::leftover_permits_after_a_queued_grant_guard_data",
+        ]),
     },
     Mutant {
         id: "parker-wake-swap",
@@ -557,7 +584,9 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "if self.state.swap(NOTIFIED, Ordering::Relaxed) == PARKED {",
-        verdict: Verdict::Caught(&["loom_semaphore::repeated_blocking_handoffs_reuse_the_parker"]),
+        verdict: Verdict::Correct(
+            "the flag carries no data: every grant is recorded under the wait-list lock before its wake and re-checked under that lock by the woken waiter; the flag's single modification order alone keeps the PARKED/NOTIFIED exchange from losing a wake",
+        ),
     },
     Mutant {
         id: "parker-no-unpark",
@@ -567,7 +596,15 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "",
-        verdict: Verdict::Caught(&["loom_semaphore::repeated_blocking_handoffs_reuse_the_parker"]),
+        verdict: Verdict::Caught(&[
+            "loom_semaphore::close_races_waiter_and_release",
+            "loom_semaphore::empty_semaphore_is_a_gate_opened_by_add_permits",
+            "loom_semaphore::leftover_permits_after_a_queued_grant_guard_data",
+            "loom_semaphore::mutual_exclusion_and_conservation",
+            "loom_semaphore::repeated_blocking_handoffs_reuse_the_parker",
+            "loom_semaphore::split_permits_guard_data_like_a_rwlock",
+            "loom_semaphore::weighted_waiter_collects_partial_releases",
+        ]),
     },
     Mutant {
         id: "parker-spin-check-relaxed",
@@ -589,7 +626,11 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "",
-        verdict: Verdict::Caught(&["loom_lifecycle::racing_start_and_fail_with_waiter"]),
+        verdict: Verdict::Caught(&[
+            "loom_config::change_is_reported_only_past_the_seen_version",
+            "loom_config::watcher_sees_the_change",
+            "loom_lifecycle::racing_start_and_fail_with_waiter",
+        ]),
     },
     Mutant {
         id: "config-reader-decrement-release",
@@ -599,7 +640,12 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "counter.fetch_sub(1, Ordering::Relaxed);",
-        verdict: Verdict::Caught(&["loom_config::reads_race_two_updates"]),
+        verdict: Verdict::Caught(&[
+            "loom_config::change_is_reported_only_past_the_seen_version",
+            "loom_config::reads_race_two_updates",
+            "loom_config::two_writers_and_a_reader",
+            "loom_config::watcher_sees_the_change",
+        ]),
     },
     Mutant {
         id: "config-drain-acqrel",
@@ -609,7 +655,12 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "while counter.fetch_add(0, Ordering::Relaxed) != 0 {",
-        verdict: Verdict::Caught(&["loom_config::reads_race_two_updates"]),
+        verdict: Verdict::Caught(&[
+            "loom_config::change_is_reported_only_past_the_seen_version",
+            "loom_config::reads_race_two_updates",
+            "loom_config::two_writers_and_a_reader",
+            "loom_config::watcher_sees_the_change",
+        ]),
     },
     Mutant {
         id: "config-reader-increment-acquire",
@@ -619,7 +670,12 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "counter.fetch_add(1, Ordering::Relaxed);",
-        verdict: Verdict::Caught(&["loom_config::reads_race_two_updates"]),
+        verdict: Verdict::Caught(&[
+            "loom_config::change_is_reported_only_past_the_seen_version",
+            "loom_config::reads_race_two_updates",
+            "loom_config::two_writers_and_a_reader",
+            "loom_config::watcher_sees_the_change",
+        ]),
     },
     Mutant {
         id: "config-swap-acqrel",
@@ -629,7 +685,12 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "let old = self.current.swap(new, Ordering::Acquire);",
-        verdict: Verdict::Caught(&["loom_config::reads_race_two_updates"]),
+        verdict: Verdict::Caught(&[
+            "loom_config::change_is_reported_only_past_the_seen_version",
+            "loom_config::reads_race_two_updates",
+            "loom_config::two_writers_and_a_reader",
+            "loom_config::watcher_sees_the_change",
+        ]),
     },
     Mutant {
         id: "config-watchers-not-notified",
@@ -639,7 +700,10 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 3,
         to: "",
-        verdict: Verdict::Caught(&["loom_config::watcher_sees_the_change"]),
+        verdict: Verdict::Caught(&[
+            "loom_config::change_is_reported_only_past_the_seen_version",
+            "loom_config::watcher_sees_the_change",
+        ]),
     },
     Mutant {
         id: "lifecycle-transition-no-notify",
@@ -669,7 +733,11 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 4,
         to: "",
-        verdict: Verdict::Caught(&["loom_wake::two_producers_threshold_two_with_a_stale_request"]),
+        verdict: Verdict::Caught(&[
+            "loom_wake::one_producer_threshold_one_with_a_stale_request",
+            "loom_wake::two_producers_threshold_one_with_a_stale_request",
+            "loom_wake::two_producers_threshold_two_with_a_stale_request",
+        ]),
     },
     Mutant {
         id: "wake-rearm-fence",
@@ -679,7 +747,11 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 1,
         of: 4,
         to: "",
-        verdict: Verdict::Caught(&["loom_wake::two_producers_threshold_two_with_a_stale_request"]),
+        verdict: Verdict::Caught(&[
+            "loom_wake::one_producer_threshold_one_with_a_stale_request",
+            "loom_wake::two_producers_threshold_one_with_a_stale_request",
+            "loom_wake::two_producers_threshold_two_with_a_stale_request",
+        ]),
     },
     Mutant {
         id: "wake-rearm-empty",
@@ -689,7 +761,11 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "",
-        verdict: Verdict::Caught(&["loom_wake::two_producers_threshold_two_with_a_stale_request"]),
+        verdict: Verdict::Caught(&[
+            "loom_wake::one_producer_threshold_one_with_a_stale_request",
+            "loom_wake::two_producers_threshold_one_with_a_stale_request",
+            "loom_wake::two_producers_threshold_two_with_a_stale_request",
+        ]),
     },
     Mutant {
         id: "gate-enter-fence",
@@ -832,6 +908,48 @@ pub const MUTANTS: &[Mutant] = &[
         of: 1,
         to: "",
         verdict: Verdict::Caught(&["loom_sleep::two_workers_one_task_then_terminate"]),
+    },
+    Mutant {
+        id: "registry-inject-no-notify",
+        krate: "otlp-sched",
+        file: "crates/otlp-sched/src/registry.rs",
+        line: "self.sleep.notify_work();",
+        nth: 0,
+        of: 1,
+        to: "",
+        verdict: Verdict::Caught(&[
+            "loom_pool::a_task_submitted_from_outside_reaches_a_sleeping_worker",
+        ]),
+    },
+    Mutant {
+        id: "registry-terminate-keeps-sleepers",
+        krate: "otlp-sched",
+        file: "crates/otlp-sched/src/registry.rs",
+        line: "self.sleep.terminate();",
+        nth: 0,
+        of: 1,
+        to: "",
+        verdict: Verdict::Caught(&["loom_pool::shutdown_runs_every_accepted_task_once"]),
+    },
+    Mutant {
+        id: "registry-terminate-flag-not-set",
+        krate: "otlp-sched",
+        file: "crates/otlp-sched/src/registry.rs",
+        line: "self.terminate.store(true, Ordering::SeqCst);",
+        nth: 0,
+        of: 1,
+        to: "",
+        verdict: Verdict::Caught(&["loom_pool::shutdown_runs_every_accepted_task_once"]),
+    },
+    Mutant {
+        id: "registry-submit-never-leaves-gate",
+        krate: "otlp-sched",
+        file: "crates/otlp-sched/src/registry.rs",
+        line: "self.exit();",
+        nth: 0,
+        of: 3,
+        to: "",
+        verdict: Verdict::Caught(&["loom_pool::shutdown_runs_every_accepted_task_once"]),
     },
     Mutant {
         id: "sleep-sleeper-rmw-relaxed",

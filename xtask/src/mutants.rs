@@ -262,7 +262,39 @@ fn run_one(
     let elapsed = start.elapsed();
     drop(restore);
 
-    let failed = failing_models(&output);
+    let mut failed = failing_models(&output);
+    // A model that crashes its test binary (a mutated protocol can hand
+    // out a dangling index, which loom does not catch as a panic) takes
+    // the binary's other results with it: run that binary again one test
+    // at a time to name the model that crashed.
+    // A crash ends that run too, so go on past each crashed model until the
+    // rest of the binary has run.
+    for file in crashed_binaries(&output) {
+        let mut skip: Vec<String> = Vec::new();
+        for _ in 0..16 {
+            let mut again = loom_command(root, krate, preemptions, std::slice::from_ref(&file));
+            again.args(["--", "--test-threads=1", "--exact"]);
+            for test in &skip {
+                again.args(["--skip", test]);
+            }
+            let (_, rerun) = run_captured(again, MUTANT_TIMEOUT)?;
+            failed.extend(
+                failing_models(&rerun)
+                    .into_iter()
+                    .map(|m| m.rsplit("::").next().unwrap_or(&m).to_owned())
+                    .map(|test| format!("{file}::{test}")),
+            );
+            match crashed_test(&rerun) {
+                Some(test) => {
+                    failed.push(format!("{file}::{test}"));
+                    skip.push(test);
+                }
+                None => break,
+            }
+        }
+    }
+    failed.sort();
+    failed.dedup();
     let built = !output.contains("could not compile") && !output.contains("error[E");
     let (ok, problem) = if !built {
         let log = backup_dir.join(format!("{}.log", m.id));
@@ -372,6 +404,39 @@ pub fn failing_models(output: &str) -> Vec<String> {
     failed.sort();
     failed.dedup();
     failed
+}
+
+/// Test binaries (`loom_x`) that cargo reports killed by a signal.
+pub fn crashed_binaries(output: &str) -> Vec<String> {
+    let mut file = String::new();
+    let mut crashed = Vec::new();
+    for line in output.lines() {
+        let line = line.trim();
+        if let Some(rest) = line.strip_prefix("Running tests/")
+            && let Some(stem) = rest.split(".rs").next()
+        {
+            stem.clone_into(&mut file);
+        } else if line.starts_with("process didn't exit successfully")
+            && line.contains("(signal:")
+            && !file.is_empty()
+        {
+            crashed.push(file.clone());
+        }
+    }
+    crashed.dedup();
+    crashed
+}
+
+/// With `--test-threads=1` libtest prints `test NAME ... ` when a test
+/// starts and its result when it ends: the test that started last and has
+/// no result is the one that took the process down.
+pub fn crashed_test(output: &str) -> Option<String> {
+    let last = output
+        .lines()
+        .map(str::trim_end)
+        .rfind(|line| line.starts_with("test ") && line.contains(" ..."))?;
+    let (name, result) = last.strip_prefix("test ")?.split_once(" ...")?;
+    result.trim().is_empty().then(|| name.to_owned())
 }
 
 fn render_report(
@@ -504,6 +569,17 @@ mod tests {
         let out = "     Running tests/loom_a.rs (target/x)\n\nrunning 2 tests\ntest one ... ok\ntest two ... FAILED\n\
                    \n     Running tests/loom_b.rs (target/y)\ntest two ... FAILED\n";
         assert_eq!(failing_models(out), vec!["loom_a::two", "loom_b::two"]);
+    }
+
+    #[test]
+    fn a_crashed_binary_is_rerun_and_its_last_started_test_named() {
+        let out = "     Running tests/loom_a.rs (x)\n\nrunning 2 tests\nerror: test failed\n\nCaused by:\n  \
+                   process didn't exit successfully: `x` (signal: 11, SIGSEGV: invalid memory reference)\n\
+                   \n     Running tests/loom_b.rs (y)\ntest ok_one ... ok\n";
+        assert_eq!(crashed_binaries(out), vec!["loom_a"]);
+        let rerun = "running 2 tests\ntest first ... ok\ntest second ... ";
+        assert_eq!(crashed_test(rerun).as_deref(), Some("second"));
+        assert_eq!(crashed_test("test first ... ok\n"), None);
     }
 
     /// The list stays in step with the code: every line exists exactly as

@@ -324,6 +324,11 @@ impl<T> LockFreeQueue<T> {
         let next = self.take_spare().unwrap_or_else(Block::alloc);
         // The tail first: a consumer that reaches `next` through `block.next`
         // must find the tail index there already, or it would see head > tail.
+        // This store's Release is more than needed (`queue-tail-block-release`,
+        // a correct weakening in xtask's mutation list): producers load the
+        // index (Acquire) before the block and use a block only with an
+        // index read after the link, which the Release index store below
+        // publishes together with the block.
         self.tail.block.store(next, Ordering::Release);
         self.tail
             .index
@@ -457,6 +462,10 @@ impl<T> LockFreeQueue<T> {
         if !unsafe { (*next).next.load(Ordering::Relaxed) }.is_null() {
             index |= HAS_NEXT;
         }
+        // As for the tail: consumers load the index (Acquire) before the
+        // block, so the index's Release store publishes the block and this
+        // one's Release is more than needed (`queue-head-block-release`, a
+        // correct weakening in xtask's mutation list).
         self.head.block.store(next, Ordering::Release);
         self.head.index.store(index, Ordering::Release);
     }

@@ -64,10 +64,12 @@ fn force_push_races_pop_batch() {
 }
 
 /// A slot that `pop` frees is refilled, on another thread, by a `push` of
-/// the next lap: with capacity 1 every push after the first reuses the one
-/// slot. The popper's read of the value must happen before the pusher's
-/// write (`pop`'s Release stamp store, `push`'s Acquire stamp load); loom's
-/// cell tracking reports the write racing the read otherwise.
+/// the next lap, and the consumer then pops the refilled value: with
+/// capacity 1 every push after the first reuses the one slot. The popper's
+/// read of the old value must happen before the pusher's write (`pop`'s
+/// Release stamp store, `push`'s Acquire stamp load), and the new value's
+/// write before the consumer's second read (`push`'s Release, `pop`'s
+/// Acquire); loom's cell tracking reports a write racing a read otherwise.
 #[test]
 fn a_slot_freed_by_pop_is_refilled_on_the_next_lap() {
     loom::model(|| {
@@ -75,13 +77,14 @@ fn a_slot_freed_by_pop_is_refilled_on_the_next_lap() {
         q.push(1).unwrap();
         let qc = q.clone();
         let consumer = thread::spawn(move || {
-            // Spin until the item is there (it is from the start) and take it.
-            loop {
-                if let Some(v) = qc.pop() {
-                    return v;
+            let mut got = Vec::new();
+            while got.len() < 2 {
+                match qc.pop() {
+                    Some(v) => got.push(v),
+                    None => thread::yield_now(),
                 }
-                thread::yield_now();
             }
+            got
         });
         let mut v = 2;
         // Full until the consumer frees the slot.
@@ -89,14 +92,13 @@ fn a_slot_freed_by_pop_is_refilled_on_the_next_lap() {
             v = back;
             thread::yield_now();
         }
-        assert_eq!(consumer.join().unwrap(), 1);
-        assert_eq!(q.pop(), Some(2));
+        assert_eq!(consumer.join().unwrap(), [1, 2]);
         assert!(q.is_empty());
     });
 }
 
-/// The batch twins: `pop_batch` frees the slots and `push_batch` refills
-/// them on the next lap, from another thread.
+/// The batch twins: `pop_batch` frees the slot, `push_batch` refills it on
+/// the next lap from another thread, and `pop_batch` takes the new value.
 #[test]
 fn a_slot_freed_by_pop_batch_is_refilled_by_push_batch() {
     loom::model(|| {
@@ -105,8 +107,10 @@ fn a_slot_freed_by_pop_batch_is_refilled_by_push_batch() {
         let qc = q.clone();
         let consumer = thread::spawn(move || {
             let mut out = Vec::new();
-            while qc.pop_batch(&mut out, 1) == 0 {
-                thread::yield_now();
+            while out.len() < 2 {
+                if qc.pop_batch(&mut out, 2) == 0 {
+                    thread::yield_now();
+                }
             }
             out
         });
@@ -118,9 +122,7 @@ fn a_slot_freed_by_pop_batch_is_refilled_by_push_batch() {
             }
             thread::yield_now();
         }
-        assert_eq!(consumer.join().unwrap(), [1]);
-        let mut rest = Vec::new();
-        q.pop_batch(&mut rest, 4);
-        assert_eq!(rest, [2]);
+        assert_eq!(consumer.join().unwrap(), [1, 2]);
+        assert!(q.is_empty());
     });
 }

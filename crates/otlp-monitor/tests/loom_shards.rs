@@ -55,9 +55,13 @@ fn min_max_cas_on_a_shared_shard() {
 }
 
 /// A recorder on another shard racing a reader: the reader never sees a
-/// finished task without its start or its latency (min/max), and the final
-/// totals are exact. (The reader runs on a spawned thread: on the model's
-/// main thread loom explored a single execution of this model.)
+/// finished task without its start or its latency (min/max), never sees a
+/// latency in a histogram bucket without the exact min/max recorded before
+/// it, and the final totals are exact. The latency (7 ns) is the top of
+/// its bucket (6..=7 under loom), so a min/max the reader failed to see
+/// would show as the bucket's lower bound, 6. (The reader runs on a
+/// spawned thread: on the model's main thread loom explored a single
+/// execution of this model.)
 #[test]
 fn reader_never_sees_completion_without_start_or_latency() {
     loom::model(|| {
@@ -67,7 +71,7 @@ fn reader_never_sees_completion_without_start_or_latency() {
             let m = Arc::clone(&m);
             thread::spawn(move || {
                 m.record_task_start(); // slot 1, owned shard 1
-                m.record_task_completion(ns(6));
+                m.record_task_completion(ns(7));
             })
         };
         let reader = {
@@ -77,8 +81,12 @@ fn reader_never_sees_completion_without_start_or_latency() {
                 assert!(s.completed_tasks + s.failed_tasks <= s.total_tasks);
                 assert!(s.in_flight <= 2);
                 if s.completed_tasks > 0 {
-                    assert_eq!(s.min_execution_time, ns(6));
-                    assert_eq!(s.max_execution_time, ns(6));
+                    assert_eq!(s.min_execution_time, ns(7));
+                    assert_eq!(s.max_execution_time, ns(7));
+                }
+                let h = m.latency_histogram();
+                if h.count() > 0 {
+                    assert_eq!((h.min(), h.max()), (7, 7), "bucket seen without min/max");
                 }
             })
         };
@@ -88,7 +96,7 @@ fn reader_never_sees_completion_without_start_or_latency() {
         let s = m.get_stats();
         assert_eq!((s.total_tasks, s.completed_tasks, s.in_flight), (2, 2, 0));
         assert_eq!(s.min_execution_time, ns(2));
-        assert_eq!(s.max_execution_time, ns(6));
+        assert_eq!(s.max_execution_time, ns(7));
     });
 }
 

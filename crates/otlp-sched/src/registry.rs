@@ -4,17 +4,17 @@ use std::any::Any;
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::thread::{self, Thread};
 use std::time::Instant;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
-use crossbeam_utils::{Backoff, CachePadded};
+use crossbeam_utils::CachePadded;
 
 use crate::Priority;
 use crate::job::{JobRef, Mode, StackJob, ThreadLatch};
 use crate::sleep::{Sleep, Wake};
 use crate::stats::Counters;
-use crate::sync::{Arc, AtomicBool, AtomicUsize, Ordering};
+use crate::sync::thread::{self, Thread};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Backoff, Ordering, const_thread_local};
 
 /// Number of priority levels, and so of injectors and deques per worker.
 pub(crate) const PRIORITIES: usize = 3;
@@ -354,8 +354,8 @@ impl Registry {
     }
 }
 
-thread_local! {
-    static CURRENT: Cell<*const WorkerThread> = const { Cell::new(ptr::null()) };
+const_thread_local! {
+    static CURRENT: Cell<*const WorkerThread> = Cell::new(ptr::null());
 }
 
 /// A worker's own state, living on its thread's stack.

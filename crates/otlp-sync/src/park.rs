@@ -362,10 +362,11 @@ impl SpinParker {
             // The flag carries no data: every grant is recorded under the
             // wait-list lock before its wake, and the caller re-checks its
             // slot under that lock after we return. So Relaxed would do for
-            // this load and the EMPTY stores (a correct weakening in xtask's
-            // mutation list, `parker-spin-check-relaxed`); only the
-            // PARKED/NOTIFIED exchange must not lose a wake, which its
-            // single location's modification order guarantees.
+            // this load, the EMPTY stores and the waker's swap (correct
+            // weakenings in xtask's mutation list: `parker-spin-check-relaxed`,
+            // `parker-wake-swap`); what must hold is that the PARKED/NOTIFIED
+            // exchange never loses a wake, which the flag's single
+            // modification order guarantees whatever the orderings.
             if state.load(Ordering::Acquire) == NOTIFIED {
                 // Overwriting a second, concurrent NOTIFIED is fine: the
                 // caller re-checks under the lock after we return, and every

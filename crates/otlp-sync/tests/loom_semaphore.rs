@@ -210,3 +210,36 @@ fn empty_semaphore_is_a_gate_opened_by_add_permits() {
         assert_eq!((sem.available(), sem.total(), sem.waiters()), (2, 2, 0));
     });
 }
+
+/// The permits a release hands to the queue and the ones left over: the
+/// holder of both permits writes the guarded cell and releases them while
+/// a waiter for one may be queued; the queue gets one (under the lock) and
+/// the other goes back to the word (`finish_locked`), where a third thread
+/// may take it on the fast path. Both readers must see the write.
+#[test]
+fn leftover_permits_after_a_queued_grant_guard_data() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(2).unwrap());
+        let data = Arc::new(UnsafeCell::new(0_usize));
+        let both = sem.try_acquire_owned(2).unwrap();
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (sem, data) = (Arc::clone(&sem), Arc::clone(&data));
+                thread::spawn(move || {
+                    let permit = sem.acquire_owned_blocking(1).unwrap();
+                    // SAFETY: a permit is held, so nobody holds both.
+                    let seen = data.with(|v| unsafe { *v });
+                    drop(permit);
+                    seen
+                })
+            })
+            .collect();
+        // SAFETY: both permits are held: no reader holds one.
+        data.with_mut(|v| unsafe { *v = 7 });
+        drop(both);
+        for r in readers {
+            assert_eq!(r.join().unwrap(), 7);
+        }
+        assert_eq!((sem.available(), sem.waiters()), (2, 0));
+    });
+}
