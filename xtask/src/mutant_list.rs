@@ -67,6 +67,7 @@ pub const MUTANTS: &[Mutant] = &[
         of: 3,
         to: "slot.stamp.store(tail.wrapping_add(1), Ordering::Relaxed);",
         verdict: Verdict::Caught(&[
+            "loom_bounded::a_slot_freed_by_pop_is_refilled_on_the_next_lap",
             "loom_bounded::capacity_two_wraps_with_two_producers_and_a_consumer",
         ]),
     },
@@ -101,6 +102,7 @@ pub const MUTANTS: &[Mutant] = &[
         of: 3,
         to: "let stamp = slot.stamp.load(Ordering::Relaxed);",
         verdict: Verdict::Caught(&[
+            "loom_bounded::a_slot_freed_by_pop_is_refilled_on_the_next_lap",
             "loom_bounded::capacity_two_wraps_with_two_producers_and_a_consumer",
         ]),
     },
@@ -137,7 +139,10 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "while n < max && self.slot(pos).stamp.load(Ordering::Relaxed) == pos.wrapping_add(1) {",
-        verdict: Verdict::Caught(&["loom_bounded::force_push_races_pop_batch"]),
+        verdict: Verdict::Caught(&[
+            "loom_bounded::a_slot_freed_by_pop_batch_is_refilled_by_push_batch",
+            "loom_bounded::force_push_races_pop_batch",
+        ]),
     },
     Mutant {
         id: "bounded-push-batch-stamp-acquire",
@@ -320,7 +325,7 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "} else if slot.handoff.swap(true, Ordering::Relaxed) {",
-        verdict: Verdict::Caught(&["loom_queue::consumers_hand_off_the_freeing_of_a_block"]),
+        verdict: Verdict::Caught(&["loom_queue::a_block_is_reused_only_after_its_last_reader"]),
     },
     Mutant {
         id: "queue-free-from-handoff",
@@ -330,7 +335,7 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "if !slot.handoff.load(Ordering::Relaxed) && !slot.handoff.swap(true, Ordering::Relaxed) {",
-        verdict: Verdict::Caught(&["loom_queue::consumers_hand_off_the_freeing_of_a_block"]),
+        verdict: Verdict::Caught(&["loom_queue::a_block_is_reused_only_after_its_last_reader"]),
     },
     Mutant {
         id: "queue-release-run-handoff",
@@ -340,7 +345,9 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 2,
         to: ".store(true, Ordering::Relaxed);",
-        verdict: Verdict::Caught(&["loom_queue::batch_claim_ends_on_the_last_slot_while_pushing"]),
+        verdict: Verdict::Correct(
+            "in this branch the caller holds the block's last slot and frees the block itself (release_slot of the last slot walks from 0 on this thread), so no other thread reads these flags",
+        ),
     },
     Mutant {
         id: "queue-head-block-release",
@@ -494,6 +501,7 @@ pub const MUTANTS: &[Mutant] = &[
         of: 1,
         to: "while value > cur && false {",
         verdict: Verdict::Caught(&[
+            "loom_shards::min_max_cas_on_a_shared_shard",
             "loom_shards::reader_never_sees_completion_without_start_or_latency",
             "loom_shards::reset_racing_a_record",
         ]),
@@ -548,6 +556,7 @@ pub const MUTANTS: &[Mutant] = &[
         of: 5,
         to: "Ordering::Relaxed,",
         verdict: Verdict::Caught(&[
+            "loom_semaphore::leftover_permits_after_a_queued_grant_guard_data",
             "loom_semaphore::mutual_exclusion_and_conservation",
             "loom_semaphore::split_permits_guard_data_like_a_rwlock",
         ]),
@@ -815,7 +824,10 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 2,
         to: "",
-        verdict: Verdict::Caught(&["loom_space::a_freed_slot_always_reaches_a_blocked_emitter"]),
+        verdict: Verdict::Caught(&[
+            "loom_space::a_freed_slot_always_reaches_a_blocked_emitter",
+            "loom_space::two_emitters_two_slots_freed_one_at_a_time",
+        ]),
     },
     Mutant {
         id: "space-notify-fence",
@@ -825,7 +837,10 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 1,
         of: 2,
         to: "",
-        verdict: Verdict::Caught(&["loom_space::a_freed_slot_always_reaches_a_blocked_emitter"]),
+        verdict: Verdict::Caught(&[
+            "loom_space::a_freed_slot_always_reaches_a_blocked_emitter",
+            "loom_space::two_emitters_two_slots_freed_one_at_a_time",
+        ]),
     },
     Mutant {
         id: "space-notify-without-lock",
@@ -835,7 +850,10 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "",
-        verdict: Verdict::Caught(&["loom_space::a_freed_slot_always_reaches_a_blocked_emitter"]),
+        verdict: Verdict::Caught(&[
+            "loom_space::a_freed_slot_always_reaches_a_blocked_emitter",
+            "loom_space::two_emitters_two_slots_freed_one_at_a_time",
+        ]),
     },
     Mutant {
         id: "wake-flag-swap-relaxed",
@@ -857,7 +875,12 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 2,
         to: "",
-        verdict: Verdict::Caught(&["loom_sleep::submit_while_worker_goes_to_sleep"]),
+        verdict: Verdict::Caught(&[
+            "loom_pool::a_task_submitted_from_outside_reaches_a_sleeping_worker",
+            "loom_sleep::submit_while_worker_goes_to_sleep",
+            "loom_sleep::two_producers_one_worker",
+            "loom_sleep::two_workers_two_tasks_no_terminate",
+        ]),
     },
     Mutant {
         id: "sleep-sleeper-fence",
@@ -867,7 +890,12 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 1,
         of: 2,
         to: "",
-        verdict: Verdict::Caught(&["loom_sleep::submit_while_worker_goes_to_sleep"]),
+        verdict: Verdict::Caught(&[
+            "loom_pool::a_task_submitted_from_outside_reaches_a_sleeping_worker",
+            "loom_sleep::submit_while_worker_goes_to_sleep",
+            "loom_sleep::two_producers_one_worker",
+            "loom_sleep::two_workers_two_tasks_no_terminate",
+        ]),
     },
     Mutant {
         id: "sleep-wake-no-token",
@@ -877,7 +905,12 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "",
-        verdict: Verdict::Caught(&["loom_sleep::submit_while_worker_goes_to_sleep"]),
+        verdict: Verdict::Caught(&[
+            "loom_pool::a_task_submitted_from_outside_reaches_a_sleeping_worker",
+            "loom_sleep::submit_while_worker_goes_to_sleep",
+            "loom_sleep::two_producers_one_worker",
+            "loom_sleep::two_workers_two_tasks_no_terminate",
+        ]),
     },
     Mutant {
         id: "sleep-wake-no-notify",
@@ -887,7 +920,12 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "",
-        verdict: Verdict::Caught(&["loom_sleep::submit_while_worker_goes_to_sleep"]),
+        verdict: Verdict::Caught(&[
+            "loom_pool::a_task_submitted_from_outside_reaches_a_sleeping_worker",
+            "loom_sleep::submit_while_worker_goes_to_sleep",
+            "loom_sleep::two_producers_one_worker",
+            "loom_sleep::two_workers_two_tasks_no_terminate",
+        ]),
     },
     Mutant {
         id: "sleep-search-last-searcher-keeps-quiet",
@@ -907,7 +945,11 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "",
-        verdict: Verdict::Caught(&["loom_sleep::two_workers_one_task_then_terminate"]),
+        verdict: Verdict::Caught(&[
+            "loom_pool::a_task_submitted_from_outside_reaches_a_sleeping_worker",
+            "loom_pool::shutdown_runs_every_accepted_task_once",
+            "loom_sleep::two_workers_one_task_then_terminate",
+        ]),
     },
     Mutant {
         id: "registry-inject-no-notify",
@@ -929,7 +971,10 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "",
-        verdict: Verdict::Caught(&["loom_pool::shutdown_runs_every_accepted_task_once"]),
+        verdict: Verdict::Caught(&[
+            "loom_pool::a_task_submitted_from_outside_reaches_a_sleeping_worker",
+            "loom_pool::shutdown_runs_every_accepted_task_once",
+        ]),
     },
     Mutant {
         id: "registry-terminate-flag-not-set",
@@ -939,7 +984,10 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 1,
         to: "",
-        verdict: Verdict::Caught(&["loom_pool::shutdown_runs_every_accepted_task_once"]),
+        verdict: Verdict::Caught(&[
+            "loom_pool::a_task_submitted_from_outside_reaches_a_sleeping_worker",
+            "loom_pool::shutdown_runs_every_accepted_task_once",
+        ]),
     },
     Mutant {
         id: "registry-submit-never-leaves-gate",
@@ -949,7 +997,10 @@ pub const MUTANTS: &[Mutant] = &[
         nth: 0,
         of: 3,
         to: "",
-        verdict: Verdict::Caught(&["loom_pool::shutdown_runs_every_accepted_task_once"]),
+        verdict: Verdict::Caught(&[
+            "loom_pool::a_task_submitted_from_outside_reaches_a_sleeping_worker",
+            "loom_pool::shutdown_runs_every_accepted_task_once",
+        ]),
     },
     Mutant {
         id: "sleep-sleeper-rmw-relaxed",

@@ -187,6 +187,11 @@ fn restore_leftover(root: &Path, backup_dir: &Path) -> Result<(), String> {
     let Ok(rel) = fs::read_to_string(&marker) else {
         return Ok(());
     };
+    if rel.trim().is_empty() {
+        // The marker was being written when the run stopped (a full disk):
+        // no file had been mutated yet.
+        return fs::remove_file(&marker).map_err(|e| format!("{}: {e}", marker.display()));
+    }
     let backup = backup_dir.join("original");
     let original = fs::read(&backup).map_err(|e| format!("{}: {e}", backup.display()))?;
     let target = root.join(rel.trim());
@@ -259,16 +264,13 @@ fn run_one(
     command.arg("--no-fail-fast");
     let start = Instant::now();
     let (status, output) = run_captured(command, MUTANT_TIMEOUT)?;
-    let elapsed = start.elapsed();
-    drop(restore);
-
     let mut failed = failing_models(&output);
     // A model that crashes its test binary (a mutated protocol can hand
-    // out a dangling index, which loom does not catch as a panic) takes
-    // the binary's other results with it: run that binary again one test
-    // at a time to name the model that crashed.
-    // A crash ends that run too, so go on past each crashed model until the
-    // rest of the binary has run.
+    // out a dangling index, which loom does not catch as a panic; a lost
+    // wake-up's deadlock report can abort while loom cleans up) takes the
+    // binary's other results with it: run that binary again, with the
+    // mutant still applied, one test at a time to name the model that
+    // crashed, and go on past each crashed model until the rest has run.
     for file in crashed_binaries(&output) {
         let mut skip: Vec<String> = Vec::new();
         for _ in 0..16 {
@@ -293,6 +295,9 @@ fn run_one(
             }
         }
     }
+    // Only now: the reruns above must see the mutant too.
+    drop(restore);
+    let elapsed = start.elapsed();
     failed.sort();
     failed.dedup();
     let built = !output.contains("could not compile") && !output.contains("error[E");

@@ -422,7 +422,12 @@ impl<T> LockFreeQueue<T> {
     unsafe fn release_run(&self, block: *mut Block<T>, start: usize, end: usize) {
         if end == BLOCK_CAP {
             // The caller holds the last slot: nobody frees the block before
-            // it does, so its other slots need no swap.
+            // it does, so its other slots need no swap. The caller is also
+            // the one that walks these flags (`release_slot` of the last
+            // slot frees from 0 on this thread), so their Release is more
+            // than needed (`queue-release-run-handoff`, a correct weakening
+            // in xtask's mutation list); in the `else` branch another
+            // consumer may be the freer, and there it is needed.
             for i in start..BLOCK_CAP - 1 {
                 // SAFETY: claimed by the caller, the block is alive.
                 unsafe { Block::slot(block, i) }
