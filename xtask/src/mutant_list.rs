@@ -586,6 +586,16 @@ pub const MUTANTS: &[Mutant] = &[
         ]),
     },
     Mutant {
+        id: "semaphore-abandon-keeps-grant",
+        krate: "otlp-sync",
+        file: "crates/otlp-sync/src/semaphore.rs",
+        line: "sem.release(self.n);",
+        nth: 0,
+        of: 1,
+        to: "",
+        verdict: Verdict::Caught(&["loom_semaphore::cancelled_async_acquire_passes_wakeup_on"]),
+    },
+    Mutant {
         id: "parker-wake-swap",
         krate: "otlp-sync",
         file: "crates/otlp-sync/src/park.rs",
