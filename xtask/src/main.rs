@@ -10,6 +10,8 @@ mod cmd;
 mod fuzz;
 mod loom;
 mod miri;
+mod mutant_list;
+mod mutants;
 mod publish;
 mod report;
 mod snippets;
@@ -25,6 +27,12 @@ cargo xtask <COMMAND> [ARGS]
 Commands:
   loom [CRATE...]           run every tests/loom_*.rs model in release with --cfg loom
                             (LOOM_MAX_PREEMPTIONS, default 3)
+  loom --count [CRATE...]   the same, printing how many executions loom explored per model
+  loom --mutants [--subset] [--only ID]... [CRATE...]
+                            apply each protocol mutation of xtask/src/mutant_list.rs in turn,
+                            rebuild, run the crate's models and fail if a mutation that must be
+                            caught survives (or a listed correct weakening fails a model);
+                            --subset: the few that `ci` runs. Report in target/loom-mutants/
   miri [--seeds N] [CRATE...]
                             run the unsafe crates' tests under Miri with -Zmiri-many-seeds=0..N
                             (default N = 8; installs the miri component when missing)

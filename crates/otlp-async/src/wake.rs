@@ -46,6 +46,11 @@ impl WakeFlag {
     #[inline]
     pub fn should_wake(&self) -> bool {
         fence(Ordering::SeqCst);
+        // The flag carries no data (the queue publishes its items itself)
+        // and the fences order it against the queue, so the swap could be
+        // Relaxed: the flag's modification order alone lets one swap per
+        // rearm win (`wake-flag-swap-relaxed`, a correct weakening in
+        // xtask's mutation list).
         !self.requested.load(Ordering::Relaxed) && !self.requested.swap(true, Ordering::AcqRel)
     }
 

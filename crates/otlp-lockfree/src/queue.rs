@@ -324,6 +324,11 @@ impl<T> LockFreeQueue<T> {
         let next = self.take_spare().unwrap_or_else(Block::alloc);
         // The tail first: a consumer that reaches `next` through `block.next`
         // must find the tail index there already, or it would see head > tail.
+        // This store's Release is more than needed (`queue-tail-block-release`,
+        // a correct weakening in xtask's mutation list): producers load the
+        // index (Acquire) before the block and use a block only with an
+        // index read after the link, which the Release index store below
+        // publishes together with the block.
         self.tail.block.store(next, Ordering::Release);
         self.tail
             .index
@@ -417,7 +422,12 @@ impl<T> LockFreeQueue<T> {
     unsafe fn release_run(&self, block: *mut Block<T>, start: usize, end: usize) {
         if end == BLOCK_CAP {
             // The caller holds the last slot: nobody frees the block before
-            // it does, so its other slots need no swap.
+            // it does, so its other slots need no swap. The caller is also
+            // the one that walks these flags (`release_slot` of the last
+            // slot frees from 0 on this thread), so their Release is more
+            // than needed (`queue-release-run-handoff`, a correct weakening
+            // in xtask's mutation list); in the `else` branch another
+            // consumer may be the freer, and there it is needed.
             for i in start..BLOCK_CAP - 1 {
                 // SAFETY: claimed by the caller, the block is alive.
                 unsafe { Block::slot(block, i) }
@@ -457,6 +467,10 @@ impl<T> LockFreeQueue<T> {
         if !unsafe { (*next).next.load(Ordering::Relaxed) }.is_null() {
             index |= HAS_NEXT;
         }
+        // As for the tail: consumers load the index (Acquire) before the
+        // block, so the index's Release store publishes the block and this
+        // one's Release is more than needed (`queue-head-block-release`, a
+        // correct weakening in xtask's mutation list).
         self.head.block.store(next, Ordering::Release);
         self.head.index.store(index, Ordering::Release);
     }

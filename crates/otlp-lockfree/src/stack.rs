@@ -378,6 +378,15 @@ impl<T> LockFreeStack<T> {
             // May be stale if `idx` was popped since `head` was loaded; the
             // CAS below then fails on the tag.
             let next = slot.next.load(Ordering::Relaxed);
+            // This CAS's orderings are stronger than needed. Acquire: `head`
+            // came from an Acquire load (or a failed CAS, Acquire) that read
+            // the publishing CAS, and the tag makes a successful CAS find
+            // that same write, so the value's initialisation is already
+            // visible. Release: the slot goes back through `spare` (swap
+            // AcqRel) or the free list (CAS Release), which order our read
+            // of the value before the next owner's write. Both weakenings
+            // are listed as correct in xtask's mutation list
+            // (`stack-pop-cas-acquire`, `stack-pop-cas-relaxed`).
             match self.heads.top.compare_exchange_weak(
                 head,
                 with_index(head, next),
@@ -531,6 +540,11 @@ impl<T> LockFreeStack<T> {
                     .load(Ordering::Acquire)
                     .wrapping_add(1)
             };
+            // Release is more than needed: the depth is published with the
+            // slot by the linking CAS below (AcqRel), and `len` and
+            // `publish` reach a slot only through an Acquire load of the top
+            // that read that CAS (`stack-depth-release`, a correct weakening
+            // in xtask's mutation list).
             slot.depth.store(depth, Ordering::Release);
             slot.next.store(below, Ordering::Relaxed);
             match self.heads.top.compare_exchange_weak(

@@ -62,3 +62,67 @@ fn force_push_races_pop_batch() {
         assert_eq!(all, [1, 2, 3]);
     });
 }
+
+/// A slot that `pop` frees is refilled, on another thread, by a `push` of
+/// the next lap, and the consumer then pops the refilled value: with
+/// capacity 1 every push after the first reuses the one slot. The popper's
+/// read of the old value must happen before the pusher's write (`pop`'s
+/// Release stamp store, `push`'s Acquire stamp load), and the new value's
+/// write before the consumer's second read (`push`'s Release, `pop`'s
+/// Acquire); loom's cell tracking reports a write racing a read otherwise.
+#[test]
+fn a_slot_freed_by_pop_is_refilled_on_the_next_lap() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(1).unwrap());
+        q.push(1).unwrap();
+        let qc = q.clone();
+        let consumer = thread::spawn(move || {
+            let mut got = Vec::new();
+            while got.len() < 2 {
+                match qc.pop() {
+                    Some(v) => got.push(v),
+                    None => thread::yield_now(),
+                }
+            }
+            got
+        });
+        let mut v = 2;
+        // Full until the consumer frees the slot.
+        while let Err(back) = q.push(v) {
+            v = back;
+            thread::yield_now();
+        }
+        assert_eq!(consumer.join().unwrap(), [1, 2]);
+        assert!(q.is_empty());
+    });
+}
+
+/// The batch twins: `pop_batch` frees the slot, `push_batch` refills it on
+/// the next lap from another thread, and `pop_batch` takes the new value.
+#[test]
+fn a_slot_freed_by_pop_batch_is_refilled_by_push_batch() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(1).unwrap());
+        assert!(q.push_batch([1]).is_empty());
+        let qc = q.clone();
+        let consumer = thread::spawn(move || {
+            let mut out = Vec::new();
+            while out.len() < 2 {
+                if qc.pop_batch(&mut out, 2) == 0 {
+                    thread::yield_now();
+                }
+            }
+            out
+        });
+        let mut items = vec![2];
+        loop {
+            items = q.push_batch(items);
+            if items.is_empty() {
+                break;
+            }
+            thread::yield_now();
+        }
+        assert_eq!(consumer.join().unwrap(), [1, 2]);
+        assert!(q.is_empty());
+    });
+}

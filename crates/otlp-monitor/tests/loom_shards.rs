@@ -23,7 +23,9 @@ fn ns(n: u64) -> Duration {
 }
 
 /// Two threads on the shared shard (slots 2 and 3) race their min/max CAS
-/// loops and `fetch_add`s; min, max and the counts must be exact.
+/// loops and `fetch_add`s; min, max and the counts must be exact. The max
+/// (4 ns) is the bottom of its bucket (4..=5 under loom), so a max the CAS
+/// loop failed to record would show as the bucket's top, 5.
 #[test]
 fn min_max_cas_on_a_shared_shard() {
     loom::model(|| {
@@ -35,7 +37,7 @@ fn min_max_cas_on_a_shared_shard() {
         thread::spawn(move || m1.record_queue_wait(ns(1)))
             .join()
             .unwrap();
-        let racers: Vec<_> = [3u64, 5]
+        let racers: Vec<_> = [3u64, 4]
             .into_iter()
             .map(|lat| {
                 let m = Arc::clone(&m);
@@ -48,16 +50,20 @@ fn min_max_cas_on_a_shared_shard() {
         let s = m.get_stats();
         assert_eq!(s.completed_tasks, 2);
         assert_eq!(s.min_execution_time, ns(3));
-        assert_eq!(s.max_execution_time, ns(5));
+        assert_eq!(s.max_execution_time, ns(4));
         assert_eq!(s.in_flight, 0);
-        assert_eq!(m.latency_histogram().sum(), 8);
+        assert_eq!(m.latency_histogram().sum(), 7);
     });
 }
 
 /// A recorder on another shard racing a reader: the reader never sees a
-/// finished task without its start or its latency (min/max), and the final
-/// totals are exact. (The reader runs on a spawned thread: on the model's
-/// main thread loom explored a single execution of this model.)
+/// finished task without its start or its latency (min/max), never sees a
+/// latency in a histogram bucket without the exact min/max recorded before
+/// it, and the final totals are exact. The latency (7 ns) is the top of
+/// its bucket (6..=7 under loom), so a min/max the reader failed to see
+/// would show as the bucket's lower bound, 6. (The reader runs on a
+/// spawned thread: on the model's main thread loom explored a single
+/// execution of this model.)
 #[test]
 fn reader_never_sees_completion_without_start_or_latency() {
     loom::model(|| {
@@ -67,7 +73,7 @@ fn reader_never_sees_completion_without_start_or_latency() {
             let m = Arc::clone(&m);
             thread::spawn(move || {
                 m.record_task_start(); // slot 1, owned shard 1
-                m.record_task_completion(ns(6));
+                m.record_task_completion(ns(7));
             })
         };
         let reader = {
@@ -77,8 +83,12 @@ fn reader_never_sees_completion_without_start_or_latency() {
                 assert!(s.completed_tasks + s.failed_tasks <= s.total_tasks);
                 assert!(s.in_flight <= 2);
                 if s.completed_tasks > 0 {
-                    assert_eq!(s.min_execution_time, ns(6));
-                    assert_eq!(s.max_execution_time, ns(6));
+                    assert_eq!(s.min_execution_time, ns(7));
+                    assert_eq!(s.max_execution_time, ns(7));
+                }
+                let h = m.latency_histogram();
+                if h.count() > 0 {
+                    assert_eq!((h.min(), h.max()), (7, 7), "bucket seen without min/max");
                 }
             })
         };
@@ -88,7 +98,7 @@ fn reader_never_sees_completion_without_start_or_latency() {
         let s = m.get_stats();
         assert_eq!((s.total_tasks, s.completed_tasks, s.in_flight), (2, 2, 0));
         assert_eq!(s.min_execution_time, ns(2));
-        assert_eq!(s.max_execution_time, ns(6));
+        assert_eq!(s.max_execution_time, ns(7));
     });
 }
 
@@ -164,30 +174,47 @@ fn in_flight_never_exceeds_what_runs() {
     });
 }
 
-/// `reset` racing with a record: the event lands in exactly one window,
-/// in-flight stays exact, and min/max are never inverted.
+/// `reset` racing with a record, both on spawned threads (with `reset` on
+/// the model's main thread the record could never land before `reset`'s
+/// snapshot): the event lands in exactly one window, in-flight stays
+/// exact, and the new window's min/max never carry a value from the old
+/// window. The old value (9 ns) and the racing one (10 ns) share a
+/// histogram bucket (8..=11 under loom), so a min/max tracker that `reset`
+/// failed to restart would pass the bucket check and show up as 9.
 #[test]
 fn reset_racing_a_record() {
     loom::model(|| {
         let m = Arc::new(ConcurrencyMonitor::new());
-        m.record_task_start(); // slot 0
-        let t = {
+        m.record_task_start(); // main: slot 0, owned shard 0
+        m.record_task_start();
+        m.record_task_completion(ns(9)); // the old window
+        let recorder = {
             let m = Arc::clone(&m);
             thread::spawn(move || {
-                m.record_task_completion(ns(3)); // slot 1, owned shard 1
+                m.record_task_completion(ns(10)); // slot 1, owned shard 1
             })
         };
-        m.reset();
-        t.join().unwrap();
+        let resetter = {
+            let m = Arc::clone(&m);
+            thread::spawn(move || m.reset())
+        };
+        recorder.join().unwrap();
+        resetter.join().unwrap();
         let after = m.get_stats();
         // The completion is in the old window or the new one; the gauge
         // spans both and is exact.
         assert_eq!(after.in_flight, 0);
         assert!(after.completed_tasks <= 1);
         assert_eq!(after.total_tasks, 0);
-        if after.completed_tasks == 1 {
-            assert!(after.min_execution_time <= after.max_execution_time);
-            assert!(after.max_execution_time <= ns(3));
-        }
+        // Exact (10), the bounds of its bucket, or nothing at all when the
+        // record's bucket landed before the reset and its count after;
+        // never the old window's 9.
+        assert_ne!(after.min_execution_time, ns(9), "old min after reset");
+        assert_ne!(after.max_execution_time, ns(9), "old max after reset");
+        // Once quiet, a new record is exact: the trackers were restarted.
+        m.record_task_start();
+        m.record_task_completion(ns(10));
+        let s = m.get_stats();
+        assert_eq!(s.min_execution_time, ns(10), "min after reset and a record");
     });
 }

@@ -11,9 +11,9 @@
 use std::any::Any;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
-use std::thread::{self, Thread};
 
 use crate::registry::Registry;
+use crate::sync::thread::{self, Thread};
 use crate::sync::{AtomicUsize, Ordering, UnsafeCell};
 
 /// What the worker wants done with a job it took from a queue.
@@ -52,6 +52,7 @@ impl JobRef {
     /// Must be called exactly once per job, while the job's data is alive
     /// (which its constructor's contract guarantees until this call).
     pub(crate) unsafe fn execute(self, registry: &Registry, mode: Mode) -> bool {
+        crate::sync::job_received();
         // SAFETY: forwarded from this function's contract.
         unsafe { (self.execute_fn)(self.pointer, registry, mode) }
     }
@@ -78,6 +79,7 @@ where
     /// Whatever `F` borrows must outlive the job's execution (trivially true
     /// for `F: 'static`; `scope` ensures it by waiting for all its jobs).
     pub(crate) unsafe fn into_job_ref(self: Box<Self>) -> JobRef {
+        crate::sync::job_published();
         JobRef {
             pointer: Box::into_raw(self).cast::<()>().cast_const(),
             execute_fn: Self::execute,
@@ -230,6 +232,7 @@ where
     /// The job must stay where it is until its latch is set or until the
     /// owner popped the entry back from its own deque.
     pub(crate) unsafe fn as_job_ref(&self) -> JobRef {
+        crate::sync::job_published();
         JobRef {
             pointer: (self as *const Self).cast::<()>(),
             execute_fn: Self::execute,

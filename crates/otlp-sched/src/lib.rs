@@ -75,32 +75,20 @@
 //!
 //! [`Worker`]: crossbeam_deque::Worker
 
-#[cfg(not(loom))]
 mod error;
-#[cfg(not(loom))]
 mod handle;
-#[cfg(not(loom))]
 mod job;
-#[cfg(not(loom))]
 mod pool;
-#[cfg(not(loom))]
 mod registry;
-#[cfg(not(loom))]
 mod scope;
 mod sleep;
-#[cfg(not(loom))]
 mod stats;
 mod sync;
 
-#[cfg(not(loom))]
 pub use error::{BuildError, ShutdownError, SubmitError, TaskError};
-#[cfg(not(loom))]
 pub use handle::TaskHandle;
-#[cfg(not(loom))]
 pub use pool::{Builder, WorkStealingScheduler};
-#[cfg(not(loom))]
 pub use scope::Scope;
-#[cfg(not(loom))]
 pub use stats::WorkerStats;
 
 /// The sleep state machine, exported only for the loom model in

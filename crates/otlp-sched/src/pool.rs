@@ -2,7 +2,6 @@
 
 use std::any::Any;
 use std::num::NonZeroUsize;
-use std::thread::{self, JoinHandle};
 
 use crate::Priority;
 use crate::error::{BuildError, ShutdownError, SubmitError, TaskError};
@@ -14,6 +13,7 @@ use crate::registry::{
 use crate::scope::{self, Scope};
 use crate::sleep::MAX_WORKERS;
 use crate::stats::WorkerStats;
+use crate::sync::thread::{self, JoinHandle};
 use crate::sync::{Arc, Mutex};
 
 type NameFn = Arc<dyn Fn(usize) -> String + Send + Sync>;

@@ -4,17 +4,17 @@ use std::any::Any;
 use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::ptr;
-use std::thread::{self, Thread};
 use std::time::Instant;
 
 use crossbeam_deque::{Injector, Steal, Stealer, Worker};
-use crossbeam_utils::{Backoff, CachePadded};
+use crossbeam_utils::CachePadded;
 
 use crate::Priority;
 use crate::job::{JobRef, Mode, StackJob, ThreadLatch};
 use crate::sleep::{Sleep, Wake};
 use crate::stats::Counters;
-use crate::sync::{Arc, AtomicBool, AtomicUsize, Ordering};
+use crate::sync::thread::{self, Thread};
+use crate::sync::{Arc, AtomicBool, AtomicUsize, Backoff, Ordering, const_thread_local};
 
 /// Number of priority levels, and so of injectors and deques per worker.
 pub(crate) const PRIORITIES: usize = 3;
@@ -354,8 +354,8 @@ impl Registry {
     }
 }
 
-thread_local! {
-    static CURRENT: Cell<*const WorkerThread> = const { Cell::new(ptr::null()) };
+const_thread_local! {
+    static CURRENT: Cell<*const WorkerThread> = Cell::new(ptr::null());
 }
 
 /// A worker's own state, living on its thread's stack.
@@ -623,39 +623,29 @@ impl WorkerThread {
                 self.execute(job, p);
                 continue;
             }
-            registry.sleep.start_searching();
             let backoff = Backoff::new();
-            let found = loop {
-                // Read `terminate` before looking: `shutdown` sets it only
-                // after every accepted push landed, so a look that follows
-                // a `true` read sees all of them.
-                let terminating = registry.terminate.load(Ordering::SeqCst);
-                if let Some(found) = self.find_work() {
-                    break Some(found);
-                }
-                if terminating {
-                    break None;
-                }
-                if !backoff.is_completed() {
-                    backoff.snooze();
-                    continue;
-                }
-                let wake = registry.sleep.sleep(|| {
-                    registry.has_visible_work() || registry.terminate.load(Ordering::SeqCst)
-                });
-                if wake == Wake::Woken {
-                    self.counters().bump_parked();
-                }
-                backoff.reset();
-            };
-            let last_searcher = registry.sleep.stop_searching();
-            match found {
-                Some((job, p)) => {
-                    if last_searcher && registry.has_visible_work() {
-                        registry.sleep.notify_work();
+            let found = registry.sleep.search(
+                || self.find_work(),
+                || registry.has_visible_work(),
+                // `shutdown` sets it only after every accepted push landed.
+                || registry.terminate.load(Ordering::SeqCst),
+                || {
+                    if backoff.is_completed() {
+                        false
+                    } else {
+                        backoff.snooze();
+                        true
                     }
-                    self.execute(job, p);
-                }
+                },
+                |wake| {
+                    if wake == Wake::Woken {
+                        self.counters().bump_parked();
+                    }
+                    backoff.reset();
+                },
+            );
+            match found {
+                Some((job, p)) => self.execute(job, p),
                 None => {
                     if registry.discard.load(Ordering::SeqCst) {
                         self.discard_all();

@@ -3,10 +3,10 @@
 use std::any::Any;
 use std::marker::PhantomData;
 use std::panic::{self, AssertUnwindSafe};
-use std::thread::Thread;
 
 use crate::job::{HeapJob, Mode, ThreadLatch};
 use crate::registry::{Registry, WorkerThread};
+use crate::sync::thread::{self, Thread};
 use crate::sync::{Arc, AtomicUsize, Mutex, Ordering};
 
 /// A scope opened by
@@ -138,7 +138,7 @@ pub(crate) fn run_scope<'scope, OP, R>(registry: &Arc<Registry>, op: OP) -> R
 where
     OP: FnOnce(&Scope<'scope>) -> R,
 {
-    let owner = std::thread::current();
+    let owner = thread::current();
     let scope = Scope::new(Arc::clone(registry), &owner);
     let result = panic::catch_unwind(AssertUnwindSafe(|| op(&scope)));
     scope.wait_all();

@@ -166,6 +166,10 @@ impl Sleep {
         if inner.terminated {
             return Wake::Terminated;
         }
+        // The SeqCst fence below is what orders this move before the
+        // recheck and pairs with the producer's fence in `notify_work`; the
+        // read-modify-write itself could be Relaxed (a correct weakening in
+        // xtask's mutation list, `sleep-sleeper-rmw-relaxed`).
         self.state
             .fetch_add(SLEEP_ONE - SEARCH_ONE, Ordering::SeqCst);
         fence(Ordering::SeqCst);
@@ -196,6 +200,51 @@ impl Sleep {
         } else {
             state.fetch_sub(SLEEP_ONE - SEARCH_ONE, Ordering::SeqCst);
         }
+    }
+
+    /// The search half of a worker's loop, for a worker that found no
+    /// work: it counts as searching, looks again with `find`, spends
+    /// `spin` (one back-off step per call; `false` once the back-off is
+    /// spent) and then sleeps, with `has_work() || terminating()` as the
+    /// last look. After every sleep `woke` gets how it ended.
+    ///
+    /// Returns the work found, or `None` when `terminating()` was true and
+    /// the look after it found nothing. When the worker found work as the
+    /// last searcher and `has_work()` shows more, it wakes a sleeper for
+    /// it: a producer that saw a searcher left that work to this one.
+    ///
+    /// This is the pool's real worker loop (`WorkerThread::run`), kept here
+    /// so that `tests/loom_sleep.rs` model-checks the code the pool runs.
+    pub fn search<T>(
+        &self,
+        mut find: impl FnMut() -> Option<T>,
+        has_work: impl Fn() -> bool,
+        terminating: impl Fn() -> bool,
+        mut spin: impl FnMut() -> bool,
+        mut woke: impl FnMut(Wake),
+    ) -> Option<T> {
+        self.start_searching();
+        let found = loop {
+            // Read `terminating` before looking: every task pushed before
+            // termination began is then visible to the look.
+            let stopping = terminating();
+            if let Some(found) = find() {
+                break Some(found);
+            }
+            if stopping {
+                break None;
+            }
+            if spin() {
+                continue;
+            }
+            let wake = self.sleep(|| has_work() || terminating());
+            woke(wake);
+        };
+        let last_searcher = self.stop_searching();
+        if found.is_some() && last_searcher && has_work() {
+            self.notify_work();
+        }
+        found
     }
 
     /// Wakes every sleeper for good: later calls to [`Sleep::sleep`] return

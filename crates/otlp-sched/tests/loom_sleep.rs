@@ -1,8 +1,10 @@
 //! Loom models of the park/unpark handshake in `src/sleep.rs`.
 //!
-//! The "queue" is an atomic count of pending tasks, so the models check the
-//! protocol itself, without crossbeam-deque. A lost wake-up shows up as a
-//! deadlock (every thread blocked), which loom reports.
+//! The workers run the pool's own search-and-sleep loop (`Sleep::search`,
+//! which `WorkerThread::run` calls); the "queue" is an atomic count of
+//! pending tasks, so the models check the protocol itself, without
+//! crossbeam-deque. A lost wake-up shows up as a deadlock (every thread
+//! blocked), which loom reports.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -22,43 +24,29 @@ fn take(queue: &AtomicUsize) -> bool {
     false
 }
 
-/// One worker loop as the pool runs it: look, search, sleep; exit after
-/// `want` tasks or on terminate once the queue is empty.
+/// One worker: look, then search with the pool's own search-and-sleep
+/// code ([`Sleep::search`], what `WorkerThread::run` calls); run what is
+/// found; exit after `want` tasks or once `stop` is seen with nothing left.
 fn worker(sleep: &Sleep, queue: &AtomicUsize, done: &AtomicUsize, stop: &AtomicBool, want: usize) {
     let mut ran = 0;
-    loop {
-        if ran == want {
-            return;
-        }
-        if take(queue) {
-            ran += 1;
-            done.fetch_add(1, Ordering::SeqCst);
-            continue;
-        }
-        sleep.start_searching();
-        let found = loop {
-            // Read `stop` before looking: every task pushed before `stop`
-            // was set is then visible to the look.
-            let stopping = stop.load(Ordering::SeqCst);
-            if take(queue) {
-                break true;
+    while ran < want {
+        if !take(queue) {
+            let found = sleep.search(
+                || take(queue).then_some(()),
+                || queue.load(Ordering::SeqCst) > 0,
+                || stop.load(Ordering::SeqCst),
+                // No back-off under the model: straight to sleep.
+                || false,
+                |wake| {
+                    assert!(matches!(
+                        wake,
+                        Wake::Woken | Wake::Cancelled | Wake::Terminated
+                    ));
+                },
+            );
+            if found.is_none() {
+                return;
             }
-            if stopping {
-                break false;
-            }
-            let wake =
-                sleep.sleep(|| queue.load(Ordering::SeqCst) > 0 || stop.load(Ordering::SeqCst));
-            assert!(matches!(
-                wake,
-                Wake::Woken | Wake::Cancelled | Wake::Terminated
-            ));
-        };
-        let last = sleep.stop_searching();
-        if !found {
-            return;
-        }
-        if last && queue.load(Ordering::SeqCst) > 0 {
-            sleep.notify_work();
         }
         ran += 1;
         done.fetch_add(1, Ordering::SeqCst);
@@ -141,5 +129,36 @@ fn two_workers_one_task_then_terminate() {
         }
         assert_eq!(done.load(Ordering::SeqCst), 1);
         assert_eq!(queue.load(Ordering::SeqCst), 0);
+    });
+}
+
+/// Two workers that each run one task and then exit, two tasks pushed one
+/// at a time, and no `terminate` to wake a worker that slept through its
+/// task: every wake-up must be delivered by the protocol itself (a
+/// producer's `notify_work`, or the last searcher's hand-on of the work it
+/// leaves). A lost wake-up leaves a worker asleep with a task queued, which
+/// loom reports as a deadlock.
+#[test]
+fn two_workers_two_tasks_no_terminate() {
+    loom::model(|| {
+        let sleep = Arc::new(Sleep::new());
+        let queue = Arc::new(AtomicUsize::new(0));
+        let done = Arc::new(AtomicUsize::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let workers: Vec<_> = (0..2)
+            .map(|_| {
+                let (sleep, queue, done, stop) =
+                    (sleep.clone(), queue.clone(), done.clone(), stop.clone());
+                thread::spawn(move || worker(&sleep, &queue, &done, &stop, 1))
+            })
+            .collect();
+        produce(&sleep, &queue);
+        produce(&sleep, &queue);
+        for w in workers {
+            w.join().unwrap();
+        }
+        assert_eq!(done.load(Ordering::SeqCst), 2);
+        assert_eq!(queue.load(Ordering::SeqCst), 0);
+        assert_eq!(sleep.counts(), (0, 0));
     });
 }

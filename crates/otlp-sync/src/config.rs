@@ -117,6 +117,14 @@ struct Node<C> {
     /// assert that no reader clones from a node after it was retired.
     #[cfg(loom)]
     retired: crate::loom::AtomicBool,
+    /// The node's fields as loom sees them: readers read this inside their
+    /// window and retirement writes it where the real code frees the node,
+    /// so a free not ordered after every reader's window (the readers'
+    /// Release decrement, the writer's AcqRel drain) is a data race that
+    /// loom reports. `config` and `version` are plain memory loom does not
+    /// track.
+    #[cfg(loom)]
+    fields: crate::loom::TrackedCell<u64>,
 }
 
 /// Hot-reloadable configuration with lock-free, wait-free reads.
@@ -209,6 +217,8 @@ impl<C> ConfigCell<C> {
             version,
             #[cfg(loom)]
             retired: crate::loom::AtomicBool::new(false),
+            #[cfg(loom)]
+            fields: crate::loom::TrackedCell::new(version),
         }))
     }
 
@@ -235,6 +245,11 @@ impl<C> ConfigCell<C> {
             !node.retired.load(Ordering::SeqCst),
             "reader entered a node that was already retired"
         );
+        // SAFETY: a read of the node's own field, inside the reader window
+        // that keeps the node alive (see above); only retirement writes it.
+        #[cfg(loom)]
+        node.fields
+            .with(|version| assert_eq!(unsafe { *version }, node.version));
         let result = f(node);
         #[cfg(loom)]
         assert!(
@@ -394,7 +409,14 @@ impl<C> ConfigCell<C> {
     fn retire(&self, old: *mut Node<C>) {
         // SAFETY: as in the non-loom version, `old` is ours; under loom we
         // only mark it and free it when the cell drops.
-        unsafe { &*old }.retired.store(true, Ordering::SeqCst);
+        let node = unsafe { &*old };
+        // Where the real code frees the node: a write loom checks against
+        // every reader's read of `fields`.
+        // SAFETY: the node is ours (see above); loom checks that no reader
+        // is still inside it.
+        node.fields
+            .with_mut(|version| unsafe { *version = u64::MAX });
+        node.retired.store(true, Ordering::SeqCst);
         self.graveyard.lock().push(old);
     }
 

@@ -13,6 +13,12 @@ pub(crate) use loom::sync::atomic::{
     AtomicBool, AtomicPtr, AtomicU8, AtomicU64, AtomicUsize, Ordering,
 };
 
+/// Under loom, memory the model tracks for races: `ConfigCell` keeps a
+/// node's fields here so that freeing a node (a write under loom) while a
+/// reader is inside it is a race loom reports.
+#[cfg(loom)]
+pub(crate) use loom::cell::UnsafeCell as TrackedCell;
+
 /// A mutex with parking_lot's API (`lock()` returns the guard directly).
 ///
 /// Outside loom this is `parking_lot::Mutex`; under loom it wraps loom's

@@ -359,6 +359,14 @@ impl SpinParker {
     pub(crate) fn wait(&self, deadline: Option<std::time::Instant>) {
         let state = &self.inner.state;
         for round in 0..SPIN_ROUNDS {
+            // The flag carries no data: every grant is recorded under the
+            // wait-list lock before its wake, and the caller re-checks its
+            // slot under that lock after we return. So Relaxed would do for
+            // this load, the EMPTY stores and the waker's swap (correct
+            // weakenings in xtask's mutation list: `parker-spin-check-relaxed`,
+            // `parker-wake-swap`); what must hold is that the PARKED/NOTIFIED
+            // exchange never loses a wake, which the flag's single
+            // modification order guarantees whatever the orderings.
             if state.load(Ordering::Acquire) == NOTIFIED {
                 // Overwriting a second, concurrent NOTIFIED is fine: the
                 // caller re-checks under the lock after we return, and every

@@ -405,6 +405,10 @@ impl Semaphore {
 
     /// The lock-free fast path. `Ok(true)`: taken; `Ok(false)`: must queue.
     fn take_fast(&self, n: usize) -> Result<bool, AcquireError> {
+        // This load only seeds the CAS loop: the successful CAS (AcqRel) is
+        // what synchronises with the release that returned the permits, so
+        // Relaxed would be correct here (`semaphore-take-fast-load` in
+        // xtask's mutation list); the CAS's own orderings are not optional.
         let mut state = self.state.load(Ordering::Acquire);
         loop {
             if state & CLOSED != 0 {

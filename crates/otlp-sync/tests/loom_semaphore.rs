@@ -4,29 +4,36 @@
 //! grant, and a `new(0)` gate opened by `add_permits`. The blocking
 //! models exercise the spin-then-park hand-off (`SpinParker`: the waker
 //! unparks only a waiter that announced `PARKED`), including a parker reused
-//! by a second wait on the same thread.
+//! by a second wait on the same thread. Two models guard a
+//! `loom::cell::UnsafeCell` with permits, so a hand-over that does not
+//! order one holder's accesses before the next holder's fails them.
 #![cfg(all(loom, feature = "async"))]
 
 use std::future::Future;
 use std::sync::Arc;
 use std::task::{Context, Waker};
 
-use loom::sync::atomic::{AtomicUsize, Ordering};
+use loom::cell::UnsafeCell;
 use loom::thread;
 use otlp_sync::{AcquireError, Semaphore};
 
+/// Data guarded by a permit: a `loom::cell::UnsafeCell` that each holder
+/// of the only permit reads and writes. The permit's hand-over (release
+/// CAS, fast-acquire CAS, or the queue under its lock) must order one
+/// holder's accesses before the next one's; loom reports the accesses as a
+/// race otherwise (counting holders in a `SeqCst` atomic would hide that).
 #[test]
 fn mutual_exclusion_and_conservation() {
     loom::model(|| {
         let sem = Arc::new(Semaphore::new(1).unwrap());
-        let inside = Arc::new(AtomicUsize::new(0));
+        let data = Arc::new(UnsafeCell::new(0_usize));
         let handles: Vec<_> = (0..2)
             .map(|_| {
-                let (sem, inside) = (Arc::clone(&sem), Arc::clone(&inside));
+                let (sem, data) = (Arc::clone(&sem), Arc::clone(&data));
                 thread::spawn(move || {
                     let permit = sem.acquire_blocking(1).unwrap();
-                    assert_eq!(inside.fetch_add(1, Ordering::SeqCst), 0);
-                    inside.fetch_sub(1, Ordering::SeqCst);
+                    // SAFETY: the only permit is held; loom checks the claim.
+                    data.with_mut(|v| unsafe { *v += 1 });
                     drop(permit);
                 })
             })
@@ -34,7 +41,48 @@ fn mutual_exclusion_and_conservation() {
         for h in handles {
             h.join().unwrap();
         }
+        // SAFETY: both threads are joined.
+        assert_eq!(data.with(|v| unsafe { *v }), 2);
         assert_eq!(sem.available(), 1);
+        assert_eq!(sem.waiters(), 0);
+    });
+}
+
+/// `acquire_many` and `split`: a writer takes both permits (exclusive),
+/// writes the guarded cell, splits its permit in two and drops the halves
+/// one after the other; a reader needs one permit to read. The reader's
+/// read must be ordered after the write by whichever half it got.
+#[test]
+fn split_permits_guard_data_like_a_rwlock() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(2).unwrap());
+        let data = Arc::new(UnsafeCell::new(0_usize));
+        let writer = {
+            let (sem, data) = (Arc::clone(&sem), Arc::clone(&data));
+            thread::spawn(move || {
+                let mut both = sem.acquire_owned_blocking(2).unwrap();
+                // SAFETY: both permits are held: no reader holds one.
+                data.with_mut(|v| unsafe { *v = 7 });
+                let half = both.split(1).unwrap();
+                assert_eq!((both.num_permits(), half.num_permits()), (1, 1));
+                drop(half);
+                drop(both);
+            })
+        };
+        let reader = {
+            let (sem, data) = (Arc::clone(&sem), Arc::clone(&data));
+            thread::spawn(move || {
+                let permit = sem.acquire_owned_blocking(1).unwrap();
+                // SAFETY: a permit is held, so the writer does not hold both.
+                let seen = data.with(|v| unsafe { *v });
+                drop(permit);
+                seen
+            })
+        };
+        writer.join().unwrap();
+        let seen = reader.join().unwrap();
+        assert!(seen == 0 || seen == 7, "read {seen}");
+        assert_eq!(sem.available(), 2);
         assert_eq!(sem.waiters(), 0);
     });
 }
@@ -160,5 +208,38 @@ fn empty_semaphore_is_a_gate_opened_by_add_permits() {
         assert_eq!(blocking.join().unwrap(), Ok(1));
         assert_eq!(task.join().unwrap(), Ok(1));
         assert_eq!((sem.available(), sem.total(), sem.waiters()), (2, 2, 0));
+    });
+}
+
+/// The permits a release hands to the queue and the ones left over: the
+/// holder of both permits writes the guarded cell and releases them while
+/// a waiter for one may be queued; the queue gets one (under the lock) and
+/// the other goes back to the word (`finish_locked`), where a third thread
+/// may take it on the fast path. Both readers must see the write.
+#[test]
+fn leftover_permits_after_a_queued_grant_guard_data() {
+    loom::model(|| {
+        let sem = Arc::new(Semaphore::new(2).unwrap());
+        let data = Arc::new(UnsafeCell::new(0_usize));
+        let both = sem.try_acquire_owned(2).unwrap();
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                let (sem, data) = (Arc::clone(&sem), Arc::clone(&data));
+                thread::spawn(move || {
+                    let permit = sem.acquire_owned_blocking(1).unwrap();
+                    // SAFETY: a permit is held, so nobody holds both.
+                    let seen = data.with(|v| unsafe { *v });
+                    drop(permit);
+                    seen
+                })
+            })
+            .collect();
+        // SAFETY: both permits are held: no reader holds one.
+        data.with_mut(|v| unsafe { *v = 7 });
+        drop(both);
+        for r in readers {
+            assert_eq!(r.join().unwrap(), 7);
+        }
+        assert_eq!((sem.available(), sem.waiters()), (2, 0));
     });
 }
