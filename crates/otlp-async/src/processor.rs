@@ -400,10 +400,16 @@ where
         on_start: ThreadStart,
     ) -> Result<Self, ConfigError> {
         let (this, event_loop) = Self::parts(config, exporter)?;
-        let on_blocking_start = Arc::clone(&on_start);
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .on_thread_start(move || run_thread_start(&on_blocking_start))
+        let mut builder = tokio::runtime::Builder::new_current_thread();
+        builder.enable_all();
+        // Tokio built for loom has no thread hooks; no loom model starts a
+        // processor's runtime.
+        #[cfg(not(loom))]
+        {
+            let on_blocking_start = Arc::clone(&on_start);
+            builder.on_thread_start(move || run_thread_start(&on_blocking_start));
+        }
+        let runtime = builder
             .build()
             .map_err(|e| ConfigError::Spawn(e.to_string()))?;
         std::thread::Builder::new()
