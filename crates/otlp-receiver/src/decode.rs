@@ -220,6 +220,15 @@ pub fn decode_http(
     limit: usize,
 ) -> Result<(Decoded, usize), Rejection> {
     let format = media_format(content_type)?;
+    let inflated = inflate(content_encoding, body, limit)?;
+    Ok((decode_as(kind, format, &inflated)?, inflated.len()))
+}
+
+fn inflate<'a>(
+    content_encoding: Option<&str>,
+    body: &'a [u8],
+    limit: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, Rejection> {
     if body.len() > limit {
         return Err(Rejection::TooLarge { limit });
     }
@@ -227,16 +236,23 @@ pub fn decode_http(
         .map(|e| e.trim().to_ascii_lowercase())
         .unwrap_or_default();
     match encoding.as_str() {
-        "" | "identity" => Ok((decode_as(kind, format, body)?, body.len())),
-        "gzip" | "x-gzip" => {
-            let inflated = gunzip(body, limit)?;
-            Ok((decode_as(kind, format, &inflated)?, inflated.len()))
-        }
-        "zstd" => {
-            let inflated = unzstd(body, limit)?;
-            Ok((decode_as(kind, format, &inflated)?, inflated.len()))
-        }
+        "" | "identity" => Ok(body.into()),
+        "gzip" | "x-gzip" => gunzip(body, limit).map(Into::into),
+        "zstd" => unzstd(body, limit).map(Into::into),
         other => Err(Rejection::UnsupportedEncoding(other.to_owned())),
+    }
+}
+
+/// Inflates an OTLP/HTTP body per its `Content-Encoding` (identity, gzip or
+/// zstd), refusing a body, compressed or inflated, over `limit` bytes.
+pub fn inflate_http(
+    content_encoding: Option<&str>,
+    body: bytes::Bytes,
+    limit: usize,
+) -> Result<bytes::Bytes, Rejection> {
+    match inflate(content_encoding, &body, limit)? {
+        std::borrow::Cow::Borrowed(_) => Ok(body),
+        std::borrow::Cow::Owned(inflated) => Ok(inflated.into()),
     }
 }
 
@@ -249,6 +265,27 @@ pub fn unframe_grpc(
     grpc_encoding: Option<&str>,
     limit: usize,
 ) -> Result<Vec<u8>, Rejection> {
+    unframe(body, grpc_encoding, limit).map(std::borrow::Cow::into_owned)
+}
+
+/// As [`unframe_grpc`], sharing `body`'s buffer when the message is not
+/// compressed.
+pub fn unframe_grpc_bytes(
+    body: &bytes::Bytes,
+    grpc_encoding: Option<&str>,
+    limit: usize,
+) -> Result<bytes::Bytes, Rejection> {
+    match unframe(body, grpc_encoding, limit)? {
+        std::borrow::Cow::Borrowed(_) => Ok(body.slice(5..)),
+        std::borrow::Cow::Owned(inflated) => Ok(inflated.into()),
+    }
+}
+
+fn unframe<'a>(
+    body: &'a [u8],
+    grpc_encoding: Option<&str>,
+    limit: usize,
+) -> Result<std::borrow::Cow<'a, [u8]>, Rejection> {
     let Some((prefix, message)) = body.split_first_chunk::<5>() else {
         return Err(Rejection::Malformed(format!(
             "a gRPC frame needs a 5-byte prefix, got {} bytes",
@@ -267,9 +304,9 @@ pub fn unframe_grpc(
         )));
     }
     match (flag, grpc_encoding.map(str::trim)) {
-        (0, _) => Ok(message.to_vec()),
-        (1, Some("gzip")) => gunzip(message, limit),
-        (1, Some("zstd")) => unzstd(message, limit),
+        (0, _) => Ok(message.into()),
+        (1, Some("gzip")) => gunzip(message, limit).map(Into::into),
+        (1, Some("zstd")) => unzstd(message, limit).map(Into::into),
         (1, Some(other)) if other != "identity" => {
             Err(Rejection::UnsupportedEncoding(other.to_owned()))
         }

@@ -39,6 +39,7 @@ mod count;
 mod cpu;
 pub mod decode;
 mod server;
+mod sink;
 mod tls;
 
 use std::fmt;
@@ -47,7 +48,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use count::{Protocol, ReceiverStats};
+pub use decode::{Format, SignalKind};
 pub use otlp_monitor::Histogram;
+pub use sink::{Sink, SinkRequest, Verdict, VerdictFuture};
 pub use tls::ReceiverTls;
 
 use count::Counters;
@@ -202,6 +205,26 @@ impl Receiver {
     /// Binds `config.addr` and serves on the receiver's own runtime
     /// threads (named `otlp-receiver`).
     pub fn start(config: ReceiverConfig) -> Result<Receiver, ReceiverError> {
+        Self::serve(config, None)
+    }
+
+    /// Binds `config.addr` and hands every accepted request to `sink`
+    /// instead of decoding and counting it: the server's checks (sizes,
+    /// framing, compression, timeouts, TLS) still run, and requests they
+    /// refuse are still counted in [`stats`](Self::stats)' `rejected_*`.
+    /// `fail_ratio`, `latency` and `partial_reject` do not apply: the sink
+    /// answers.
+    pub fn start_with_sink(
+        config: ReceiverConfig,
+        sink: Arc<dyn Sink>,
+    ) -> Result<Receiver, ReceiverError> {
+        Self::serve(config, Some(sink))
+    }
+
+    fn serve(
+        config: ReceiverConfig,
+        sink: Option<Arc<dyn Sink>>,
+    ) -> Result<Receiver, ReceiverError> {
         config.validate()?;
         let tls = config
             .tls
@@ -235,6 +258,7 @@ impl Receiver {
             counters: Counters::new(),
             config,
             tls,
+            sink,
         });
         let (shutdown, watch) = tokio::sync::watch::channel(false);
         runtime.spawn(server::serve(listener, Arc::clone(&core), watch));

@@ -46,6 +46,7 @@ use tonic::codegen::Service;
 use crate::ReceiverConfig;
 use crate::count::{Counters, Encoding, Protocol};
 use crate::decode::{self, Decoded, Format, Rejection, SignalKind};
+use crate::sink::{self, SinkRequest, Verdict};
 
 type Body = tonic::body::Body;
 
@@ -63,6 +64,14 @@ pub(crate) struct Core {
     pub(crate) config: ReceiverConfig,
     /// Set when serving TLS.
     pub(crate) tls: Option<Arc<rustls::ServerConfig>>,
+    /// Where accepted requests go instead of the counters.
+    pub(crate) sink: Option<Arc<dyn crate::Sink>>,
+}
+
+impl std::fmt::Debug for dyn crate::Sink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Sink")
+    }
 }
 
 /// What the body check learned, handed to the gRPC handler through the
@@ -77,9 +86,9 @@ struct WireInfo {
     handled: Arc<AtomicBool>,
 }
 
-/// The generated services' implementation.
+/// The generated services' implementation: decode and count.
 #[derive(Debug, Clone)]
-struct Sink(Arc<Core>);
+struct Counting(Arc<Core>);
 
 /// A refusal on purpose (`fail_ratio`).
 struct Refused;
@@ -114,7 +123,7 @@ impl Core {
     }
 }
 
-impl Sink {
+impl Counting {
     async fn grpc<T>(
         &self,
         request: tonic::Request<T>,
@@ -158,7 +167,7 @@ impl Sink {
 }
 
 #[tonic::async_trait]
-impl TraceService for Sink {
+impl TraceService for Counting {
     async fn export(
         &self,
         request: tonic::Request<ExportTraceServiceRequest>,
@@ -169,7 +178,7 @@ impl TraceService for Sink {
 }
 
 #[tonic::async_trait]
-impl LogsService for Sink {
+impl LogsService for Counting {
     async fn export(
         &self,
         request: tonic::Request<ExportLogsServiceRequest>,
@@ -180,7 +189,7 @@ impl LogsService for Sink {
 }
 
 #[tonic::async_trait]
-impl MetricsService for Sink {
+impl MetricsService for Counting {
     async fn export(
         &self,
         request: tonic::Request<ExportMetricsServiceRequest>,
@@ -215,28 +224,9 @@ fn logs_answer(config: &ReceiverConfig) -> ExportLogsServiceResponse {
 }
 
 /// The answer to an accepted OTLP/JSON request: `{}`, or the partial
-/// success in the proto3 JSON mapping (the count a decimal string).
+/// success in the proto3 JSON mapping.
 fn json_answer(kind: SignalKind, config: &ReceiverConfig) -> Vec<u8> {
-    if config.partial_reject == 0 {
-        return b"{}".to_vec();
-    }
-    let rejected = match kind {
-        SignalKind::Traces => "rejectedSpans",
-        SignalKind::Logs => "rejectedLogRecords",
-        SignalKind::Metrics => "rejectedDataPoints",
-    };
-    let mut partial = serde_json::Map::new();
-    partial.insert(
-        rejected.to_owned(),
-        serde_json::Value::String(config.partial_reject.to_string()),
-    );
-    partial.insert(
-        "errorMessage".to_owned(),
-        serde_json::Value::String(PARTIAL_MESSAGE.to_owned()),
-    );
-    serde_json::json!({ "partialSuccess": partial })
-        .to_string()
-        .into_bytes()
+    sink::response_json(kind, config.partial_reject.into(), PARTIAL_MESSAGE)
 }
 
 /// As [`traces_answer`], for metrics (`rejected_data_points`).
@@ -253,9 +243,9 @@ fn metrics_answer(config: &ReceiverConfig) -> ExportMetricsServiceResponse {
 #[derive(Clone)]
 struct Handler {
     core: Arc<Core>,
-    traces: TraceServiceServer<Sink>,
-    logs: LogsServiceServer<Sink>,
-    metrics: MetricsServiceServer<Sink>,
+    traces: TraceServiceServer<Counting>,
+    logs: LogsServiceServer<Counting>,
+    metrics: MetricsServiceServer<Counting>,
 }
 
 fn header_str<'a>(headers: &'a HeaderMap, name: &header::HeaderName) -> Option<&'a str> {
@@ -323,16 +313,16 @@ impl Handler {
         Ok(match path {
             TRACES_GRPC => {
                 let service = self.traces.clone();
-                self.grpc(request, service).await
+                self.grpc(request, SignalKind::Traces, service).await
             }
             LOGS_GRPC => {
                 let service = self.logs.clone();
-                self.grpc(request, service).await
+                self.grpc(request, SignalKind::Logs, service).await
             }
             "/v1/traces" => self.http(request, SignalKind::Traces).await,
             METRICS_GRPC => {
                 let service = self.metrics.clone();
-                self.grpc(request, service).await
+                self.grpc(request, SignalKind::Metrics, service).await
             }
             "/v1/logs" => self.http(request, SignalKind::Logs).await,
             "/v1/metrics" => self.http(request, SignalKind::Metrics).await,
@@ -346,7 +336,12 @@ impl Handler {
         })
     }
 
-    async fn grpc<S>(&self, request: Request<Incoming>, mut service: S) -> Response<Body>
+    async fn grpc<S>(
+        &self,
+        request: Request<Incoming>,
+        kind: SignalKind,
+        mut service: S,
+    ) -> Response<Body>
     where
         S: Service<Request<Full<Bytes>>, Response = Response<Body>, Error = Infallible>,
     {
@@ -362,6 +357,9 @@ impl Handler {
             );
             self.core.counters.reject(&why);
             return plain(StatusCode::UNSUPPORTED_MEDIA_TYPE, format!("{why}\n"));
+        }
+        if let Some(sink) = &self.core.sink {
+            return self.grpc_to_sink(request, kind, Arc::clone(sink)).await;
         }
         let limit = self.core.config.max_body_bytes;
         let encoding = request
@@ -450,6 +448,10 @@ impl Handler {
             self.core.counters.reject(&why);
             return http_rejection(&why, format);
         }
+        if let Some(sink) = &self.core.sink {
+            let sink = Arc::clone(sink);
+            return self.http_to_sink(request, kind, format, sink).await;
+        }
         let result =
             match read_body(request.into_body(), limit, self.core.config.body_timeout).await {
                 Ok(body) => decode::decode_http(
@@ -522,6 +524,172 @@ impl Handler {
     }
 }
 
+/// The path of requests when a [`Sink`](crate::Sink) takes them: the same checks,
+/// then the sink's verdict as the protocol's answer.
+impl Handler {
+    async fn grpc_to_sink(
+        &self,
+        request: Request<Incoming>,
+        signal: SignalKind,
+        sink: Arc<dyn crate::Sink>,
+    ) -> Response<Body> {
+        let limit = self.core.config.max_body_bytes;
+        let (parts, body) = request.into_parts();
+        let encoding = header_str(
+            &parts.headers,
+            &header::HeaderName::from_static("grpc-encoding"),
+        )
+        .map(str::to_owned);
+        let message =
+            match read_body(body, limit.saturating_add(5), self.core.config.body_timeout).await {
+                Ok(bytes) => decode::unframe_grpc_bytes(&bytes, encoding.as_deref(), limit)
+                    .map(|message| (message, bytes.len())),
+                Err(why) => Err(why),
+            };
+        let (message, wire_bytes) = match message {
+            Ok(ok) => ok,
+            Err(why) => {
+                self.core.counters.reject(&why);
+                return grpc_rejection(&why).into_http();
+            }
+        };
+        let verdict = sink
+            .export(SinkRequest {
+                signal,
+                protocol: Protocol::Grpc,
+                format: Format::Protobuf,
+                message,
+                wire_bytes,
+                headers: parts.headers,
+            })
+            .await;
+        match verdict {
+            Verdict::Accepted {
+                rejected_items,
+                message,
+            } => grpc_ok(&sink::response_message(signal, rejected_items, &message)),
+            Verdict::Malformed(why) => {
+                let why = Rejection::Malformed(why);
+                self.core.counters.reject(&why);
+                grpc_rejection(&why).into_http()
+            }
+            Verdict::Busy {
+                reason,
+                retry_after,
+            } => retry_status(Code::ResourceExhausted, &reason, retry_after).into_http(),
+            Verdict::Unavailable {
+                reason,
+                retry_after,
+            } => retry_status(Code::Unavailable, &reason, retry_after).into_http(),
+        }
+    }
+
+    async fn http_to_sink(
+        &self,
+        request: Request<Incoming>,
+        signal: SignalKind,
+        format: Format,
+        sink: Arc<dyn crate::Sink>,
+    ) -> Response<Body> {
+        let limit = self.core.config.max_body_bytes;
+        let (parts, body) = request.into_parts();
+        let content_encoding = header_str(&parts.headers, &header::CONTENT_ENCODING);
+        let message = match read_body(body, limit, self.core.config.body_timeout).await {
+            Ok(bytes) => {
+                let wire_bytes = bytes.len();
+                decode::inflate_http(content_encoding, bytes, limit)
+                    .map(|message| (message, wire_bytes))
+            }
+            Err(why) => Err(why),
+        };
+        let (message, wire_bytes) = match message {
+            Ok(ok) => ok,
+            Err(why) => {
+                self.core.counters.reject(&why);
+                return http_rejection(&why, format);
+            }
+        };
+        let protocol = match format {
+            Format::Protobuf => Protocol::HttpProtobuf,
+            Format::Json => Protocol::HttpJson,
+        };
+        let verdict = sink
+            .export(SinkRequest {
+                signal,
+                protocol,
+                format,
+                message,
+                wire_bytes,
+                headers: parts.headers,
+            })
+            .await;
+        let (status, code, reason, retry_after) = match verdict {
+            Verdict::Accepted {
+                rejected_items,
+                message,
+            } => {
+                let body = match format {
+                    Format::Protobuf => sink::response_message(signal, rejected_items, &message),
+                    Format::Json => sink::response_json(signal, rejected_items, &message),
+                };
+                return answer(StatusCode::OK, body, format);
+            }
+            Verdict::Malformed(why) => {
+                let why = Rejection::Malformed(why);
+                self.core.counters.reject(&why);
+                return http_rejection(&why, format);
+            }
+            Verdict::Busy {
+                reason,
+                retry_after,
+            } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                Code::ResourceExhausted,
+                reason,
+                retry_after,
+            ),
+            Verdict::Unavailable {
+                reason,
+                retry_after,
+            } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                Code::Unavailable,
+                reason,
+                retry_after,
+            ),
+        };
+        let mut response = answer(status, rpc_status(format, code, &reason), format);
+        // Whole seconds, rounded up: a client told 0 would come straight back.
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        response.headers_mut().insert(
+            header::RETRY_AFTER,
+            header::HeaderValue::from(seconds.max(1)),
+        );
+        response
+    }
+}
+
+/// A gRPC OK answer carrying `message`: one frame, then `grpc-status: 0`
+/// in the trailers.
+fn grpc_ok(message: &[u8]) -> Response<Body> {
+    let mut trailers = HeaderMap::new();
+    trailers.insert("grpc-status", header::HeaderValue::from_static("0"));
+    let body = Full::new(Bytes::from(decode::frame_grpc(message)))
+        .with_trailers(async move { Some(Ok(trailers)) });
+    let mut response = Response::new(Body::new(body));
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static("application/grpc"),
+    );
+    response
+}
+
+/// A gRPC refusal with a `google.rpc.RetryInfo` asking for `delay`.
+fn retry_status(code: Code, reason: &str, delay: Duration) -> tonic::Status {
+    let details = decode::rpc_status_with_retry_info(code as i32, reason, delay);
+    tonic::Status::with_details(code, reason, details.into())
+}
+
 fn is_grpc(headers: &HeaderMap) -> bool {
     header_str(headers, &header::CONTENT_TYPE).is_some_and(|ct| {
         let ct = ct.trim();
@@ -574,7 +742,7 @@ pub(crate) async fn serve(
     core: Arc<Core>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let sink = Sink(Arc::clone(&core));
+    let sink = Counting(Arc::clone(&core));
     let limit = core.config.max_body_bytes;
     let handler = Handler {
         traces: TraceServiceServer::new(sink.clone()).max_decoding_message_size(limit),

@@ -14,8 +14,8 @@ use super::tls::{Pem, TlsClient, TlsConfig};
 
 /// The telemetry an exporter sends: picks its `OTEL_EXPORTER_OTLP_<SIGNAL>_*`
 /// variables, its HTTP path and its gRPC service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Signal {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Signal {
     /// Spans: `TRACES`, `/v1/traces`, `TraceService`.
     Spans,
     /// Log records: `LOGS`, `/v1/logs`, `LogsService`.

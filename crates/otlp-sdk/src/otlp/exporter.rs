@@ -14,6 +14,7 @@ use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
 use super::config::Signal;
 use super::config::{Compression, OtlpConfigError, Protocol, RetryPolicy, Settings};
+use super::forward::OtlpRequestSender;
 use super::json::{LogJsonEncoder, TraceJsonEncoder};
 use super::logs::LogEncoder;
 use super::metrics::MetricEncoder;
@@ -137,6 +138,21 @@ impl OtlpExporterBuilder {
             super::config::resolve_temporality(self.temporality, self.settings.ignore_env);
         Core::new(&self.settings, Signal::Metrics)
             .map(|core| OtlpMetricExporter { core, temporality })
+    }
+}
+
+impl OtlpExporterBuilder {
+    /// Builds a sender of already-serialized requests of `signal` (what a
+    /// forwarding agent sends on): the same endpoint, headers, compression,
+    /// TLS and timeout rules as the exporters, one attempt per
+    /// [`send`](OtlpRequestSender::send). Must be called inside the Tokio
+    /// runtime that will carry its connections; `http/json` is refused (a
+    /// request sender forwards protobuf).
+    pub fn build_request_sender(
+        &self,
+        signal: Signal,
+    ) -> Result<OtlpRequestSender, OtlpConfigError> {
+        OtlpRequestSender::new(&self.settings, signal)
     }
 }
 

@@ -52,6 +52,7 @@ mod answer;
 mod bodies;
 mod config;
 mod exporter;
+mod forward;
 mod json;
 mod logs;
 mod metrics;
@@ -61,10 +62,11 @@ mod tls;
 mod trace;
 mod transport;
 
-pub use config::{Compression, OtlpConfigError, Protocol, RetryPolicy};
+pub use config::{Compression, OtlpConfigError, Protocol, RetryPolicy, Signal};
 pub use exporter::{
     OtlpExporterBuilder, OtlpLogExporter, OtlpMetricExporter, OtlpSpanExporter, OtlpStatsReader,
 };
+pub use forward::{Delivered, OtlpRequestSender, SendError};
 pub use json::{LogJsonEncoder, TraceJsonEncoder};
 pub use logs::LogEncoder;
 pub use metrics::MetricEncoder;

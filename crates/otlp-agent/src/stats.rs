@@ -1,0 +1,314 @@
+//! What the agent counts, per signal, and its Prometheus text.
+//!
+//! Every item the agent acknowledged ends in exactly one of `exported`,
+//! `rejected_upstream` or one of the `dropped_*` counters, or is still
+//! `queued`: [`SignalStats::unaccounted`] is zero whenever no request is
+//! being accepted and no export is ending (the counters are separate
+//! atomics, so a snapshot taken during either may see an item in two
+//! places for that instant).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use otlp_monitor::ConcurrencyMonitor;
+
+use crate::wire::Signal;
+
+/// One signal's counters.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) received_requests: AtomicU64,
+    pub(crate) accepted_requests: AtomicU64,
+    pub(crate) accepted_items: AtomicU64,
+    pub(crate) refused_full_requests: AtomicU64,
+    pub(crate) refused_full_items: AtomicU64,
+    pub(crate) refused_shutdown_requests: AtomicU64,
+    pub(crate) refused_shutdown_items: AtomicU64,
+    pub(crate) malformed_requests: AtomicU64,
+    pub(crate) exported_items: AtomicU64,
+    pub(crate) exported_requests: AtomicU64,
+    pub(crate) exported_bytes: AtomicU64,
+    pub(crate) rejected_upstream_items: AtomicU64,
+    pub(crate) dropped_permanent_items: AtomicU64,
+    pub(crate) dropped_max_elapsed_items: AtomicU64,
+    pub(crate) dropped_shutdown_items: AtomicU64,
+    pub(crate) attempts: AtomicU64,
+    pub(crate) retries: AtomicU64,
+    pub(crate) errors_retryable: AtomicU64,
+    pub(crate) errors_permanent: AtomicU64,
+    pub(crate) errors_tls: AtomicU64,
+    pub(crate) errors_timeout: AtomicU64,
+    pub(crate) queued_items: AtomicU64,
+    pub(crate) queued_bytes: AtomicU64,
+}
+
+pub(crate) fn add(counter: &AtomicU64, n: u64) {
+    counter.fetch_add(n, Ordering::Relaxed);
+}
+
+pub(crate) fn sub(counter: &AtomicU64, n: u64) {
+    counter.fetch_sub(n, Ordering::Relaxed);
+}
+
+/// One signal's figures; see [`AgentStats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct SignalStats {
+    /// Requests that reached the agent's sink (past the size, framing and
+    /// compression checks).
+    pub received_requests: u64,
+    /// Requests acknowledged.
+    pub accepted_requests: u64,
+    /// Items acknowledged: each ends counted below, or is still queued.
+    pub accepted_items: u64,
+    /// Requests refused because the queue was full (retryable answer).
+    pub refused_full_requests: u64,
+    /// Their items.
+    pub refused_full_items: u64,
+    /// Requests refused because the agent was shutting down (retryable).
+    pub refused_shutdown_requests: u64,
+    /// Their items.
+    pub refused_shutdown_items: u64,
+    /// Requests refused as malformed (not retryable).
+    pub malformed_requests: u64,
+    /// Items the upstream accepted.
+    pub exported_items: u64,
+    /// Requests the upstream accepted.
+    pub exported_requests: u64,
+    /// Bytes of those requests, before compression.
+    pub exported_bytes: u64,
+    /// Items the upstream accepted the request for but rejected (an OTLP
+    /// partial success); not retried.
+    pub rejected_upstream_items: u64,
+    /// Items dropped because the upstream refused their request for good
+    /// (400, INVALID_ARGUMENT, ...).
+    pub dropped_permanent_items: u64,
+    /// Items dropped after `max_elapsed` of retries.
+    pub dropped_max_elapsed_items: u64,
+    /// Items still queued when a shutdown's time ran out.
+    pub dropped_shutdown_items: u64,
+    /// Upstream attempts, retries included.
+    pub attempts: u64,
+    /// Attempts that were retries.
+    pub retries: u64,
+    /// Failed attempts by kind: retryable answers or connection failures.
+    pub errors_retryable: u64,
+    /// Permanent refusals.
+    pub errors_permanent: u64,
+    /// TLS failures.
+    pub errors_tls: u64,
+    /// Attempts with no answer within the timeout.
+    pub errors_timeout: u64,
+    /// Items accepted and not yet exported or dropped.
+    pub queued_items: u64,
+    /// Their bytes.
+    pub queued_bytes: u64,
+}
+
+impl SignalStats {
+    /// Items dropped, all causes.
+    pub fn dropped_items(&self) -> u64 {
+        self.dropped_permanent_items + self.dropped_max_elapsed_items + self.dropped_shutdown_items
+    }
+
+    /// Accepted items not found in any outcome or in the queue; zero unless
+    /// the agent loses count.
+    pub fn unaccounted(&self) -> i128 {
+        i128::from(self.accepted_items)
+            - i128::from(self.exported_items)
+            - i128::from(self.rejected_upstream_items)
+            - i128::from(self.dropped_items())
+            - i128::from(self.queued_items)
+    }
+}
+
+impl Counters {
+    pub(crate) fn snapshot(&self) -> SignalStats {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let queued_items = get(&self.queued_items);
+        let queued_bytes = get(&self.queued_bytes);
+        SignalStats {
+            received_requests: get(&self.received_requests),
+            accepted_requests: get(&self.accepted_requests),
+            accepted_items: get(&self.accepted_items),
+            refused_full_requests: get(&self.refused_full_requests),
+            refused_full_items: get(&self.refused_full_items),
+            refused_shutdown_requests: get(&self.refused_shutdown_requests),
+            refused_shutdown_items: get(&self.refused_shutdown_items),
+            malformed_requests: get(&self.malformed_requests),
+            exported_items: get(&self.exported_items),
+            exported_requests: get(&self.exported_requests),
+            exported_bytes: get(&self.exported_bytes),
+            rejected_upstream_items: get(&self.rejected_upstream_items),
+            dropped_permanent_items: get(&self.dropped_permanent_items),
+            dropped_max_elapsed_items: get(&self.dropped_max_elapsed_items),
+            dropped_shutdown_items: get(&self.dropped_shutdown_items),
+            attempts: get(&self.attempts),
+            retries: get(&self.retries),
+            errors_retryable: get(&self.errors_retryable),
+            errors_permanent: get(&self.errors_permanent),
+            errors_tls: get(&self.errors_tls),
+            errors_timeout: get(&self.errors_timeout),
+            queued_items,
+            queued_bytes,
+        }
+    }
+}
+
+/// The agent's figures, per signal.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct AgentStats {
+    /// Spans.
+    pub traces: SignalStats,
+    /// Log records.
+    pub logs: SignalStats,
+    /// Metric data points.
+    pub metrics: SignalStats,
+}
+
+impl AgentStats {
+    /// The figures of `signal`.
+    pub fn signal(&self, signal: Signal) -> &SignalStats {
+        match signal {
+            Signal::Traces => &self.traces,
+            Signal::Logs => &self.logs,
+            Signal::Metrics => &self.metrics,
+        }
+    }
+}
+
+/// The signal's label value.
+pub(crate) fn signal_name(signal: Signal) -> &'static str {
+    match signal {
+        Signal::Traces => "traces",
+        Signal::Logs => "logs",
+        Signal::Metrics => "metrics",
+    }
+}
+
+/// Prometheus text of `stats`, then each signal's export monitor
+/// (attempts as tasks: count, failures, duration histogram).
+pub(crate) fn prometheus(stats: &AgentStats, monitors: &[(Signal, &ConcurrencyMonitor)]) -> String {
+    let mut out = String::new();
+    let signals = [Signal::Traces, Signal::Logs, Signal::Metrics];
+    let mut family = |name: &str, kind: &str, help: &str, rows: &[(String, u64)]| {
+        let _ = writeln!(out, "# HELP otlp_agent_{name} {help}");
+        let _ = writeln!(out, "# TYPE otlp_agent_{name} {kind}");
+        for (labels, value) in rows {
+            let _ = writeln!(out, "otlp_agent_{name}{{{labels}}} {value}");
+        }
+    };
+    let per_signal = |f: &dyn Fn(&SignalStats) -> u64| -> Vec<(String, u64)> {
+        signals
+            .iter()
+            .map(|s| {
+                (
+                    format!("signal=\"{}\"", signal_name(*s)),
+                    f(stats.signal(*s)),
+                )
+            })
+            .collect()
+    };
+    let by = |label: &str, parts: &[(&str, &dyn Fn(&SignalStats) -> u64)]| -> Vec<(String, u64)> {
+        signals
+            .iter()
+            .flat_map(|s| {
+                parts.iter().map(move |(value, f)| {
+                    (
+                        format!("signal=\"{}\",{label}=\"{value}\"", signal_name(*s)),
+                        f(stats.signal(*s)),
+                    )
+                })
+            })
+            .collect()
+    };
+    family(
+        "received_requests_total",
+        "counter",
+        "Requests that passed the size, framing and compression checks.",
+        &per_signal(&|s| s.received_requests),
+    );
+    family(
+        "accepted_items_total",
+        "counter",
+        "Items acknowledged to clients.",
+        &per_signal(&|s| s.accepted_items),
+    );
+    family(
+        "refused_requests_total",
+        "counter",
+        "Requests refused, by reason.",
+        &by(
+            "reason",
+            &[
+                ("queue_full", &|s| s.refused_full_requests),
+                ("shutting_down", &|s| s.refused_shutdown_requests),
+                ("malformed", &|s| s.malformed_requests),
+            ],
+        ),
+    );
+    family(
+        "exported_items_total",
+        "counter",
+        "Items the upstream accepted.",
+        &per_signal(&|s| s.exported_items),
+    );
+    family(
+        "rejected_upstream_items_total",
+        "counter",
+        "Items the upstream rejected in a partial success.",
+        &per_signal(&|s| s.rejected_upstream_items),
+    );
+    family(
+        "dropped_items_total",
+        "counter",
+        "Acknowledged items dropped, by cause.",
+        &by(
+            "cause",
+            &[
+                ("permanent_error", &|s| s.dropped_permanent_items),
+                ("max_elapsed", &|s| s.dropped_max_elapsed_items),
+                ("shutdown", &|s| s.dropped_shutdown_items),
+            ],
+        ),
+    );
+    family(
+        "retries_total",
+        "counter",
+        "Upstream attempts that were retries.",
+        &per_signal(&|s| s.retries),
+    );
+    family(
+        "upstream_errors_total",
+        "counter",
+        "Failed upstream attempts, by kind.",
+        &by(
+            "kind",
+            &[
+                ("retryable", &|s| s.errors_retryable),
+                ("permanent", &|s| s.errors_permanent),
+                ("tls", &|s| s.errors_tls),
+                ("timeout", &|s| s.errors_timeout),
+            ],
+        ),
+    );
+    family(
+        "queue_items",
+        "gauge",
+        "Items accepted and not yet exported or dropped.",
+        &per_signal(&|s| s.queued_items),
+    );
+    family(
+        "queue_bytes",
+        "gauge",
+        "Bytes of those items.",
+        &per_signal(&|s| s.queued_bytes),
+    );
+    for (signal, monitor) in monitors {
+        out.push_str(
+            &monitor.to_prometheus(&format!("otlp_agent_export_{}", signal_name(*signal))),
+        );
+    }
+    out
+}
