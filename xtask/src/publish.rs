@@ -469,12 +469,13 @@ mod tests {
     fn this_workspace_publishes_in_order() {
         let members = members(&workspace::root()).expect("cargo metadata");
         let order = publish_order(&members).expect("publishable");
-        for name in ["otlp-receiver", "otlp-sdk", "otlp-concurrency"] {
+        for name in ["otlp-receiver", "otlp-sdk", "otlp-agent", "otlp-concurrency"] {
             assert!(order.iter().any(|n| n == name), "{name} missing: {order:?}");
         }
         let position = |name: &str| order.iter().position(|n| n == name);
         assert!(position("otlp-receiver") < position("otlp-sdk"));
         assert!(position("otlp-sdk") < position("otlp-concurrency"));
+        assert!(position("otlp-sdk") < position("otlp-agent"));
         assert!(!order.iter().any(|n| n == "otlp-benches" || n == "xtask"));
     }
 }

@@ -179,3 +179,22 @@ fn an_sdk_pipeline_through_the_agent_delivers_every_span() {
     assert_eq!(report.stats.traces.exported_items, 1000);
     assert_eq!(upstream.stop().unique_items(), 1000);
 }
+
+#[test]
+fn the_listeners_hostile_input_rules_hold_in_front_of_the_agent() {
+    let upstream = upstream();
+    let agent = agent(&upstream.endpoint(), |c| c.max_body_bytes = 1024);
+    let addr = agent.addrs()[0];
+    let big = request(SignalKind::Traces, "big", 100);
+    assert!(big.len() > 1024);
+    let (status, _, _) = http(addr, "POST", "/v1/traces", "application/x-protobuf", &big);
+    assert_eq!(status, 413, "a body over the limit");
+    let (status, _, _) = http(addr, "POST", "/v1/traces", "text/plain", b"hello");
+    assert_eq!(status, 415, "a content type that is not OTLP");
+    let (status, _, _) = http(addr, "GET", "/v1/traces", "application/x-protobuf", b"");
+    assert_eq!(status, 405, "OTLP/HTTP takes POST");
+    assert_eq!(agent.stats().traces.received_requests, 0, "none reached the agent");
+    assert!(agent.listener_rejections() >= 2);
+    agent.shutdown();
+    assert_eq!(upstream.stop().items(), 0);
+}

@@ -9,11 +9,13 @@
 //! [`Receiver::keep_requests`] keeps what was decoded for a test to compare
 //! with what it sent.
 //!
-//! It exists so the pipeline example runs end to end with no other process
-//! and so tests can check what really crossed the socket: items,
-//! `service.name`, requests and bytes, span-end to arrival latency, and the
-//! CPU its own threads used (to keep it out of a sender's figures).
-//! It is not a collector: nothing is stored or forwarded.
+//! By itself it decodes and counts, so the pipeline example runs end to
+//! end with no other process and tests can check what really crossed the
+//! socket: items, `service.name`, requests and bytes, span-end to arrival
+//! latency, and the CPU its own threads used (to keep it out of a sender's
+//! figures). Started with a [`Sink`] ([`Receiver::start_with_sink`]) it
+//! hands each checked request's bytes to the sink instead and answers with
+//! the sink's [`Verdict`]: how otlp-agent receives what it forwards.
 //!
 //! Hostile input is answered as OTLP specifies and never panics: malformed
 //! or truncated protobuf or JSON → HTTP 400 / gRPC INVALID_ARGUMENT (over
