@@ -57,7 +57,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use otlp_monitor::ConcurrencyMonitor;
-use otlp_receiver::{Receiver, ReceiverConfig, ReceiverStats};
+use otlp_receiver::{Receiver, ReceiverConfig, ReceiverStats, ThreadCpu};
 use otlp_sync::Semaphore;
 use tokio::sync::watch;
 
@@ -166,6 +166,7 @@ pub struct Agent {
     shutdown_timeout: Duration,
     attempt_timeout: Duration,
     upstream: String,
+    cpu: Arc<ThreadCpu>,
 }
 
 impl fmt::Debug for Agent {
@@ -189,10 +190,16 @@ impl Agent {
     /// listener(s); returns once they accept connections.
     pub fn start(config: AgentConfig) -> Result<Agent, AgentError> {
         config.validate().map_err(AgentError::Config)?;
+        let cpu = Arc::new(ThreadCpu::default());
+        let (started_cpu, stopped_cpu) = (Arc::clone(&cpu), Arc::clone(&cpu));
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(config.export_threads)
             .thread_name("otlp-agent-export")
-            .on_thread_start(suppress_telemetry)
+            .on_thread_start(move || {
+                started_cpu.thread_started();
+                suppress_telemetry();
+            })
+            .on_thread_stop(move || stopped_cpu.thread_stopped())
             .enable_all()
             .build()
             .map_err(|e| AgentError::Io(e.to_string()))?;
@@ -310,6 +317,7 @@ impl Agent {
             shutdown_timeout: config.shutdown_timeout,
             attempt_timeout,
             upstream,
+            cpu,
         })
     }
 
@@ -348,6 +356,16 @@ impl Agent {
             .iter()
             .map(|r| ReceiverStats::rejected(&r.stats()))
             .sum()
+    }
+
+    /// CPU time the agent's own threads have used (receiving and sending);
+    /// `None` where per-thread CPU time cannot be read (only Linux is).
+    pub fn cpu_time(&self) -> Option<Duration> {
+        let mut total = self.cpu.total()?;
+        for receiver in &self.receivers {
+            total += receiver.cpu_time()?;
+        }
+        Some(total)
     }
 
     /// The Prometheus text `/metrics` serves.
@@ -422,3 +440,9 @@ impl Drop for Agent {
         self.stop_runtime();
     }
 }
+
+/// The code blocks of this crate's `README.md`, compiled and run as
+/// doctests (the README is part of the published package).
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

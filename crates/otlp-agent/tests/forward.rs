@@ -193,7 +193,11 @@ fn the_listeners_hostile_input_rules_hold_in_front_of_the_agent() {
     assert_eq!(status, 415, "a content type that is not OTLP");
     let (status, _, _) = http(addr, "GET", "/v1/traces", "application/x-protobuf", b"");
     assert_eq!(status, 405, "OTLP/HTTP takes POST");
-    assert_eq!(agent.stats().traces.received_requests, 0, "none reached the agent");
+    assert_eq!(
+        agent.stats().traces.received_requests,
+        0,
+        "none reached the agent"
+    );
     assert!(agent.listener_rejections() >= 2);
     agent.shutdown();
     assert_eq!(upstream.stop().items(), 0);

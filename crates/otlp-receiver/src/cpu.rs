@@ -20,9 +20,11 @@ struct Threads {
     unreadable: bool,
 }
 
-/// The registry of a runtime's threads.
+/// CPU time of a set of threads (a runtime's, through its
+/// `on_thread_start` / `on_thread_stop` hooks), read from Linux's
+/// per-thread schedstat.
 #[derive(Debug, Default)]
-pub(crate) struct ThreadCpu {
+pub struct ThreadCpu {
     threads: Mutex<Threads>,
 }
 
@@ -48,7 +50,7 @@ fn read_ns(path: &str) -> Option<Duration> {
 
 impl ThreadCpu {
     /// Called on each runtime thread as it starts.
-    pub(crate) fn thread_started(&self) {
+    pub fn thread_started(&self) {
         let me = std::thread::current().id();
         let mut threads = lock(&self.threads);
         match own_schedstat().filter(|path| read_ns(path).is_some()) {
@@ -58,7 +60,7 @@ impl ThreadCpu {
     }
 
     /// Called on each runtime thread as it stops.
-    pub(crate) fn thread_stopped(&self) {
+    pub fn thread_stopped(&self) {
         let me = std::thread::current().id();
         let mut threads = lock(&self.threads);
         if let Some(i) = threads.live.iter().position(|(id, _)| *id == me) {
@@ -71,7 +73,7 @@ impl ThreadCpu {
     }
 
     /// CPU time of every thread so far; `None` where it cannot be read.
-    pub(crate) fn total(&self) -> Option<Duration> {
+    pub fn total(&self) -> Option<Duration> {
         let threads = lock(&self.threads);
         if threads.unreadable {
             return None;

@@ -50,13 +50,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use count::{Protocol, ReceiverStats};
+pub use cpu::ThreadCpu;
 pub use decode::{Format, SignalKind};
 pub use otlp_monitor::Histogram;
 pub use sink::{Sink, SinkRequest, Verdict, VerdictFuture};
 pub use tls::ReceiverTls;
 
 use count::Counters;
-use cpu::ThreadCpu;
 use server::Core;
 
 /// How the receiver listens and behaves.

@@ -27,6 +27,7 @@ macro_rules! guides {
 
 guides! {
     Readme => "README.md",
+    Agent => "docs/agent.md",
     Architecture => "docs/architecture.md",
     Async => "docs/async.md",
     Benchmarks => "docs/benchmarks.md",
