@@ -107,11 +107,11 @@ pub(crate) struct Shared {
 
 impl Shared {
     fn stats(&self) -> AgentStats {
-        let mut stats = AgentStats::default();
-        stats.traces = self.counters[0].snapshot();
-        stats.logs = self.counters[1].snapshot();
-        stats.metrics = self.counters[2].snapshot();
-        stats
+        AgentStats {
+            traces: self.counters[0].snapshot(),
+            logs: self.counters[1].snapshot(),
+            metrics: self.counters[2].snapshot(),
+        }
     }
 
     pub(crate) fn prometheus(&self) -> String {

@@ -187,6 +187,9 @@ pub(crate) fn signal_name(signal: Signal) -> &'static str {
     }
 }
 
+/// Reads one figure of a signal's stats.
+type Field<'a> = &'a dyn Fn(&SignalStats) -> u64;
+
 /// Prometheus text of `stats`, then each signal's export monitor
 /// (attempts as tasks: count, failures, duration histogram).
 pub(crate) fn prometheus(stats: &AgentStats, monitors: &[(Signal, &ConcurrencyMonitor)]) -> String {
@@ -210,7 +213,7 @@ pub(crate) fn prometheus(stats: &AgentStats, monitors: &[(Signal, &ConcurrencyMo
             })
             .collect()
     };
-    let by = |label: &str, parts: &[(&str, &dyn Fn(&SignalStats) -> u64)]| -> Vec<(String, u64)> {
+    let by = |label: &str, parts: &[(&str, Field<'_>)]| -> Vec<(String, u64)> {
         signals
             .iter()
             .flat_map(|s| {
