@@ -45,6 +45,15 @@ OTEL_BLRP_* for logs, which win over the default shown):
                           our exporter, which never blocks; threaded with
                           opentelemetry-otlp's)
 
+through the agent:
+  --via-agent             send to an otlp-agent started in process (otlp_agent::Agent)
+                          that forwards to the embedded receiver (over gRPC, or
+                          HTTP/protobuf with --protocol http/protobuf); the report
+                          checks conservation across both hops (not with --endpoint)
+  --agent-queue-size N    the agent's queue, in items; past it the agent refuses
+                          with RESOURCE_EXHAUSTED / 429 and the exporter retries
+                          (default 1048576)
+
 embedded receiver:
   --receiver-latency D    wait before answering each request (default 0)
   --receiver-fail R       share of requests refused as retryable, 0..1 (default 0)
@@ -267,6 +276,11 @@ pub struct Options {
     pub receiver_threads: usize,
     pub json: bool,
     pub metrics_addr: Option<SocketAddr>,
+    /// `--via-agent`: an in-process otlp-agent between the exporter and the
+    /// embedded receiver.
+    pub via_agent: bool,
+    /// `--agent-queue-size`; `None`: the agent's default.
+    pub agent_queue_size: Option<u64>,
 }
 
 impl Default for Options {
@@ -295,6 +309,8 @@ impl Default for Options {
             receiver_threads: 1,
             json: false,
             metrics_addr: None,
+            via_agent: false,
+            agent_queue_size: None,
         }
     }
 }
@@ -327,6 +343,11 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             "-h" | "--help" => return Ok(Parsed::Help),
             "--json" => options.json = true,
             "--compare" => options.compare = true,
+            "--via-agent" => options.via_agent = true,
+            "--agent-queue-size" => {
+                options.agent_queue_size =
+                    Some(positive("--agent-queue-size", &value("--agent-queue-size")?)? as u64)
+            }
             "--duration" => options.duration = duration("--duration", &value("--duration")?)?,
             "--producers" => {
                 options.producers = positive("--producers", &value("--producers")?)?;
@@ -452,6 +473,15 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
         return Err(format!(
             "--batch-size {batch} is larger than --queue-size {queue}"
         ));
+    }
+    if options.via_agent && options.endpoint.is_some() {
+        return Err(
+            "--via-agent forwards to the embedded receiver; it does not go with --endpoint"
+                .to_owned(),
+        );
+    }
+    if options.agent_queue_size.is_some() && !options.via_agent {
+        return Err("--agent-queue-size needs --via-agent".to_owned());
     }
     Ok(Parsed::Run(Box::new(options)))
 }

@@ -16,6 +16,7 @@ use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::trace::SdkTracerProvider;
+use otlp_agent::{Agent, AgentConfig};
 use otlp_concurrency::sdk::{BatchConfig, ExportMode, Signal, StatsReader};
 use otlp_receiver::{Receiver, ReceiverConfig};
 
@@ -24,7 +25,7 @@ use super::cli::{
 };
 use super::exporters::{self, Counted, Tally, Target};
 use super::producers::{self, Shared};
-use super::report::{self, Outcome, RunReport, Sample, Tick};
+use super::report::{self, AgentHop, Outcome, RunReport, Sample, Tick};
 use super::{http, system};
 
 /// Why the job did not produce a report.
@@ -119,6 +120,9 @@ fn protocol(options: &Options) -> Result<Protocol, JobError> {
 fn destination(options: &Options) -> Destination {
     match &options.endpoint {
         Some(url) => Destination::Flag(url.clone()),
+        // The exporter sends to the agent, the agent to the embedded
+        // receiver: an endpoint in the environment has no part in it.
+        None if options.via_agent => Destination::Embedded,
         None if env_var(&signal_var(options.signal, "ENDPOINT")).is_some()
             || env_var("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() =>
         {
@@ -364,6 +368,64 @@ fn flush(
     })
 }
 
+/// The protocol of the agent's hop to the receiver: the exporter's when it
+/// is gRPC or HTTP/protobuf; gRPC for HTTP/JSON (the agent takes JSON in
+/// and forwards protobuf).
+fn agent_upstream_protocol(protocol: Protocol) -> Protocol {
+    match protocol {
+        Protocol::HttpProtobuf => Protocol::HttpProtobuf,
+        Protocol::Grpc | Protocol::HttpJson => Protocol::Grpc,
+    }
+}
+
+/// `--via-agent`: an otlp-agent on a free loopback port forwarding to
+/// `receiver`.
+fn start_agent(
+    options: &Options,
+    protocol: Protocol,
+    receiver: &Receiver,
+) -> Result<Agent, JobError> {
+    let upstream = otlp_sdk::otlp::OtlpExporterBuilder::new()
+        .with_endpoint(receiver.endpoint())
+        .with_protocol(match agent_upstream_protocol(protocol) {
+            Protocol::HttpProtobuf => otlp_sdk::otlp::Protocol::HttpProtobuf,
+            _ => otlp_sdk::otlp::Protocol::Grpc,
+        })
+        .without_env();
+    let defaults = AgentConfig::default();
+    Agent::start(AgentConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        listen_http: None,
+        upstream,
+        queue_max_items: options.agent_queue_size.unwrap_or(defaults.queue_max_items),
+        shutdown_timeout: options.shutdown_timeout,
+        worker_threads: options.receiver_threads,
+        export_threads: options.receiver_threads,
+        metrics_addr: None,
+        ..defaults
+    })
+    .map_err(|e| JobError::Failed(format!("the agent: {e}")))
+}
+
+/// Shuts the agent down (its final flush to the receiver) and keeps its
+/// figures for the run's signal.
+fn finish_agent(agent: Agent, signal: SignalKind, protocol: Protocol) -> AgentHop {
+    let endpoint = agent.endpoint();
+    let upstream = agent.upstream().to_owned();
+    let report = agent.shutdown();
+    AgentHop {
+        endpoint,
+        upstream,
+        upstream_protocol: agent_upstream_protocol(protocol),
+        stats: match signal {
+            SignalKind::Traces => report.stats.traces,
+            SignalKind::Logs => report.stats.logs,
+        },
+        left: report.left_items,
+        flush_time: report.flush_time,
+    }
+}
+
 /// One run of one processor, from a fresh receiver to the report.
 fn run_one(
     options: &Options,
@@ -385,9 +447,23 @@ fn run_one(
         ),
         _ => None,
     };
-    let endpoint = match (destination, &receiver) {
-        (Destination::Flag(url), _) => Some(url.clone()),
-        (_, Some(r)) => Some(match (protocol, options.signal) {
+    let agent = match &receiver {
+        Some(r) if options.via_agent => Some(start_agent(options, protocol, r)?),
+        _ => None,
+    };
+    let endpoint = match (destination, &receiver, &agent) {
+        (Destination::Flag(url), _, _) => Some(url.clone()),
+        // One port of the agent serves gRPC and OTLP/HTTP.
+        (_, _, Some(a)) => Some(match (protocol, options.signal) {
+            (Protocol::Grpc, _) => a.endpoint(),
+            (Protocol::HttpProtobuf | Protocol::HttpJson, SignalKind::Traces) => {
+                format!("{}/v1/traces", a.endpoint())
+            }
+            (Protocol::HttpProtobuf | Protocol::HttpJson, SignalKind::Logs) => {
+                format!("{}/v1/logs", a.endpoint())
+            }
+        }),
+        (_, Some(r), None) => Some(match (protocol, options.signal) {
             (Protocol::Grpc, _) => r.endpoint(),
             (Protocol::HttpProtobuf | Protocol::HttpJson, SignalKind::Traces) => r.traces_url(),
             (Protocol::HttpProtobuf | Protocol::HttpJson, SignalKind::Logs) => r.logs_url(),
@@ -418,14 +494,24 @@ fn run_one(
     let (provider, stats) = provider(options, &batching, kind, &target, &io, &tally)?;
 
     eprintln!(
-        "pipeline: {} over {} to {}{}, processor {}, exporter {}, {} producers at {}, batch {} / queue {}, for {:.1} s",
+        "pipeline: {} over {} to {}{}{}, processor {}, exporter {}, {} producers at {}, batch {} / queue {}, for {:.1} s",
         options.signal.item(),
         protocol.name(),
         tally.endpoint,
-        if receiver.is_some() {
+        if agent.is_some() {
+            " (an in-process otlp-agent)"
+        } else if receiver.is_some() {
             " (embedded receiver)"
         } else {
             ""
+        },
+        match (&agent, &receiver) {
+            (Some(_), Some(r)) => format!(
+                " forwarding over {} to {} (embedded receiver)",
+                agent_upstream_protocol(protocol).name(),
+                r.endpoint()
+            ),
+            _ => String::new(),
         },
         kind.name(),
         options.exporter.name(),
@@ -524,6 +610,9 @@ fn run_one(
     } else {
         io.shutdown_timeout(Duration::from_secs(1));
     }
+    // The agent flushes what it holds to the receiver before the receiver
+    // stops: after the exporter's last export, before the receiver's count.
+    let agent = agent.map(|a| finish_agent(a, options.signal, protocol));
     let finished = receiver.map(Receiver::finish);
     let cpu = system::process_cpu_time().saturating_sub(cpu_before);
     let end = Sample::take(
@@ -552,5 +641,6 @@ fn run_one(
         interrupted,
         shutdown,
         ticks,
+        agent,
     ))
 }

@@ -8,6 +8,10 @@
 //!                                                                                              embedded receiver
 //! ```
 //!
+//! With `--via-agent` an otlp-agent started in process (its library) sits
+//! between the exporter and the embedded receiver, and the report checks
+//! conservation across both hops.
+//!
 //! Run it with `cargo run --release --example pipeline -- --help`; the
 //! guide is `docs/pipeline.md`.
 

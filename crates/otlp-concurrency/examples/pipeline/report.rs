@@ -224,6 +224,23 @@ impl Dropped {
     }
 }
 
+/// `--via-agent`: the in-process otlp-agent's final figures for the run's
+/// signal, taken after its shutdown.
+#[derive(Debug, Clone)]
+pub struct AgentHop {
+    /// Where the exporter sent (the agent's listening URL).
+    pub endpoint: String,
+    /// Where the agent forwarded (the embedded receiver).
+    pub upstream: String,
+    /// The protocol of the agent's hop.
+    pub upstream_protocol: Protocol,
+    pub stats: otlp_agent::SignalStats,
+    /// Items still queued when the agent's shutdown ran out of time
+    /// (counted as dropped by the shutdown).
+    pub left: u64,
+    pub flush_time: Duration,
+}
+
 /// The end of one run.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -276,6 +293,8 @@ pub struct RunReport {
     pub first_error: Option<String>,
     pub shutdown_error: Option<String>,
     pub ticks: Vec<Tick>,
+    /// `--via-agent`: the agent between the exporter and the receiver.
+    pub agent: Option<AgentHop>,
 }
 
 impl RunReport {
@@ -295,6 +314,7 @@ impl RunReport {
         interrupted: bool,
         shutdown_error: Option<String>,
         ticks: Vec<Tick>,
+        agent: Option<AgentHop>,
     ) -> Self {
         let (dropped, in_doubt) = match &ours {
             Some(s) => (
@@ -375,6 +395,7 @@ impl RunReport {
             first_error: tally.first_error(),
             shutdown_error,
             ticks,
+            agent,
         }
     }
 
@@ -384,7 +405,54 @@ impl RunReport {
     /// exported item and nothing it was not sent (`exported <= received <=
     /// exported + in doubt`, duplicates counted once).
     pub fn conserved(&self) -> bool {
-        self.accounted() && self.delivered()
+        self.accounted() && self.delivered() && self.agent_conserved()
+    }
+
+    /// With `--via-agent`, every hop holds ([`agent_in`](Self::agent_in),
+    /// [`agent_kept`](Self::agent_kept), [`agent_out`](Self::agent_out));
+    /// true without the agent.
+    pub fn agent_conserved(&self) -> bool {
+        self.agent_in() && self.agent_kept() && self.agent_out()
+    }
+
+    /// Exporter -> agent: the agent acknowledged every item of the
+    /// exporter's successful exports, and nothing else but items of exports
+    /// in doubt (`exported <= accepted <= exported + in doubt`). A request
+    /// the agent refused (queue full) and the exporter sent again is counted
+    /// once, when accepted.
+    pub fn agent_in(&self) -> bool {
+        self.agent.as_ref().is_none_or(|a| {
+            let accepted = a.stats.accepted_items;
+            self.exported <= accepted && accepted <= self.exported + self.in_doubt
+        })
+    }
+
+    /// Inside the agent, after its shutdown: `accepted == exported +
+    /// rejected upstream + dropped` (what the shutdown left is counted as
+    /// dropped), nothing queued, `unaccounted() == 0`.
+    pub fn agent_kept(&self) -> bool {
+        self.agent.as_ref().is_none_or(|a| {
+            let s = &a.stats;
+            s.unaccounted() == 0
+                && s.queued_items == 0
+                && s.accepted_items
+                    == s.exported_items + s.rejected_upstream_items + s.dropped_items()
+        })
+    }
+
+    /// Agent -> receiver: the receiver got every item the agent exported
+    /// (duplicates of retried requests counted once) and nothing else but
+    /// items the agent gave up on after sending (`agent exported <= received
+    /// <= agent exported + rejected upstream + dropped`).
+    pub fn agent_out(&self) -> bool {
+        match (&self.agent, self.received) {
+            (Some(a), Some(received)) => {
+                let s = &a.stats;
+                s.exported_items <= received
+                    && received <= s.exported_items + s.rejected_upstream_items + s.dropped_items()
+            }
+            _ => true,
+        }
     }
 
     /// `emitted == exported + dropped + in doubt`, on the sender's side.
@@ -430,6 +498,45 @@ impl RunReport {
                 self.exported,
                 self.exported + self.in_doubt
             ));
+        }
+        if let Some(a) = &self.agent {
+            let s = &a.stats;
+            let item = self.signal.item();
+            if !self.agent_in() {
+                out.push(format!(
+                    "{who}: the agent accepted {} {item}, outside {} exported ..= {} exported + in doubt",
+                    s.accepted_items,
+                    self.exported,
+                    self.exported + self.in_doubt
+                ));
+            }
+            if !self.agent_kept() {
+                out.push(format!(
+                    "{who}: the agent accepted {} {item} != {} exported + {} rejected upstream + {} dropped ({} queued, {} unaccounted)",
+                    s.accepted_items,
+                    s.exported_items,
+                    s.rejected_upstream_items,
+                    s.dropped_items(),
+                    s.queued_items,
+                    s.unaccounted()
+                ));
+            }
+            if let Some(received) = self.received.filter(|_| !self.agent_out()) {
+                out.push(format!(
+                    "{who}: the receiver got {received} {item}, outside the agent's {} exported ..= {} exported + rejected + dropped",
+                    s.exported_items,
+                    s.exported_items + s.rejected_upstream_items + s.dropped_items()
+                ));
+            }
+            if s.dropped_items() > 0 {
+                out.push(format!(
+                    "{who}: the agent dropped {} {item} ({} permanent error, {} max elapsed, {} shutdown)",
+                    s.dropped_items(),
+                    s.dropped_permanent_items,
+                    s.dropped_max_elapsed_items,
+                    s.dropped_shutdown_items
+                ));
+            }
         }
         if self.dropped.export_failed > 0 {
             out.push(format!(
@@ -593,7 +700,7 @@ fn run_json(r: &RunReport) -> String {
          \"sender_cpu_s\":{:.4},\"receiver_cpu_s\":{},\"cpu_ns_per_item\":{},\
          \"latency_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},\
          \"export_latency_us\":{{\"p50\":{:.1},\"p99\":{:.1}}},\
-         \"service_names\":{{{}}},\"first_error\":{},\"shutdown_error\":{},\"accounted\":{},\"delivered\":{},\"conserved\":{},\"ticks\":[{}]}}",
+         \"service_names\":{{{}}},\"first_error\":{},\"shutdown_error\":{},\"accounted\":{},\"delivered\":{},\"agent\":{},\"conserved\":{},\"ticks\":[{}]}}",
         json_str(r.processor.name()),
         json_str(r.exporter),
         json_str(r.signal.name()),
@@ -638,8 +745,41 @@ fn run_json(r: &RunReport) -> String {
         opt(r.shutdown_error.as_deref().map(json_str)),
         r.accounted(),
         r.delivered(),
+        agent_json(r),
         r.conserved(),
         ticks.join(",")
+    )
+}
+
+/// The `agent` object of a run's JSON; `null` without `--via-agent`.
+fn agent_json(r: &RunReport) -> String {
+    let Some(a) = &r.agent else {
+        return "null".to_owned();
+    };
+    let s = &a.stats;
+    format!(
+        "{{\"endpoint\":{},\"upstream\":{},\"upstream_protocol\":{},\"accepted_items\":{},\"accepted_requests\":{},\
+         \"refused_full_requests\":{},\"refused_full_items\":{},\"exported_items\":{},\"rejected_upstream_items\":{},\
+         \"dropped_items\":{},\"left_items\":{},\"queued_items\":{},\"unaccounted\":{},\"retries\":{},\"flush_s\":{:.3},\
+         \"exporter_to_agent\":{},\"agent_accounted\":{},\"agent_to_receiver\":{}}}",
+        json_str(&a.endpoint),
+        json_str(&a.upstream),
+        json_str(a.upstream_protocol.name()),
+        s.accepted_items,
+        s.accepted_requests,
+        s.refused_full_requests,
+        s.refused_full_items,
+        s.exported_items,
+        s.rejected_upstream_items,
+        s.dropped_items(),
+        a.left,
+        s.queued_items,
+        s.unaccounted(),
+        s.retries,
+        a.flush_time.as_secs_f64(),
+        r.agent_in(),
+        r.agent_kept(),
+        r.agent_out(),
     )
 }
 
@@ -677,7 +817,9 @@ fn rows(r: &RunReport) -> Vec<(String, String)> {
         ("exporter", r.exporter.to_owned()),
         (
             "endpoint",
-            if r.embedded {
+            if r.agent.is_some() {
+                format!("{} (agent)", r.endpoint)
+            } else if r.embedded {
                 format!("{} (embedded)", r.endpoint)
             } else {
                 r.endpoint.clone()
@@ -785,6 +927,86 @@ fn rows(r: &RunReport) -> Vec<(String, String)> {
             },
         ),
     ];
+    let holds = |ok: bool| if ok { "(holds)" } else { "(VIOLATED)" };
+    let mut rows = rows;
+    if let Some(a) = &r.agent {
+        let s = &a.stats;
+        let out_max = s.exported_items + s.rejected_upstream_items + s.dropped_items();
+        rows.extend([
+            (
+                "agent (in process)",
+                format!("{} -> {}", a.endpoint, a.upstream),
+            ),
+            (
+                "agent -> receiver protocol",
+                a.upstream_protocol.name().to_owned(),
+            ),
+            (
+                "agent: accepted (requests)",
+                format!(
+                    "{} ({})",
+                    thousands(s.accepted_items),
+                    thousands(s.accepted_requests)
+                ),
+            ),
+            (
+                "agent: refused, queue full",
+                format!(
+                    "{} requests / {} items",
+                    thousands(s.refused_full_requests),
+                    thousands(s.refused_full_items)
+                ),
+            ),
+            ("agent: exported", thousands(s.exported_items)),
+            (
+                "agent: rejected upstream",
+                thousands(s.rejected_upstream_items),
+            ),
+            (
+                "agent: dropped (shutdown left)",
+                format!("{} ({})", thousands(s.dropped_items()), thousands(a.left)),
+            ),
+            ("agent: upstream retries", thousands(s.retries)),
+            (
+                "agent: shutdown flush",
+                format!("{:.3} s", a.flush_time.as_secs_f64()),
+            ),
+            (
+                "hop exporter -> agent",
+                format!(
+                    "{} <= {} <= {} {}",
+                    thousands(r.exported),
+                    thousands(s.accepted_items),
+                    thousands(r.exported + r.in_doubt),
+                    holds(r.agent_in())
+                ),
+            ),
+            (
+                "agent: accepted = out",
+                format!(
+                    "{} = {} + {} + {} {}",
+                    thousands(s.accepted_items),
+                    thousands(s.exported_items),
+                    thousands(s.rejected_upstream_items),
+                    thousands(s.dropped_items()),
+                    holds(r.agent_kept())
+                ),
+            ),
+            (
+                "hop agent -> receiver",
+                match r.received {
+                    None => "-".to_owned(),
+                    Some(received) => format!(
+                        "{} <= {} <= {} {}",
+                        thousands(s.exported_items),
+                        thousands(received),
+                        thousands(out_max),
+                        holds(r.agent_out())
+                    ),
+                },
+            ),
+        ]);
+    }
     rows.into_iter()
         .map(|(label, value)| {
             let label = if label == "sender CPU per exported item" {
