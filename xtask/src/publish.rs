@@ -469,7 +469,12 @@ mod tests {
     fn this_workspace_publishes_in_order() {
         let members = members(&workspace::root()).expect("cargo metadata");
         let order = publish_order(&members).expect("publishable");
-        for name in ["otlp-receiver", "otlp-sdk", "otlp-agent", "otlp-concurrency"] {
+        for name in [
+            "otlp-receiver",
+            "otlp-sdk",
+            "otlp-agent",
+            "otlp-concurrency",
+        ] {
             assert!(order.iter().any(|n| n == name), "{name} missing: {order:?}");
         }
         let position = |name: &str| order.iter().position(|n| n == name);
