@@ -50,6 +50,19 @@ fn http_json_reaches_the_agent_and_leaves_it_over_grpc() {
 }
 
 #[test]
+fn opentelemetry_otlp_is_a_client_of_the_agent_too() {
+    for (protocol, upstream) in [
+        ("grpc", Protocol::Grpc),
+        ("http/protobuf", Protocol::HttpProtobuf),
+    ] {
+        let outcome = run(&format!(
+            "{SHORT} --exporter opentelemetry-otlp --processor sdk --protocol {protocol}"
+        ));
+        assert_both_hops(&outcome, upstream);
+    }
+}
+
+#[test]
 fn without_the_flag_there_is_no_agent_hop() {
     let outcome = run("--duration 200ms --rate 5000 --delay 50ms");
     assert!(outcome.runs.iter().all(|r| r.agent.is_none()));
