@@ -4,8 +4,11 @@
 //! * `agent_forward/workers_N_spans_per_cpu_s/ours`: a sender keeps 16
 //!   pre-encoded OTLP/gRPC requests of 100 spans in flight for 2 s against
 //!   an agent with N receiving threads and one sending thread, which
-//!   forwards to an upstream that accepts without decoding; spans exported
-//!   per second of CPU time of the agent's own threads (higher is better).
+//!   forwards to an upstream that accepts without decoding; spans that
+//!   arrived upstream per second of CPU time of the agent's own threads
+//!   (higher is better). `rotel`: the same load through Rotel, a Rust OTLP
+//!   collector, when `ROTEL_BIN` names its binary (built outside this
+//!   repository), its CPU time read from /proc/PID/stat.
 //! * `agent_hop/p50_us_at_100k` and `p99_us_at_100k`: 100 spans every
 //!   millisecond (100 K spans/s) for 2 s, each request stamped with its
 //!   send time as the spans' end time; the upstream (otlp-receiver,
@@ -29,14 +32,132 @@ use prost::Message;
 const RUN: Duration = Duration::from_secs(2);
 const SPANS: usize = 100;
 
-/// An upstream that accepts every request without looking at it.
+/// An upstream that accepts every request without decoding it, counting
+/// its spans with the agent's wire walk.
+#[derive(Default)]
 struct Accept(AtomicU64);
 
 impl Sink for Accept {
-    fn export(&self, _request: SinkRequest) -> VerdictFuture {
-        self.0.fetch_add(1, Ordering::Relaxed);
+    fn export(&self, request: SinkRequest) -> VerdictFuture {
+        let spans = otlp_agent::wire::count_items(request.signal, &request.message)
+            .map_or(0, |count| count.items);
+        self.0.fetch_add(spans, Ordering::Relaxed);
         Box::pin(std::future::ready(Verdict::accepted()))
     }
+}
+
+/// CPU time (user + system) of another process, from /proc/PID/stat.
+fn process_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may hold spaces) start after ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_second = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / per_second))
+}
+
+/// A free loopback port (bound, then released).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Keeps 16 requests in flight against `endpoint` for the run; returns
+/// the spans of the requests that were acknowledged.
+fn load(runtime: &tokio::runtime::Runtime, endpoint: &str) -> u64 {
+    let client = client(runtime, endpoint);
+    let body = client.prepare(request(now_ns()));
+    let deadline = Instant::now() + RUN;
+    let acknowledged = Arc::new(AtomicU64::new(0));
+    runtime.block_on(async {
+        let mut tasks = Vec::new();
+        for _ in 0..16 {
+            let (client, body, acknowledged) =
+                (Arc::clone(&client), body.clone(), Arc::clone(&acknowledged));
+            tasks.push(tokio::spawn(async move {
+                while Instant::now() < deadline {
+                    // A refusal (queue full) is retried at once: answering
+                    // it is part of what forwarding costs.
+                    if client.send(body.clone()).await.is_ok() {
+                        acknowledged.fetch_add(SPANS as u64, Ordering::Relaxed);
+                    }
+                }
+            }));
+        }
+        for task in tasks {
+            let _ = task.await;
+        }
+    });
+    acknowledged.load(Ordering::Relaxed)
+}
+
+/// Waits until `arrived` reaches `expected` or stops growing for 2 s.
+fn settle(arrived: impl Fn() -> u64, expected: u64) -> u64 {
+    let (mut last, mut since) = (arrived(), Instant::now());
+    while last < expected && since.elapsed() < Duration::from_secs(2) {
+        std::thread::sleep(Duration::from_millis(10));
+        let now = arrived();
+        if now != last {
+            (last, since) = (now, Instant::now());
+        }
+    }
+    last
+}
+
+/// Rotel (a Rust OTLP collector) forwarding the same load, when
+/// `ROTEL_BIN` names a built binary: spans arrived upstream per second of
+/// Rotel's CPU time. Built outside this repository (docs/agent.md).
+fn rotel_throughput(rotel: &str) -> Option<f64> {
+    let sink = Arc::new(Accept::default());
+    let upstream = Receiver::start_with_sink(ReceiverConfig::default(), sink.clone()).ok()?;
+    let (grpc, http) = (free_port(), free_port());
+    let mut child = std::process::Command::new(rotel)
+        .args([
+            "start",
+            "--otlp-grpc-endpoint",
+            &format!("127.0.0.1:{grpc}"),
+        ])
+        .args(["--otlp-http-endpoint", &format!("127.0.0.1:{http}")])
+        .args([
+            "--exporter",
+            "otlp",
+            "--otlp-exporter-endpoint",
+            &upstream.endpoint(),
+        ])
+        .args([
+            "--otlp-exporter-protocol",
+            "grpc",
+            "--otlp-exporter-compression",
+            "none",
+        ])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .ok()?;
+    let endpoint = format!("http://127.0.0.1:{grpc}");
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", grpc)).is_err() {
+        if started.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .ok()?;
+    let cpu_before = process_cpu(child.id())?;
+    let acknowledged = load(&runtime, &endpoint);
+    let arrived = settle(|| sink.0.load(Ordering::Relaxed), acknowledged);
+    let cpu = process_cpu(child.id())? - cpu_before;
+    let _ = child.kill();
+    let _ = child.wait();
+    Some(arrived as f64 / cpu.as_secs_f64().max(1e-9))
 }
 
 fn request(end_ns: u64) -> Vec<u8> {
@@ -93,47 +214,22 @@ fn client(runtime: &tokio::runtime::Runtime, endpoint: &str) -> Arc<OtlpRequestS
 }
 
 fn throughput(workers: usize) -> f64 {
-    let upstream = Receiver::start_with_sink(
-        ReceiverConfig::default(),
-        Arc::new(Accept(AtomicU64::new(0))),
-    )
-    .expect("upstream");
+    let sink = Arc::new(Accept::default());
+    let upstream =
+        Receiver::start_with_sink(ReceiverConfig::default(), sink.clone()).expect("upstream");
     let agent = agent(&upstream.endpoint(), workers);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
-    let client = client(&runtime, &agent.endpoint());
-    let body = client.prepare(request(now_ns()));
     let cpu_before = agent.cpu_time().unwrap_or_default();
-    let exported_before = agent.stats().traces.exported_items;
-    let deadline = Instant::now() + RUN;
-    runtime.block_on(async {
-        let mut tasks = Vec::new();
-        for _ in 0..16 {
-            let (client, body) = (Arc::clone(&client), body.clone());
-            tasks.push(tokio::spawn(async move {
-                while Instant::now() < deadline {
-                    // A refusal (queue full) is retried at once: the agent's
-                    // answer is part of what it costs.
-                    let _ = client.send(body.clone()).await;
-                }
-            }));
-        }
-        for task in tasks {
-            let _ = task.await;
-        }
-    });
-    let stats = agent.stats().traces;
-    while agent.stats().traces.queued_items > 0 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
-    let exported = agent.stats().traces.exported_items - exported_before;
+    let acknowledged = load(&runtime, &agent.endpoint());
+    let arrived = settle(|| sink.0.load(Ordering::Relaxed), acknowledged);
     let cpu = agent.cpu_time().unwrap_or_default() - cpu_before;
+    let stats = agent.shutdown().stats.traces;
     assert_eq!(stats.unaccounted(), 0);
-    agent.shutdown();
-    exported as f64 / cpu.as_secs_f64().max(1e-9)
+    arrived as f64 / cpu.as_secs_f64().max(1e-9)
 }
 
 /// End → arrival p50 and p99 in µs at 100 K spans/s, through the agent or not.
@@ -174,12 +270,30 @@ fn hop_latency(through_agent: bool) -> (f64, f64) {
 }
 
 fn agent_benches(_c: &mut Criterion) {
+    let rotel = std::env::var("ROTEL_BIN")
+        .ok()
+        .filter(|path| !path.is_empty());
     for workers in [1, 2] {
         let scenario = format!("workers_{workers}_spans_per_cpu_s");
         if extra_selected(&format!("agent_forward/{scenario}/{OURS}")) {
             let rate = throughput(workers);
             eprintln!("agent_forward/{scenario}/{OURS}: {rate:.0} spans per agent CPU-second");
             record_extra("agent_forward", &scenario, OURS, rate, "spans/s");
+        }
+        // Rotel has no receiving-thread setting: the same figure beside
+        // both rows.
+        if let Some(rotel) = &rotel
+            && extra_selected(&format!("agent_forward/{scenario}/rotel"))
+        {
+            match rotel_throughput(rotel) {
+                Some(rate) => {
+                    eprintln!(
+                        "agent_forward/{scenario}/rotel: {rate:.0} spans per Rotel CPU-second"
+                    );
+                    record_extra("agent_forward", &scenario, "rotel", rate, "spans/s");
+                }
+                None => eprintln!("agent_forward/{scenario}/rotel: {rotel} did not run"),
+            }
         }
     }
     for (imp, through_agent) in [(OURS, true), ("no-agent", false)] {
