@@ -7,6 +7,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use otlp_receiver::ReceiverTls;
@@ -54,6 +55,45 @@ pub struct AgentConfig {
     pub metrics_addr: Option<SocketAddr>,
     /// Serve TLS (mutual TLS with a client CA) instead of plain text.
     pub tls: Option<ReceiverTls>,
+    /// Where accepted requests wait: memory (lost with the process), or a
+    /// log on disk that survives a crash and is replayed at start.
+    pub queue: QueueMode,
+}
+
+/// Where the agent keeps what it acknowledged and has not exported.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum QueueMode {
+    /// In memory: a crash loses what is queued.
+    #[default]
+    Memory,
+    /// A segmented log per signal under a directory.
+    Disk(DiskQueue),
+}
+
+/// The disk queue's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DiskQueue {
+    /// The directory (one subdirectory per signal); one live agent at a time.
+    pub dir: PathBuf,
+    /// A segment file rolls over past this size.
+    pub segment_bytes: u64,
+    /// When a request is on disk for good before it is acknowledged.
+    pub fsync: Fsync,
+}
+
+/// When appended requests are flushed to stable storage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fsync {
+    /// Before the client is answered: a power loss loses nothing that was
+    /// acknowledged. Appends that arrive together share one fsync.
+    Always,
+    /// On a timer: the client is answered once the write reached the
+    /// operating system (a crash of the agent loses nothing); a power loss
+    /// can lose what was acknowledged in the last interval.
+    Interval(Duration),
+    /// Never by the agent (tests; the operating system writes back when
+    /// it will).
+    Never,
 }
 
 impl Default for AgentConfig {
@@ -77,6 +117,7 @@ impl Default for AgentConfig {
             max_body_bytes: 16 << 20,
             metrics_addr: None,
             tls: None,
+            queue: QueueMode::Memory,
         }
     }
 }
@@ -165,6 +206,11 @@ pub const KEYS: &[(&str, &str)] = &[
         "tls-client-ca",
         "FILE  require client certificates from these CAs (PEM)",
     ),
+    ("queue", "memory|disk  where acknowledged requests wait [memory]"),
+    ("queue-dir", "DIR  the disk queue's directory (with --queue disk)"),
+    ("segment-bytes", "SIZE  disk queue segment size [64MiB]"),
+    ("fsync", "always|interval|never  disk queue flushing [always]"),
+    ("fsync-interval", "DURATION  with --fsync interval [100ms]"),
     ("quiet", "no live line on stderr"),
 ];
 
@@ -369,6 +415,13 @@ impl AgentConfig {
         };
         let mut builder = OtlpExporterBuilder::new();
         let mut tls_files: [Option<(Vec<u8>, String)>; 3] = [None, None, None];
+        let mut disk = DiskQueue {
+            dir: PathBuf::new(),
+            segment_bytes: 64 << 20,
+            fsync: Fsync::Always,
+        };
+        let (mut queue_kind, mut fsync_kind) = ("memory".to_owned(), "always".to_owned());
+        let mut fsync_interval = Duration::from_millis(100);
         for (key, _) in KEYS {
             let Some(raw) = get(key) else { continue };
             let fail = |reason: String| ConfigError {
@@ -448,6 +501,20 @@ impl AgentConfig {
                     };
                     tls_files[slot] = Some((pem, raw.source.clone()));
                 }
+                "queue" => match v {
+                    "memory" | "disk" => queue_kind = v.to_owned(),
+                    _ => return Err(fail(format!("{v:?} is not memory or disk"))),
+                },
+                "queue-dir" => disk.dir = PathBuf::from(v),
+                "segment-bytes" => disk.segment_bytes = size(v)? as u64,
+                "fsync" => match v {
+                    "always" | "interval" | "never" => fsync_kind = v.to_owned(),
+                    _ => return Err(fail(format!("{v:?} is not always, interval or never"))),
+                },
+                "fsync-interval" => match duration(v)? {
+                    d if d.is_zero() => return Err(fail("must be above zero".to_owned())),
+                    d => fsync_interval = d,
+                },
                 "quiet" => {
                     options.quiet = match v.to_ascii_lowercase().as_str() {
                         "true" | "1" | "yes" => true,
@@ -459,6 +526,22 @@ impl AgentConfig {
             }
         }
         config.upstream = builder;
+        disk.fsync = match fsync_kind.as_str() {
+            "interval" => Fsync::Interval(fsync_interval),
+            "never" => Fsync::Never,
+            _ => Fsync::Always,
+        };
+        if queue_kind == "disk" {
+            if disk.dir.as_os_str().is_empty() {
+                let source = get("queue").map_or_else(String::new, |raw| raw.source.clone());
+                return Err(ConfigError {
+                    key: "queue-dir".to_owned(),
+                    source,
+                    reason: "--queue disk needs a directory".to_owned(),
+                });
+            }
+            config.queue = QueueMode::Disk(disk);
+        }
         let [cert, key, client_ca] = tls_files;
         config.tls = match (cert, key) {
             (Some((certificate_chain_pem, _)), Some((private_key_pem, _))) => Some(ReceiverTls {

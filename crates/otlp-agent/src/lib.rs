@@ -61,7 +61,7 @@ use otlp_receiver::{Receiver, ReceiverConfig, ReceiverStats, ThreadCpu};
 use otlp_sync::Semaphore;
 use tokio::sync::watch;
 
-pub use config::{AgentConfig, CliOptions, ConfigError};
+pub use config::{AgentConfig, CliOptions, ConfigError, DiskQueue, Fsync, QueueMode};
 pub use otlp_receiver::SignalKind;
 pub use stats::{AgentStats, SignalStats};
 
