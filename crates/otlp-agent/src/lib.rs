@@ -44,6 +44,7 @@
 
 mod admin;
 pub mod config;
+pub mod disk;
 mod forward;
 mod queue;
 mod sink;
