@@ -206,10 +206,19 @@ pub const KEYS: &[(&str, &str)] = &[
         "tls-client-ca",
         "FILE  require client certificates from these CAs (PEM)",
     ),
-    ("queue", "memory|disk  where acknowledged requests wait [memory]"),
-    ("queue-dir", "DIR  the disk queue's directory (with --queue disk)"),
+    (
+        "queue",
+        "memory|disk  where acknowledged requests wait [memory]",
+    ),
+    (
+        "queue-dir",
+        "DIR  the disk queue's directory (with --queue disk)",
+    ),
     ("segment-bytes", "SIZE  disk queue segment size [64MiB]"),
-    ("fsync", "always|interval|never  disk queue flushing [always]"),
+    (
+        "fsync",
+        "always|interval|never  disk queue flushing [always]",
+    ),
     ("fsync-interval", "DURATION  with --fsync interval [100ms]"),
     ("quiet", "no live line on stderr"),
 ];

@@ -13,14 +13,17 @@ use otlp_sync::Semaphore;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::durable::Durable;
 use crate::queue::{Batch, SignalQueue};
 use crate::stats::{self, Counters};
 
-/// How an export ended: delivered (counted as it was read), or dropped
-/// with the counter of its cause.
+/// How an export ended: delivered (counted as it was read), dropped with
+/// the counter of its cause, or given up by a shutdown.
 enum Outcome<'a> {
     Exported,
     Dropped(&'a AtomicU64),
+    /// A shutdown's time ran out.
+    GaveUp,
 }
 
 /// What one signal's exports share.
@@ -36,6 +39,9 @@ pub(crate) struct Forwarder {
     pub(crate) give_up: watch::Receiver<bool>,
     /// Spreads the jitter of concurrent retries.
     pub(crate) seed: AtomicU64,
+    /// The disk queue: records are acknowledged there once their batch is
+    /// exported or dropped, and left there by a shutdown.
+    pub(crate) durable: Option<Arc<Durable>>,
 }
 
 impl Forwarder {
@@ -58,7 +64,7 @@ impl Forwarder {
         }
     }
 
-    async fn export(&self, batch: Batch) {
+    async fn export(&self, mut batch: Batch) {
         let items = batch.items;
         let started = Instant::now();
         let body = self.sender.prepare(batch.concatenate());
@@ -66,7 +72,7 @@ impl Forwarder {
         let mut retry = 0u32;
         let outcome = loop {
             if *give_up.borrow() {
-                break Outcome::Dropped(&self.counters.dropped_shutdown_items);
+                break Outcome::GaveUp;
             }
             stats::add(&self.counters.attempts, 1);
             let timer = self.monitor.start_task();
@@ -129,11 +135,30 @@ impl Forwarder {
                 _ = give_up.wait_for(|up| *up) => {}
             }
         };
-        if let Outcome::Dropped(cause) = outcome {
-            stats::add(cause, items);
-        }
+        let ack = match outcome {
+            Outcome::Exported => true,
+            Outcome::Dropped(cause) => {
+                stats::add(cause, items);
+                true
+            }
+            // The disk queue still has it: it goes out after the next start.
+            Outcome::GaveUp if self.durable.is_some() => {
+                stats::add(&self.counters.left_on_disk_items, items);
+                false
+            }
+            Outcome::GaveUp => {
+                stats::add(&self.counters.dropped_shutdown_items, items);
+                false
+            }
+        };
         stats::sub(&self.counters.queued_items, items);
         stats::sub(&self.counters.queued_bytes, batch.bytes as u64);
+        let records = std::mem::take(&mut batch.records);
         drop(batch);
+        if let Some(durable) = &self.durable
+            && ack
+        {
+            durable.ack(records).await;
+        }
     }
 }

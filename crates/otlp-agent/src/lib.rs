@@ -45,6 +45,7 @@
 mod admin;
 pub mod config;
 pub mod disk;
+mod durable;
 mod forward;
 mod queue;
 mod sink;
@@ -63,9 +64,11 @@ use otlp_sync::Semaphore;
 use tokio::sync::watch;
 
 pub use config::{AgentConfig, CliOptions, ConfigError, DiskQueue, Fsync, QueueMode};
+
 pub use otlp_receiver::SignalKind;
 pub use stats::{AgentStats, SignalStats};
 
+use durable::Durable;
 use forward::Forwarder;
 use queue::{Room, SignalQueue};
 use sink::AgentSink;
@@ -83,6 +86,9 @@ pub enum AgentError {
     Upstream(otlp_sdk::otlp::OtlpConfigError),
     /// A listening port could not be bound, or a runtime not started.
     Io(String),
+    /// The disk queue could not be opened: its directory is used by
+    /// another live agent, or cannot be created or read.
+    Disk(disk::LogError),
 }
 
 impl fmt::Display for AgentError {
@@ -91,6 +97,7 @@ impl fmt::Display for AgentError {
             AgentError::Config(e) => write!(f, "invalid agent setting: {e}"),
             AgentError::Upstream(e) => write!(f, "invalid upstream: {e}"),
             AgentError::Io(e) => write!(f, "starting the agent: {e}"),
+            AgentError::Disk(e) => write!(f, "opening the disk queue: {e}"),
         }
     }
 }
@@ -104,14 +111,22 @@ pub(crate) struct Shared {
     queues: [Arc<SignalQueue>; 3],
     room: Arc<Room>,
     closing: AtomicBool,
+    durable: Option<[Arc<Durable>; 3]>,
 }
 
 impl Shared {
     fn stats(&self) -> AgentStats {
+        let signal = |i: usize| {
+            let mut stats = self.counters[i].snapshot();
+            if let Some(durable) = &self.durable {
+                stats.disk_bytes = durable[i].log.used_bytes();
+            }
+            stats
+        };
         AgentStats {
-            traces: self.counters[0].snapshot(),
-            logs: self.counters[1].snapshot(),
-            metrics: self.counters[2].snapshot(),
+            traces: signal(0),
+            logs: signal(1),
+            metrics: signal(2),
         }
     }
 
@@ -143,12 +158,53 @@ impl Shared {
     }
 }
 
+/// Opens every signal's log under `settings.dir` (refused if another
+/// agent holds it), queues what they held again, and starts their
+/// committers on `runtime`.
+fn open_disk_queue(
+    settings: &DiskQueue,
+    config: &AgentConfig,
+    runtime: &tokio::runtime::Runtime,
+    queues: &[Arc<SignalQueue>; 3],
+    counters: &[Arc<Counters>; 3],
+) -> Result<[Arc<Durable>; 3], AgentError> {
+    // Room for the queue's bound plus a segment of record headers and
+    // acknowledged records not yet deleted.
+    let max_bytes = (config.queue_max_bytes as u64).saturating_add(settings.segment_bytes);
+    let mut durables = Vec::with_capacity(3);
+    for (i, signal) in SIGNALS.into_iter().enumerate() {
+        let (log, recovered) =
+            Durable::open(settings, signal, max_bytes).map_err(AgentError::Disk)?;
+        let c = &counters[i];
+        stats::add(&c.corrupt_records, recovered.corrupt_records);
+        stats::add(&c.truncated_bytes, recovered.truncated_bytes);
+        for (path, offset) in &recovered.corrupt_at {
+            tracing::warn!(
+                "disk queue: skipped a damaged record in {} at byte {offset}",
+                path.display()
+            );
+        }
+        for (record, items, payload) in recovered.records {
+            stats::add(&c.replayed_requests, 1);
+            stats::add(&c.replayed_items, items);
+            queues[i].replay(payload.into(), items, record);
+        }
+        let _inside = runtime.enter();
+        durables.push(Arc::new(Durable::start(log, settings.fsync, Arc::clone(c))));
+    }
+    let [t, l, m]: [Arc<Durable>; 3] = durables
+        .try_into()
+        .map_err(|_| AgentError::Io("the disk queue opened the wrong number of logs".to_owned()))?;
+    Ok([t, l, m])
+}
+
 /// What a shutdown left behind.
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ShutdownReport {
-    /// Items still queued or in flight when the shutdown's time ran out,
-    /// counted as dropped by the shutdown; 0 when everything was flushed.
+    /// Items still queued or in flight when the shutdown's time ran out:
+    /// dropped by the shutdown with the memory queue, left for the next
+    /// start with the disk queue; 0 when everything was flushed.
     pub left_items: u64,
     /// How long the flush took.
     pub flush_time: Duration,
@@ -231,6 +287,12 @@ impl Agent {
                 counters,
             ))
         });
+        let durable = match &config.queue {
+            QueueMode::Memory => None,
+            QueueMode::Disk(settings) => Some(open_disk_queue(
+                settings, &config, &runtime, &queues, &counters,
+            )?),
+        };
         let (give_up, give_up_rx) = watch::channel(false);
         let mut senders = Vec::with_capacity(3);
         {
@@ -261,6 +323,7 @@ impl Agent {
                 max_elapsed: config.max_elapsed,
                 give_up: give_up_rx.clone(),
                 seed: AtomicU64::new(i as u64),
+                durable: durable.as_ref().map(|d| Arc::clone(&d[i])),
             });
             runtime.spawn(forwarder.run());
         }
@@ -270,6 +333,7 @@ impl Agent {
             queues: queues.clone(),
             room,
             closing: AtomicBool::new(false),
+            durable: durable.clone(),
         });
         let (admin_stop, admin_rx) = watch::channel(false);
         let metrics_addr = match config.metrics_addr {
@@ -294,6 +358,7 @@ impl Agent {
             queues,
             counters,
             retry_after: config.retry_after,
+            durable,
         });
         let mut receivers = Vec::new();
         for addr in std::iter::once(config.listen).chain(config.listen_http) {
@@ -410,12 +475,19 @@ impl Agent {
         for counters in &self.shared.counters {
             let left = counters.queued_items.swap(0, Ordering::Relaxed);
             counters.queued_bytes.store(0, Ordering::Relaxed);
-            stats::add(&counters.dropped_shutdown_items, left);
+            match self.shared.durable {
+                // Never acknowledged in the log: replayed at the next start.
+                Some(_) => stats::add(&counters.left_on_disk_items, left),
+                None => stats::add(&counters.dropped_shutdown_items, left),
+            }
         }
         let stats = self.shared.stats();
         let left_items = SIGNALS
             .iter()
-            .map(|s| stats.signal(*s).dropped_shutdown_items)
+            .map(|s| {
+                let s = stats.signal(*s);
+                s.dropped_shutdown_items + s.left_on_disk_items
+            })
             .sum();
         ShutdownReport {
             left_items,

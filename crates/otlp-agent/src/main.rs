@@ -105,9 +105,14 @@ fn main() -> ExitCode {
     }
     let report = agent.shutdown();
     let [accepted, exported, _, refused, dropped] = totals(&report.stats);
+    let on_disk: u64 = [SignalKind::Traces, SignalKind::Logs, SignalKind::Metrics]
+        .iter()
+        .map(|s| report.stats.signal(*s).left_on_disk_items)
+        .sum();
     eprintln!(
         "otlp-agent: stopped after {:?} of flushing; accepted {accepted}, exported {exported}, \
-         refused requests {refused}, dropped or rejected {dropped}, left unsent {}",
+         refused requests {refused}, dropped or rejected {dropped}, left unsent {} \
+         ({on_disk} in the disk queue for the next start)",
         report.flush_time, report.left_items
     );
     ExitCode::SUCCESS

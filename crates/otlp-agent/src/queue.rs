@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use crate::disk::RecordId;
 use crate::stats::{self, Counters};
 
 /// Requests joined for one upstream request; holds their queue permits,
@@ -32,6 +33,9 @@ pub(crate) struct Batch {
     pub(crate) bytes: usize,
     first_at: Option<Instant>,
     permits: Vec<OwnedPermit>,
+    /// The requests' records in the disk queue, to acknowledge once the
+    /// batch is done with.
+    pub(crate) records: Vec<RecordId>,
 }
 
 impl Batch {
@@ -42,6 +46,7 @@ impl Batch {
             bytes: 0,
             first_at: None,
             permits: Vec::new(),
+            records: Vec::new(),
         }
     }
 
@@ -57,6 +62,14 @@ impl Batch {
         }
         body
     }
+}
+
+/// Room taken for one request, given back if it is not queued.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    permits: Vec<OwnedPermit>,
+    items: u64,
+    bytes: usize,
 }
 
 /// Why a request was not queued.
@@ -121,8 +134,13 @@ impl SignalQueue {
 
     /// Queues one validated request of `items` items.
     pub(crate) fn offer(&self, message: Bytes, items: u64) -> Result<(), Refusal> {
-        let bytes = message.len();
-        // Room first, outside the lock: a refusal costs two failed CAS.
+        let reservation = self.reserve(items, message.len())?;
+        self.push(reservation, message, None)
+    }
+
+    /// Takes room for a request of `items` items and `bytes` bytes, without
+    /// waiting: two semaphore tries, no lock.
+    pub(crate) fn reserve(&self, items: u64, bytes: usize) -> Result<Reservation, Refusal> {
         let item_permit = self
             .room
             .items
@@ -133,6 +151,38 @@ impl SignalQueue {
             .bytes
             .try_acquire_owned(bytes)
             .map_err(|_| Refusal::Full)?;
+        Ok(Reservation {
+            permits: vec![item_permit, byte_permit],
+            items,
+            bytes,
+        })
+    }
+
+    /// A request recovered from the disk queue: it was acknowledged in an
+    /// earlier life, so it is queued whether or not there is room (the
+    /// room is taken when there is, so new requests still see the bound).
+    pub(crate) fn replay(&self, message: Bytes, items: u64, record: RecordId) {
+        let reservation = self.reserve(items, message.len()).unwrap_or(Reservation {
+            permits: Vec::new(),
+            items,
+            bytes: message.len(),
+        });
+        // A fresh queue is open: replay runs before the listeners start.
+        let _ = self.push(reservation, message, Some(record));
+    }
+
+    /// Queues a request in the room `reservation` took for it.
+    pub(crate) fn push(
+        &self,
+        reservation: Reservation,
+        message: Bytes,
+        record: Option<RecordId>,
+    ) -> Result<(), Refusal> {
+        let Reservation {
+            permits,
+            items,
+            bytes,
+        } = reservation;
         stats::add(&self.counters.queued_items, items);
         stats::add(&self.counters.queued_bytes, bytes as u64);
         let now = Instant::now();
@@ -158,8 +208,8 @@ impl SignalQueue {
             open.parts.push(message);
             open.items += items;
             open.bytes += bytes;
-            open.permits.push(item_permit);
-            open.permits.push(byte_permit);
+            open.permits.extend(permits);
+            open.records.extend(record);
             if open.items >= self.max_items || open.bytes >= self.max_bytes {
                 let full = std::mem::replace(open, Batch::new());
                 state.sealed.push_back(full);
@@ -170,6 +220,11 @@ impl SignalQueue {
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Whether the queue stopped accepting.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.state.lock().closed
     }
 
     /// The next batch to export, when one is due; `None` once the queue is

@@ -9,6 +9,7 @@ use otlp_receiver::decode::{self, Decoded};
 use otlp_receiver::{Format, Sink, SinkRequest, Verdict, VerdictFuture};
 use prost::Message;
 
+use crate::durable::{AppendError, Durable};
 use crate::queue::{Refusal, SignalQueue};
 use crate::stats::{self, Counters};
 use crate::wire::{self, Signal};
@@ -26,6 +27,9 @@ pub(crate) struct AgentSink {
     pub(crate) queues: [Arc<SignalQueue>; 3],
     pub(crate) counters: [Arc<Counters>; 3],
     pub(crate) retry_after: Duration,
+    /// The disk queue, when there is one: a request is acknowledged only
+    /// once its signal's log has it.
+    pub(crate) durable: Option<[Arc<Durable>; 3]>,
 }
 
 /// OTLP/JSON is the one input the agent re-encodes: batches are protobuf.
@@ -40,10 +44,20 @@ fn json_to_protobuf(signal: Signal, json: &[u8]) -> Result<Bytes, String> {
     )
 }
 
+/// A request that passed validation: its signal's index, its protobuf
+/// bytes and its items.
+struct Valid {
+    index: usize,
+    message: Bytes,
+    items: u64,
+}
+
 impl AgentSink {
-    fn take(&self, request: SinkRequest) -> Verdict {
-        let i = index(request.signal);
-        let counters = &self.counters[i];
+    /// Validates and counts; `Err` is the answer when there is nothing to
+    /// queue (malformed, or no items).
+    fn validate(&self, request: SinkRequest) -> Result<Valid, Verdict> {
+        let index = index(request.signal);
+        let counters = &self.counters[index];
         stats::add(&counters.received_requests, 1);
         let message = match request.format {
             Format::Json => json_to_protobuf(request.signal, &request.message),
@@ -58,37 +72,108 @@ impl AgentSink {
             Ok(counted) => counted,
             Err(why) => {
                 stats::add(&counters.malformed_requests, 1);
-                return Verdict::Malformed(why);
+                return Err(Verdict::Malformed(why));
             }
         };
         if items == 0 {
             // Nothing to forward: an empty request is acknowledged as is.
             stats::add(&counters.accepted_requests, 1);
-            return Verdict::accepted();
+            return Err(Verdict::accepted());
         }
-        match self.queues[i].offer(message, items) {
-            Ok(()) => {
-                stats::add(&counters.accepted_requests, 1);
-                stats::add(&counters.accepted_items, items);
-                Verdict::accepted()
+        Ok(Valid {
+            index,
+            message,
+            items,
+        })
+    }
+
+    fn take(&self, request: SinkRequest) -> Verdict {
+        let valid = match self.validate(request) {
+            Ok(valid) => valid,
+            Err(answer) => return answer,
+        };
+        let outcome = self.queues[valid.index].offer(valid.message, valid.items);
+        answer(
+            &self.counters[valid.index],
+            valid.items,
+            outcome,
+            self.retry_after,
+        )
+    }
+}
+
+/// The answer to a request whose queueing ended with `outcome`, counted.
+fn answer(
+    counters: &Counters,
+    items: u64,
+    outcome: Result<(), Refusal>,
+    retry_after: Duration,
+) -> Verdict {
+    match outcome {
+        Ok(()) => {
+            stats::add(&counters.accepted_requests, 1);
+            stats::add(&counters.accepted_items, items);
+            Verdict::accepted()
+        }
+        Err(Refusal::Full) => {
+            stats::add(&counters.refused_full_requests, 1);
+            stats::add(&counters.refused_full_items, items);
+            Verdict::Busy {
+                reason: format!(
+                    "the agent's queue has no room for {items} more item(s); retry later"
+                ),
+                retry_after,
             }
-            Err(Refusal::Full) => {
-                stats::add(&counters.refused_full_requests, 1);
-                stats::add(&counters.refused_full_items, items);
-                Verdict::Busy {
-                    reason: format!(
-                        "the agent's queue has no room for {items} more item(s); retry later"
-                    ),
-                    retry_after: self.retry_after,
-                }
+        }
+        Err(Refusal::Closed) => {
+            stats::add(&counters.refused_shutdown_requests, 1);
+            stats::add(&counters.refused_shutdown_items, items);
+            Verdict::Unavailable {
+                reason: "the agent is shutting down".to_owned(),
+                retry_after,
             }
-            Err(Refusal::Closed) => {
-                stats::add(&counters.refused_shutdown_requests, 1);
-                stats::add(&counters.refused_shutdown_items, items);
-                Verdict::Unavailable {
-                    reason: "the agent is shutting down".to_owned(),
-                    retry_after: self.retry_after,
-                }
+        }
+    }
+}
+
+/// The disk queue's path: room first, then the append (acknowledged once
+/// it is on disk), then the memory queue with the record's id.
+async fn take_durable(
+    queue: Arc<SignalQueue>,
+    counters: Arc<Counters>,
+    durable: Arc<Durable>,
+    valid: Valid,
+    retry_after: Duration,
+) -> Verdict {
+    let Valid { message, items, .. } = valid;
+    if queue.is_closed() {
+        return answer(&counters, items, Err(Refusal::Closed), retry_after);
+    }
+    let reservation = match queue.reserve(items, message.len()) {
+        Ok(reservation) => reservation,
+        Err(refusal) => return answer(&counters, items, Err(refusal), retry_after),
+    };
+    match durable.append(message.clone(), items).await {
+        Ok(record) => {
+            let outcome = queue.push(reservation, message, Some(record));
+            // On disk but not queued when the agent began shutting down in
+            // between: it is replayed at the next start, and the client,
+            // told to retry, may send it again (at least once).
+            answer(&counters, items, outcome, retry_after)
+        }
+        Err(AppendError::Full(reason)) => {
+            stats::add(&counters.refused_full_requests, 1);
+            stats::add(&counters.refused_full_items, items);
+            Verdict::Busy {
+                reason,
+                retry_after,
+            }
+        }
+        Err(AppendError::Failed(reason)) => {
+            stats::add(&counters.refused_disk_requests, 1);
+            Verdict::Unavailable {
+                reason,
+                retry_after,
             }
         }
     }
@@ -96,6 +181,20 @@ impl AgentSink {
 
 impl Sink for AgentSink {
     fn export(&self, request: SinkRequest) -> VerdictFuture {
-        Box::pin(std::future::ready(self.take(request)))
+        let Some(durable) = &self.durable else {
+            return Box::pin(std::future::ready(self.take(request)));
+        };
+        let valid = match self.validate(request) {
+            Ok(valid) => valid,
+            Err(answer) => return Box::pin(std::future::ready(answer)),
+        };
+        let i = valid.index;
+        Box::pin(take_durable(
+            Arc::clone(&self.queues[i]),
+            Arc::clone(&self.counters[i]),
+            Arc::clone(&durable[i]),
+            valid,
+            self.retry_after,
+        ))
     }
 }

@@ -40,6 +40,13 @@ pub(crate) struct Counters {
     pub(crate) errors_timeout: AtomicU64,
     pub(crate) queued_items: AtomicU64,
     pub(crate) queued_bytes: AtomicU64,
+    pub(crate) refused_disk_requests: AtomicU64,
+    pub(crate) replayed_requests: AtomicU64,
+    pub(crate) replayed_items: AtomicU64,
+    pub(crate) left_on_disk_items: AtomicU64,
+    pub(crate) corrupt_records: AtomicU64,
+    pub(crate) truncated_bytes: AtomicU64,
+    pub(crate) disk_writes: AtomicU64,
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
@@ -103,6 +110,24 @@ pub struct SignalStats {
     pub queued_items: u64,
     /// Their bytes.
     pub queued_bytes: u64,
+    /// Requests refused because the disk queue failed (an I/O error;
+    /// retryable answer).
+    pub refused_disk_requests: u64,
+    /// Requests the disk queue held at start, queued again.
+    pub replayed_requests: u64,
+    /// Their items: acknowledged in an earlier run, counted here instead of
+    /// in `accepted_items`.
+    pub replayed_items: u64,
+    /// Items a shutdown left in the disk queue for the next start.
+    pub left_on_disk_items: u64,
+    /// Damaged stretches of the disk queue skipped at start.
+    pub corrupt_records: u64,
+    /// Bytes of a torn last record cut off at start.
+    pub truncated_bytes: u64,
+    /// Writes to the disk queue (each holds every append that was waiting).
+    pub disk_writes: u64,
+    /// Bytes of the signal's disk queue segments.
+    pub disk_bytes: u64,
 }
 
 impl SignalStats {
@@ -111,10 +136,11 @@ impl SignalStats {
         self.dropped_permanent_items + self.dropped_max_elapsed_items + self.dropped_shutdown_items
     }
 
-    /// Accepted items not found in any outcome or in the queue; zero unless
-    /// the agent loses count.
+    /// Accepted (and replayed) items not found in any outcome, in the queue
+    /// or left on disk; zero unless the agent loses count.
     pub fn unaccounted(&self) -> i128 {
-        i128::from(self.accepted_items)
+        i128::from(self.accepted_items) + i128::from(self.replayed_items)
+            - i128::from(self.left_on_disk_items)
             - i128::from(self.exported_items)
             - i128::from(self.rejected_upstream_items)
             - i128::from(self.dropped_items())
@@ -151,6 +177,14 @@ impl Counters {
             errors_timeout: get(&self.errors_timeout),
             queued_items,
             queued_bytes,
+            refused_disk_requests: get(&self.refused_disk_requests),
+            replayed_requests: get(&self.replayed_requests),
+            replayed_items: get(&self.replayed_items),
+            left_on_disk_items: get(&self.left_on_disk_items),
+            corrupt_records: get(&self.corrupt_records),
+            truncated_bytes: get(&self.truncated_bytes),
+            disk_writes: get(&self.disk_writes),
+            disk_bytes: 0,
         }
     }
 }
@@ -248,6 +282,7 @@ pub(crate) fn prometheus(stats: &AgentStats, monitors: &[(Signal, &ConcurrencyMo
                 ("queue_full", &|s| s.refused_full_requests),
                 ("shutting_down", &|s| s.refused_shutdown_requests),
                 ("malformed", &|s| s.malformed_requests),
+                ("disk_error", &|s| s.refused_disk_requests),
             ],
         ),
     );
@@ -307,6 +342,36 @@ pub(crate) fn prometheus(stats: &AgentStats, monitors: &[(Signal, &ConcurrencyMo
         "gauge",
         "Bytes of those items.",
         &per_signal(&|s| s.queued_bytes),
+    );
+    family(
+        "replayed_items_total",
+        "counter",
+        "Items the disk queue held at start, queued again.",
+        &per_signal(&|s| s.replayed_items),
+    );
+    family(
+        "left_on_disk_items_total",
+        "counter",
+        "Items a shutdown left in the disk queue for the next start.",
+        &per_signal(&|s| s.left_on_disk_items),
+    );
+    family(
+        "disk_corrupt_records_total",
+        "counter",
+        "Damaged stretches of the disk queue skipped at start.",
+        &per_signal(&|s| s.corrupt_records),
+    );
+    family(
+        "disk_writes_total",
+        "counter",
+        "Group writes to the disk queue.",
+        &per_signal(&|s| s.disk_writes),
+    );
+    family(
+        "disk_bytes",
+        "gauge",
+        "Bytes of the disk queue's segments.",
+        &per_signal(&|s| s.disk_bytes),
     );
     for (signal, monitor) in monitors {
         out.push_str(
