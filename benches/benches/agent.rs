@@ -9,11 +9,17 @@
 //!   (higher is better). `rotel`: the same load through Rotel, a Rust OTLP
 //!   collector, when `ROTEL_BIN` names its binary (built outside this
 //!   repository), its CPU time read from /proc/PID/stat.
+//! * `agent_forward/disk_POLICY_spans_per_cpu_s/ours` and
+//!   `disk_POLICY_write_amplification/ours`: the same with the disk queue
+//!   (`--fsync always`, `interval` 100 ms, `never`); bytes this process
+//!   wrote to storage (/proc/self/io) per byte of request acknowledged.
 //! * `agent_hop/p50_us_at_100k` and `p99_us_at_100k`: 100 spans every
 //!   millisecond (100 K spans/s) for 2 s, each request stamped with its
 //!   send time as the spans' end time; the upstream (otlp-receiver,
 //!   counting) measures end → arrival. `ours` goes through the agent,
 //!   `no-agent` straight to the upstream: the difference is the hop.
+//!   `disk_always_…`: through the agent with the disk queue, fsync per
+//!   group of appends.
 #![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
 
 use std::sync::Arc;
@@ -23,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use criterion::{Criterion, criterion_group, criterion_main};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
-use otlp_agent::{Agent, AgentConfig};
+use otlp_agent::{Agent, AgentConfig, DiskQueue, Fsync, QueueMode};
 use otlp_benches::{OURS, extra_selected, record_extra};
 use otlp_receiver::{Receiver, ReceiverConfig, Sink, SinkRequest, Verdict, VerdictFuture};
 use otlp_sdk::otlp::{OtlpExporterBuilder, OtlpRequestSender, Signal};
@@ -188,7 +194,7 @@ fn now_ns() -> u64 {
         .map_or(0, |d| d.as_nanos() as u64)
 }
 
-fn agent(upstream: &str, workers: usize) -> Agent {
+fn agent(upstream: &str, workers: usize, queue: QueueMode) -> Agent {
     Agent::start(AgentConfig {
         listen: "127.0.0.1:0".parse().expect("address"),
         listen_http: None,
@@ -197,9 +203,37 @@ fn agent(upstream: &str, workers: usize) -> Agent {
             .without_env(),
         worker_threads: workers,
         export_threads: 1,
+        queue,
         ..AgentConfig::default()
     })
     .expect("agent")
+}
+
+/// A disk queue in a fresh directory under the system's temporary one
+/// (removed by the caller through the returned path).
+fn disk_queue(fsync: Fsync) -> (QueueMode, std::path::PathBuf) {
+    let dir = std::env::temp_dir().join(format!(
+        "otlp-agent-bench-{}-{}",
+        std::process::id(),
+        now_ns()
+    ));
+    let queue = QueueMode::Disk(DiskQueue {
+        dir: dir.clone(),
+        segment_bytes: 64 << 20,
+        fsync,
+    });
+    (queue, dir)
+}
+
+/// Bytes this process has caused to be written to storage so far
+/// (`write_bytes` of /proc/self/io); `None` where it cannot be read.
+fn storage_writes() -> Option<u64> {
+    let io = std::fs::read_to_string("/proc/self/io").ok()?;
+    io.lines()
+        .find_map(|line| line.strip_prefix("write_bytes: "))?
+        .trim()
+        .parse()
+        .ok()
 }
 
 fn client(runtime: &tokio::runtime::Runtime, endpoint: &str) -> Arc<OtlpRequestSender> {
@@ -213,29 +247,38 @@ fn client(runtime: &tokio::runtime::Runtime, endpoint: &str) -> Arc<OtlpRequestS
     )
 }
 
-fn throughput(workers: usize) -> f64 {
+/// Spans arrived upstream per agent CPU-second, and bytes written to
+/// storage per byte acknowledged (0 for the memory queue).
+fn throughput(workers: usize, queue: QueueMode) -> (f64, f64) {
     let sink = Arc::new(Accept::default());
     let upstream =
         Receiver::start_with_sink(ReceiverConfig::default(), sink.clone()).expect("upstream");
-    let agent = agent(&upstream.endpoint(), workers);
+    let agent = agent(&upstream.endpoint(), workers, queue);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
     let cpu_before = agent.cpu_time().unwrap_or_default();
+    let written_before = storage_writes();
     let acknowledged = load(&runtime, &agent.endpoint());
     let arrived = settle(|| sink.0.load(Ordering::Relaxed), acknowledged);
     let cpu = agent.cpu_time().unwrap_or_default() - cpu_before;
+    let written = storage_writes()
+        .zip(written_before)
+        .map_or(0, |(after, before)| after - before);
+    let request_bytes = request(0).len() as f64;
     let stats = agent.shutdown().stats.traces;
     assert_eq!(stats.unaccounted(), 0);
-    arrived as f64 / cpu.as_secs_f64().max(1e-9)
+    let amplification =
+        written as f64 / (acknowledged as f64 / SPANS as f64 * request_bytes).max(1.0);
+    (arrived as f64 / cpu.as_secs_f64().max(1e-9), amplification)
 }
 
 /// End → arrival p50 and p99 in µs at 100 K spans/s, through the agent or not.
-fn hop_latency(through_agent: bool) -> (f64, f64) {
+fn hop_latency(through_agent: Option<QueueMode>) -> (f64, f64) {
     let upstream = Receiver::start(ReceiverConfig::default()).expect("upstream");
-    let agent = through_agent.then(|| agent(&upstream.endpoint(), 1));
+    let agent = through_agent.map(|queue| agent(&upstream.endpoint(), 1, queue));
     let target = agent
         .as_ref()
         .map_or_else(|| upstream.endpoint(), Agent::endpoint);
@@ -276,7 +319,7 @@ fn agent_benches(_c: &mut Criterion) {
     for workers in [1, 2] {
         let scenario = format!("workers_{workers}_spans_per_cpu_s");
         if extra_selected(&format!("agent_forward/{scenario}/{OURS}")) {
-            let rate = throughput(workers);
+            let (rate, _) = throughput(workers, QueueMode::Memory);
             eprintln!("agent_forward/{scenario}/{OURS}: {rate:.0} spans per agent CPU-second");
             record_extra("agent_forward", &scenario, OURS, rate, "spans/s");
         }
@@ -296,14 +339,65 @@ fn agent_benches(_c: &mut Criterion) {
             }
         }
     }
-    for (imp, through_agent) in [(OURS, true), ("no-agent", false)] {
-        let wants = extra_selected(&format!("agent_hop/p99_us_at_100k/{imp}"))
-            || extra_selected(&format!("agent_hop/p50_us_at_100k/{imp}"));
+    // The disk queue, one receiving thread, per fsync policy.
+    for (name, fsync) in [
+        ("always", Fsync::Always),
+        (
+            "interval_100ms",
+            Fsync::Interval(Duration::from_millis(100)),
+        ),
+        ("never", Fsync::Never),
+    ] {
+        let scenario = format!("disk_{name}_spans_per_cpu_s");
+        let amplification_id = format!("disk_{name}_write_amplification");
+        if extra_selected(&format!("agent_forward/{scenario}/{OURS}"))
+            || extra_selected(&format!("agent_forward/{amplification_id}/{OURS}"))
+        {
+            let (queue, dir) = disk_queue(fsync);
+            let (rate, amplification) = throughput(1, queue);
+            let _ = std::fs::remove_dir_all(dir);
+            eprintln!(
+                "agent_forward/{scenario}/{OURS}: {rate:.0} spans per agent CPU-second, \
+                 {amplification:.2} bytes written per byte acknowledged"
+            );
+            record_extra("agent_forward", &scenario, OURS, rate, "spans/s");
+            record_extra("agent_forward", &amplification_id, OURS, amplification, "x");
+        }
+    }
+    let hops = [
+        (OURS, Some(QueueMode::Memory), ""),
+        ("no-agent", None, ""),
+        (OURS, Some(QueueMode::Memory), "disk_always_"),
+    ];
+    for (imp, queue, prefix) in hops {
+        let wants = extra_selected(&format!("agent_hop/{prefix}p99_us_at_100k/{imp}"))
+            || extra_selected(&format!("agent_hop/{prefix}p50_us_at_100k/{imp}"));
         if wants {
-            let (p50, p99) = hop_latency(through_agent);
-            eprintln!("agent_hop/{imp}: p50 {p50:.0} µs, p99 {p99:.0} µs");
-            record_extra("agent_hop", "p50_us_at_100k", imp, p50, "us");
-            record_extra("agent_hop", "p99_us_at_100k", imp, p99, "us");
+            let (queue, dir) = if prefix.is_empty() {
+                (queue, None)
+            } else {
+                let (queue, dir) = disk_queue(Fsync::Always);
+                (Some(queue), Some(dir))
+            };
+            let (p50, p99) = hop_latency(queue);
+            if let Some(dir) = dir {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            eprintln!("agent_hop/{prefix}{imp}: p50 {p50:.0} µs, p99 {p99:.0} µs");
+            record_extra(
+                "agent_hop",
+                &format!("{prefix}p50_us_at_100k"),
+                imp,
+                p50,
+                "us",
+            );
+            record_extra(
+                "agent_hop",
+                &format!("{prefix}p99_us_at_100k"),
+                imp,
+                p99,
+                "us",
+            );
         }
     }
 }
