@@ -303,3 +303,81 @@ fn a_torn_last_record_is_cut_and_the_rest_delivered() {
     assert_eq!(names.len(), 9);
     assert!(!names.iter().any(|n| n.starts_with("d3-")), "{names:?}");
 }
+
+#[test]
+fn the_disk_cap_backpressures_then_recovers() {
+    let dir = TempDir::new("cap");
+    let (dead, endpoint) = dead_endpoint();
+    let one = request(SignalKind::Traces, "cap", 20);
+    let agent = agent(&endpoint, |c| {
+        with_disk(&dir.0)(c);
+        // Room for two requests, not three.
+        c.queue_max_bytes = one.len() * 5 / 2;
+        c.batch_max_bytes = one.len();
+        c.max_body_bytes = one.len();
+        c.upstream = c.upstream.clone().with_timeout(Duration::from_secs(2));
+    });
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let grpc = client(
+        &runtime,
+        &agent.endpoint(),
+        Protocol::Grpc,
+        SignalKind::Traces,
+    );
+    runtime.block_on(async {
+        grpc.send(grpc.prepare(one.clone())).await.unwrap();
+        grpc.send(grpc.prepare(one.clone())).await.unwrap();
+        let refused = grpc.send(grpc.prepare(one.clone())).await;
+        assert!(
+            matches!(
+                refused,
+                Err(otlp_sdk::otlp::SendError::Retryable {
+                    retry_after: Some(_),
+                    ..
+                })
+            ),
+            "a full disk queue refuses with retry advice: {refused:?}"
+        );
+    });
+    let upstream = Receiver::start(ReceiverConfig {
+        addr: dead,
+        ..ReceiverConfig::default()
+    })
+    .unwrap();
+    wait_for("the queued spans upstream", || upstream.stats().spans == 40);
+    wait_for("room again", || agent.stats().traces.queued_items == 0);
+    runtime.block_on(async { grpc.send(grpc.prepare(one.clone())).await.unwrap() });
+    wait_for("the next spans", || upstream.stats().spans == 60);
+    let t = agent.shutdown().stats.traces;
+    assert_eq!(
+        (t.accepted_items, t.exported_items, t.refused_full_requests),
+        (60, 60, 1)
+    );
+    assert_eq!(t.unaccounted(), 0);
+}
+
+#[test]
+fn a_queue_directory_that_cannot_be_made_is_an_error_at_start() {
+    let file = TempDir::new("notadir");
+    let blocker = file.0.join("plain-file");
+    std::fs::write(&blocker, b"not a directory").unwrap();
+    let (_, dead) = dead_endpoint();
+    let config = AgentConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        listen_http: None,
+        queue: disk(&blocker.join("queue")),
+        upstream: otlp_sdk::otlp::OtlpExporterBuilder::new()
+            .with_endpoint(dead.as_str())
+            .without_env(),
+        ..AgentConfig::default()
+    };
+    match otlp_agent::Agent::start(config) {
+        Err(AgentError::Disk(e)) => {
+            assert!(
+                e.to_string().contains("plain-file"),
+                "the error names the path: {e}"
+            )
+        }
+        other => panic!("expected a disk queue error, got {other:?}"),
+    }
+}
