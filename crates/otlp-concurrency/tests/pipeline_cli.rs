@@ -108,6 +108,11 @@ fn every_flag_is_read() {
         run("--exporter opentelemetry-otlp --export-mode inline").export_mode(),
         ExportModeFlag::Inline
     );
+    let metrics = run("--signal metrics --metrics-interval 250ms --protocol http/protobuf --tls");
+    assert_eq!(metrics.signal, SignalKind::Metrics);
+    assert_eq!(metrics.metrics_interval, Some(Duration::from_millis(250)));
+    assert!(metrics.tls);
+    assert!(!run("").tls && run("").metrics_interval.is_none());
     assert_eq!(parse(args("--help")), Ok(Parsed::Help));
 }
 
@@ -128,7 +133,21 @@ fn bad_input_is_a_usage_error_naming_the_flag() {
         ("--endpoint not-a-url", "--endpoint"),
         ("--endpoint ftp://host:21", "scheme `ftp`"),
         ("--endpoint localhost:4317", "--endpoint"),
-        ("--signal metrics", "--signal"),
+        ("--signal profiles", "--signal"),
+        ("--signal metrics --protocol http/json", "http/json"),
+        ("--signal metrics --compare", "--compare"),
+        ("--signal metrics --processor sdk", "--processor sdk"),
+        (
+            "--signal metrics --exporter opentelemetry-otlp",
+            "opentelemetry-otlp",
+        ),
+        ("--metrics-interval 1s", "--signal metrics"),
+        (
+            "--signal metrics --metrics-interval soon",
+            "--metrics-interval",
+        ),
+        ("--tls --endpoint https://collector:4317", "--endpoint"),
+        ("--tls --exporter opentelemetry-otlp", "our exporter"),
         ("--processor theirs", "--processor"),
         ("--exporter reqwest", "--exporter"),
         ("--compression brotli", "--compression"),

@@ -10,14 +10,22 @@ usage: pipeline [OPTIONS]
 Producer threads create spans (or log records) through the OpenTelemetry
 API on an SdkTracerProvider / SdkLoggerProvider; a batch processor hands
 them to an OTLP exporter (otlp_sdk's by default, or opentelemetry-otlp's),
-which ships them over OTLP/gRPC or OTLP/HTTP. With no endpoint, an
-embedded OTLP receiver on a loopback port decodes and counts every request.
+which ships them over OTLP/gRPC or OTLP/HTTP. With --signal metrics they
+record to counters and a histogram on an SdkMeterProvider whose
+PeriodicReader exports through otlp_sdk's OtlpMetricExporter. With no
+endpoint, an embedded OTLP receiver on a loopback port decodes and counts
+every request.
 
 what runs:
   --duration D            how long producers run: 10, 10s, 500ms, 2m (default 10s)
   --producers N           producer threads, 1 to 10000 (default 2)
   --rate N                target items/s over all producers, 0 = flat out (default 100000)
-  --signal S              traces or logs (default traces)
+  --signal S              traces, logs or metrics (default traces); metrics: each
+                          measurement counts against --rate, the report counts
+                          data points; not with http/json, --compare,
+                          --processor sdk or --exporter opentelemetry-otlp
+  --metrics-interval D    metrics: the PeriodicReader's export interval
+                          (default: OTEL_METRIC_EXPORT_INTERVAL, else 1s)
   --processor P           ours (otlp_sdk's) or sdk (opentelemetry_sdk's own) (default ours)
   --compare               run ours, then sdk, with the same settings; print both and the ratios
   --exporter E            ours (otlp_sdk::otlp's encoder, tonic / hyper) or
@@ -32,9 +40,15 @@ where it goes:
   --compression C         none, gzip or zstd (default: OTEL_EXPORTER_OTLP_COMPRESSION, else none)
   --export-timeout D      the exporter's timeout, retries included
                           (default: OTEL_EXPORTER_OTLP_TIMEOUT, else 10s)
+  --tls                   the embedded receiver (the agent's listener with
+                          --via-agent) serves TLS with a certificate made at
+                          start; the exporter sends to https://127.0.0.1:PORT
+                          and trusts the generated CA (ours only; not with
+                          --endpoint)
 
 batching (both processors; a flag wins over OTEL_BSP_* for traces or
-OTEL_BLRP_* for logs, which win over the default shown):
+OTEL_BLRP_* for logs, which win over the default shown; metrics have no
+batch processor and ignore these):
   --batch-size N          max items per export (MAX_EXPORT_BATCH_SIZE; default 512)
   --queue-size N          processor queue capacity (MAX_QUEUE_SIZE; default 65536)
   --delay D               scheduled delay between exports (SCHEDULE_DELAY, in ms; default 200ms)
@@ -101,6 +115,7 @@ impl Protocol {
 pub enum SignalKind {
     Traces,
     Logs,
+    Metrics,
 }
 
 impl SignalKind {
@@ -108,6 +123,7 @@ impl SignalKind {
         match self {
             SignalKind::Traces => "traces",
             SignalKind::Logs => "logs",
+            SignalKind::Metrics => "metrics",
         }
     }
 
@@ -116,6 +132,7 @@ impl SignalKind {
         match self {
             SignalKind::Traces => "spans",
             SignalKind::Logs => "log records",
+            SignalKind::Metrics => "data points",
         }
     }
 }
@@ -199,8 +216,13 @@ impl Options {
         let prefix = match signal {
             SignalKind::Traces => "OTEL_BSP_",
             SignalKind::Logs => "OTEL_BLRP_",
+            // No batch processor: the settings are reported, not used.
+            SignalKind::Metrics => "",
         };
         let var = |name: &str| -> Option<(String, u64)> {
+            if signal == SignalKind::Metrics {
+                return None;
+            }
             let name = format!("{prefix}{name}");
             let text = env(&name)?;
             let text = text.trim();
@@ -281,6 +303,10 @@ pub struct Options {
     pub via_agent: bool,
     /// `--agent-queue-size`; `None`: the agent's default.
     pub agent_queue_size: Option<u64>,
+    /// `--metrics-interval`; `None`: `OTEL_METRIC_EXPORT_INTERVAL`, else 1 s.
+    pub metrics_interval: Option<Duration>,
+    /// `--tls`: the embedded receiver (or the agent) serves TLS.
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -311,6 +337,8 @@ impl Default for Options {
             metrics_addr: None,
             via_agent: false,
             agent_queue_size: None,
+            metrics_interval: None,
+            tls: false,
         }
     }
 }
@@ -344,6 +372,13 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             "--json" => options.json = true,
             "--compare" => options.compare = true,
             "--via-agent" => options.via_agent = true,
+            "--tls" => options.tls = true,
+            "--metrics-interval" => {
+                options.metrics_interval = Some(duration(
+                    "--metrics-interval",
+                    &value("--metrics-interval")?,
+                )?)
+            }
             "--agent-queue-size" => {
                 options.agent_queue_size =
                     Some(positive("--agent-queue-size", &value("--agent-queue-size")?)? as u64)
@@ -368,7 +403,12 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
                 options.signal = match value("--signal")?.as_str() {
                     "traces" | "spans" => SignalKind::Traces,
                     "logs" => SignalKind::Logs,
-                    other => return Err(format!("--signal: `{other}` is not traces or logs")),
+                    "metrics" => SignalKind::Metrics,
+                    other => {
+                        return Err(format!(
+                            "--signal: `{other}` is not traces, logs or metrics"
+                        ));
+                    }
                 }
             }
             "--exporter" => {
@@ -483,7 +523,56 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
     if options.agent_queue_size.is_some() && !options.via_agent {
         return Err("--agent-queue-size needs --via-agent".to_owned());
     }
+    if options.signal == SignalKind::Metrics {
+        metrics_usage(&options)?;
+    } else if options.metrics_interval.is_some() {
+        return Err("--metrics-interval needs --signal metrics".to_owned());
+    }
+    if options.tls {
+        if options.endpoint.is_some() {
+            return Err(
+                "--tls makes the embedded receiver serve TLS; it does not go with --endpoint \
+                 (an https:// endpoint is trusted through OTEL_EXPORTER_OTLP_CERTIFICATE)"
+                    .to_owned(),
+            );
+        }
+        if options.exporter == ExporterKind::OpentelemetryOtlp {
+            return Err(
+                "--tls needs our exporter (the generated CA is given to otlp_sdk's TlsConfig); \
+                 not with --exporter opentelemetry-otlp"
+                    .to_owned(),
+            );
+        }
+    }
     Ok(Parsed::Run(Box::new(options)))
+}
+
+/// What `--signal metrics` does not go with: metrics are read by the SDK's
+/// `PeriodicReader` (no batch processor to compare) and exported by
+/// otlp_sdk's `OtlpMetricExporter`, which sends gRPC or HTTP/protobuf.
+fn metrics_usage(options: &Options) -> Result<(), String> {
+    if options.protocol == Some(Protocol::HttpJson) {
+        return Err(
+            "--signal metrics --protocol http/json: the metric exporter sends OTLP/gRPC or \
+             OTLP/HTTP protobuf, not OTLP/JSON; use --protocol grpc or http/protobuf"
+                .to_owned(),
+        );
+    }
+    if options.compare || options.processor == ProcessorKind::Sdk {
+        return Err(
+            "--signal metrics has no batch processor (the SDK's PeriodicReader collects \
+             and exports); --compare and --processor sdk do not apply"
+                .to_owned(),
+        );
+    }
+    if options.exporter == ExporterKind::OpentelemetryOtlp {
+        return Err(
+            "--signal metrics exports through otlp_sdk's OtlpMetricExporter; \
+             --exporter opentelemetry-otlp does not apply"
+                .to_owned(),
+        );
+    }
+    Ok(())
 }
 
 fn positive(name: &str, text: &str) -> Result<usize, String> {

@@ -1,7 +1,9 @@
 //! The exporters: otlp_sdk's `OtlpSpanExporter` / `OtlpLogExporter` (our
 //! encoder; tonic and hyper underneath) or opentelemetry-otlp's
 //! `SpanExporter` / `LogExporter`, over gRPC or HTTP/protobuf, each wrapped
-//! in [`Counted`], the same wrapper for both processors.
+//! in [`Counted`], the same wrapper for both processors; for metrics,
+//! otlp_sdk's `OtlpMetricExporter` under the SDK's `PeriodicReader`, wrapped
+//! in `Counted` too, which then counts data points.
 //!
 //! `Counted` counts what it is handed and how each export ended (the SDK's
 //! own processor reports none of that), times each export with an
@@ -22,10 +24,16 @@ use opentelemetry_otlp::{Compression, WithExportConfig, WithHttpConfig, WithToni
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::{OTelSdkError, OTelSdkResult};
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
+use opentelemetry_sdk::metrics::Temporality;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use otlp_concurrency::monitor::ConcurrencyMonitor;
 
-use otlp_sdk::otlp::{OtlpExporterBuilder, OtlpLogExporter, OtlpSpanExporter, OtlpStatsReader};
+use otlp_sdk::otlp::{
+    OtlpExporterBuilder, OtlpLogExporter, OtlpMetricExporter, OtlpSpanExporter, OtlpStatsReader,
+    TlsConfig,
+};
 
 use super::cli::{ExporterKind, Protocol, SignalKind};
 
@@ -50,6 +58,16 @@ pub struct Tally {
     pub exports: ConcurrencyMonitor,
     /// Our exporter's own counts (requests, retries, bytes), when it is ours.
     pub otlp: OnceLock<OtlpStatsReader>,
+    /// Metrics: the most data points one collection can hold (instruments ×
+    /// attribute sets); 0 for the other signals.
+    pub points_per_export: AtomicU64,
+    /// Metrics: exports that held exactly `points_per_export` data points.
+    pub full_batches: AtomicU64,
+    /// Metrics: exports that held more than `points_per_export` (none
+    /// should).
+    pub over_full_batches: AtomicU64,
+    /// Metrics: the exporter's temporality, in words.
+    pub temporality: OnceLock<&'static str>,
     /// Whose exporter: opentelemetry-otlp's timeouts are told by their text.
     kind: ExporterKind,
     first_error: Mutex<Option<String>>,
@@ -69,6 +87,10 @@ impl Tally {
             in_doubt_batches: AtomicU64::new(0),
             exports: ConcurrencyMonitor::new(),
             otlp: OnceLock::new(),
+            points_per_export: AtomicU64::new(0),
+            full_batches: AtomicU64::new(0),
+            over_full_batches: AtomicU64::new(0),
+            temporality: OnceLock::new(),
             first_error: Mutex::new(None),
         }
     }
@@ -190,6 +212,54 @@ impl<E: SpanExporter> SpanExporter for Counted<E> {
     }
 }
 
+/// Data points in one collection, every aggregation.
+pub fn data_points(metrics: &ResourceMetrics) -> u64 {
+    fn count<T>(data: &MetricData<T>) -> usize {
+        match data {
+            MetricData::Gauge(g) => g.data_points().count(),
+            MetricData::Sum(s) => s.data_points().count(),
+            MetricData::Histogram(h) => h.data_points().count(),
+            MetricData::ExponentialHistogram(e) => e.data_points().count(),
+        }
+    }
+    metrics
+        .scope_metrics()
+        .flat_map(|scope| scope.metrics())
+        .map(|metric| match metric.data() {
+            AggregatedMetrics::F64(d) => count(d),
+            AggregatedMetrics::U64(d) => count(d),
+            AggregatedMetrics::I64(d) => count(d),
+        } as u64)
+        .sum()
+}
+
+impl<E: PushMetricExporter> PushMetricExporter for Counted<E> {
+    fn export(&self, metrics: &ResourceMetrics) -> impl Future<Output = OTelSdkResult> + Send {
+        let points = data_points(metrics);
+        let most = self.tally.points_per_export.load(Ordering::Relaxed);
+        if points == most {
+            self.tally.full_batches.fetch_add(1, Ordering::Relaxed);
+        } else if points > most {
+            self.tally.over_full_batches.fetch_add(1, Ordering::Relaxed);
+        }
+        self.run(points, self.inner.export(metrics))
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        let _inside = self.io.enter();
+        self.inner.force_flush()
+    }
+
+    fn shutdown_with_timeout(&self, timeout: Duration) -> OTelSdkResult {
+        let _inside = self.io.enter();
+        self.inner.shutdown_with_timeout(timeout)
+    }
+
+    fn temporality(&self) -> Temporality {
+        self.inner.temporality()
+    }
+}
+
 impl<E: LogExporter> LogExporter for Counted<E> {
     fn export(&self, batch: LogBatch<'_>) -> impl Future<Output = OTelSdkResult> + Send {
         let items = batch.iter().count() as u64;
@@ -214,6 +284,8 @@ pub struct Target {
     pub endpoint: Option<String>,
     pub compression: Option<otlp_sdk::otlp::Compression>,
     pub timeout: Option<Duration>,
+    /// `--tls`: the generated CA (PEM) the server's certificate chains to.
+    pub ca_pem: Option<Vec<u8>>,
 }
 
 impl Target {
@@ -225,6 +297,7 @@ impl Target {
                 let specific = match signal {
                     SignalKind::Traces => "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
                     SignalKind::Logs => "OTEL_EXPORTER_OTLP_LOGS_ENDPOINT",
+                    SignalKind::Metrics => "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT",
                 };
                 [specific, "OTEL_EXPORTER_OTLP_ENDPOINT"]
                     .iter()
@@ -276,6 +349,11 @@ fn ours(target: &Target) -> OtlpExporterBuilder {
     }
     if let Some(compression) = target.compression {
         builder = builder.with_compression(compression);
+    }
+    if let Some(ca) = &target.ca_pem {
+        // Only the CA: a client certificate, if the environment names one,
+        // still comes from OTEL_EXPORTER_OTLP_CLIENT_*.
+        builder = builder.with_tls(TlsConfig::new().with_ca_certificate_pem(ca.clone()));
     }
     builder
 }
@@ -412,4 +490,14 @@ pub fn log_exporter(
     opentelemetry_otlp_exporter!(opentelemetry_otlp::LogExporter, target)
         .map(|e| (AnyLogExporter::OpentelemetryOtlp(e), None))
         .map_err(|e| failed(&e))
+}
+
+/// Builds otlp_sdk's metric exporter and its counters; metrics over
+/// HTTP/JSON are refused by the builder (an error here is a usage error).
+pub fn metric_exporter(target: &Target) -> Result<(OtlpMetricExporter, OtlpStatsReader), String> {
+    let exporter = ours(target)
+        .build_metric_exporter()
+        .map_err(|e| format!("building the OTLP metric exporter: {e}"))?;
+    let stats = exporter.stats_reader();
+    Ok((exporter, stats))
 }

@@ -12,20 +12,23 @@ use std::time::{Duration, Instant};
 
 use opentelemetry::InstrumentationScope;
 use opentelemetry::logs::LoggerProvider as _;
+use opentelemetry::metrics::MeterProvider as _;
 use opentelemetry::trace::TracerProvider as _;
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::logs::SdkLoggerProvider;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter as _;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use otlp_agent::{Agent, AgentConfig};
 use otlp_concurrency::sdk::{BatchConfig, ExportMode, Signal, StatsReader};
-use otlp_receiver::{Receiver, ReceiverConfig};
+use otlp_receiver::{Receiver, ReceiverConfig, ReceiverTls};
 
 use super::cli::{
     self, Batching, ExportModeFlag, Options, Parsed, ProcessorKind, Protocol, SignalKind,
 };
 use super::exporters::{self, Counted, Tally, Target};
 use super::producers::{self, Shared};
-use super::report::{self, AgentHop, Outcome, RunReport, Sample, Tick};
+use super::report::{self, AgentHop, MetricShape, Outcome, RunReport, Sample, Tick};
 use super::{http, system};
 
 /// Why the job did not produce a report.
@@ -96,6 +99,7 @@ fn signal_var(signal: SignalKind, what: &str) -> String {
     let signal = match signal {
         SignalKind::Traces => "TRACES",
         SignalKind::Logs => "LOGS",
+        SignalKind::Metrics => "METRICS",
     };
     format!("OTEL_EXPORTER_OTLP_{signal}_{what}")
 }
@@ -111,10 +115,70 @@ fn protocol(options: &Options) -> Result<Protocol, JobError> {
         "OTEL_EXPORTER_OTLP_PROTOCOL".to_owned(),
     ] {
         if let Some(value) = env_var(&var) {
-            return Protocol::parse(&value).map_err(|e| JobError::Usage(format!("{var}: {e}")));
+            let protocol =
+                Protocol::parse(&value).map_err(|e| JobError::Usage(format!("{var}: {e}")))?;
+            if protocol == Protocol::HttpJson && options.signal == SignalKind::Metrics {
+                return Err(JobError::Usage(format!(
+                    "{var}=http/json: the metric exporter sends OTLP/gRPC or OTLP/HTTP \
+                     protobuf, not OTLP/JSON; use --protocol grpc or http/protobuf"
+                )));
+            }
+            return Ok(protocol);
         }
     }
     Ok(Protocol::Grpc)
+}
+
+/// The metric export interval: the flag, else `OTEL_METRIC_EXPORT_INTERVAL`
+/// (milliseconds; a value that is not a positive number is ignored), else
+/// 1 s (not the SDK's 60 s: a run lasts seconds).
+pub fn metrics_interval(options: &Options) -> Duration {
+    options.metrics_interval.unwrap_or_else(|| {
+        env_var("OTEL_METRIC_EXPORT_INTERVAL")
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .filter(|&ms| ms > 0)
+            .map_or(Duration::from_secs(1), Duration::from_millis)
+    })
+}
+
+/// Data points in a full collection of `--signal metrics`: every
+/// instrument with every attribute set.
+pub fn points_per_export() -> u64 {
+    producers::METRIC_INSTRUMENTS * producers::METRIC_ATTRIBUTE_SETS
+}
+
+/// `--tls`: a CA and a server certificate for 127.0.0.1 and localhost made
+/// at start, as PEM.
+pub struct Generated {
+    pub ca_pem: String,
+    pub server: ReceiverTls,
+}
+
+/// Makes [`Generated`] with rcgen.
+pub fn generate_certificates() -> Result<Generated, String> {
+    let failed = |e: rcgen::Error| format!("--tls: making a certificate: {e}");
+    let ca_key = rcgen::KeyPair::generate().map_err(failed)?;
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).map_err(failed)?;
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(
+        rcgen::DnType::CommonName,
+        "otlp-pipeline CA (made at start)",
+    );
+    let ca_pem = ca_params.self_signed(&ca_key).map_err(failed)?.pem();
+    let issuer = rcgen::Issuer::new(ca_params, ca_key);
+    let key = rcgen::KeyPair::generate().map_err(failed)?;
+    let cert = rcgen::CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .map_err(failed)?
+        .signed_by(&key, &issuer)
+        .map_err(failed)?;
+    Ok(Generated {
+        ca_pem,
+        server: ReceiverTls {
+            certificate_chain_pem: cert.pem().into_bytes(),
+            private_key_pem: key.serialize_pem().into_bytes(),
+            client_ca_pem: None,
+        },
+    })
 }
 
 fn destination(options: &Options) -> Destination {
@@ -195,6 +259,7 @@ pub fn run(options: &Options) -> Result<Outcome, JobError> {
 enum Provider {
     Traces(SdkTracerProvider),
     Logs(SdkLoggerProvider),
+    Metrics(SdkMeterProvider),
 }
 
 impl Provider {
@@ -202,6 +267,7 @@ impl Provider {
         match self {
             Provider::Traces(p) => p.shutdown_with_timeout(timeout),
             Provider::Logs(p) => p.shutdown_with_timeout(timeout),
+            Provider::Metrics(p) => p.shutdown_with_timeout(timeout),
         }
         .map_err(|e| e.to_string())
     }
@@ -329,6 +395,32 @@ fn provider(
                 }
             }
         }
+        SignalKind::Metrics => {
+            // cli refused --compare, --processor sdk and opentelemetry-otlp.
+            let (exporter, otlp) = exporters::metric_exporter(target).map_err(JobError::Usage)?;
+            let _ = tally.otlp.set(otlp);
+            let _ = tally.temporality.set(match exporter.temporality() {
+                opentelemetry_sdk::metrics::Temporality::Delta => "delta",
+                opentelemetry_sdk::metrics::Temporality::LowMemory => "low memory",
+                _ => "cumulative",
+            });
+            tally
+                .points_per_export
+                .store(points_per_export(), std::sync::atomic::Ordering::Relaxed);
+            let exporter = Counted::new(exporter, io.handle().clone(), Arc::clone(tally));
+            let reader = PeriodicReader::builder(exporter)
+                .with_interval(metrics_interval(options))
+                .build();
+            (
+                Provider::Metrics(
+                    SdkMeterProvider::builder()
+                        .with_resource(resource())
+                        .with_reader(reader)
+                        .build(),
+                ),
+                None,
+            )
+        }
     })
 }
 
@@ -349,7 +441,14 @@ fn flush(
         let mut next_line = Duration::from_secs(1);
         while !shutdown.is_finished() {
             thread::sleep(Duration::from_millis(20));
-            if started.elapsed() >= next_line {
+            if started.elapsed() >= next_line && options.signal == SignalKind::Metrics {
+                eprintln!(
+                    "[flush] the final collection is being exported; {:.0} s of the {:.0} s shutdown timeout left",
+                    timeout.saturating_sub(started.elapsed()).as_secs_f64(),
+                    timeout.as_secs_f64(),
+                );
+                next_line += Duration::from_secs(1);
+            } else if started.elapsed() >= next_line {
                 let now = Sample::take(started.elapsed(), shared, tally, stats, None);
                 eprintln!(
                     "[flush] {} {} not yet exported or counted as dropped; {:.0} s of the {:.0} s shutdown timeout left",
@@ -384,6 +483,7 @@ fn start_agent(
     options: &Options,
     protocol: Protocol,
     receiver: &Receiver,
+    tls: Option<ReceiverTls>,
 ) -> Result<Agent, JobError> {
     let upstream = otlp_sdk::otlp::OtlpExporterBuilder::new()
         .with_endpoint(receiver.endpoint())
@@ -402,6 +502,9 @@ fn start_agent(
         worker_threads: options.receiver_threads,
         export_threads: options.receiver_threads,
         metrics_addr: None,
+        // `--tls`: the agent's listener serves TLS; its hop to the
+        // receiver stays plain.
+        tls,
         ..defaults
     })
     .map_err(|e| JobError::Failed(format!("the agent: {e}")))
@@ -420,6 +523,7 @@ fn finish_agent(agent: Agent, signal: SignalKind, protocol: Protocol) -> AgentHo
         stats: match signal {
             SignalKind::Traces => report.stats.traces,
             SignalKind::Logs => report.stats.logs,
+            SignalKind::Metrics => report.stats.metrics,
         },
         left: report.left_items,
         flush_time: report.flush_time,
@@ -434,6 +538,17 @@ fn run_one(
     destination: &Destination,
     metrics: &Mutex<String>,
 ) -> Result<RunReport, JobError> {
+    let generated = if options.tls {
+        Some(generate_certificates().map_err(JobError::Failed)?)
+    } else {
+        None
+    };
+    // `--tls`: the first listener the exporter reaches serves TLS.
+    let (receiver_tls, agent_tls) = match &generated {
+        Some(g) if options.via_agent => (None, Some(g.server.clone())),
+        Some(g) => (Some(g.server.clone()), None),
+        None => (None, None),
+    };
     let receiver = match destination {
         Destination::Embedded => Some(
             Receiver::start(ReceiverConfig {
@@ -441,6 +556,7 @@ fn run_one(
                 fail_ratio: options.receiver_fail,
                 retry_after: options.receiver_retry_after,
                 worker_threads: options.receiver_threads,
+                tls: receiver_tls,
                 ..ReceiverConfig::default()
             })
             .map_err(|e| JobError::Failed(format!("embedded receiver: {e}")))?,
@@ -448,7 +564,7 @@ fn run_one(
         _ => None,
     };
     let agent = match &receiver {
-        Some(r) if options.via_agent => Some(start_agent(options, protocol, r)?),
+        Some(r) if options.via_agent => Some(start_agent(options, protocol, r, agent_tls)?),
         _ => None,
     };
     let endpoint = match (destination, &receiver, &agent) {
@@ -462,11 +578,15 @@ fn run_one(
             (Protocol::HttpProtobuf | Protocol::HttpJson, SignalKind::Logs) => {
                 format!("{}/v1/logs", a.endpoint())
             }
+            (Protocol::HttpProtobuf | Protocol::HttpJson, SignalKind::Metrics) => {
+                format!("{}/v1/metrics", a.endpoint())
+            }
         }),
         (_, Some(r), None) => Some(match (protocol, options.signal) {
             (Protocol::Grpc, _) => r.endpoint(),
             (Protocol::HttpProtobuf | Protocol::HttpJson, SignalKind::Traces) => r.traces_url(),
             (Protocol::HttpProtobuf | Protocol::HttpJson, SignalKind::Logs) => r.logs_url(),
+            (Protocol::HttpProtobuf | Protocol::HttpJson, SignalKind::Metrics) => r.metrics_url(),
         }),
         _ => None,
     };
@@ -475,7 +595,15 @@ fn run_one(
         endpoint,
         compression: options.compression,
         timeout: options.export_timeout,
+        ca_pem: generated.as_ref().map(|g| g.ca_pem.clone().into_bytes()),
     };
+    let tls = generated.as_ref().map(|_| {
+        if agent.is_some() {
+            "exporter -> agent over TLS (generated CA); agent -> receiver plain".to_owned()
+        } else {
+            "exporter -> receiver over TLS (generated CA)".to_owned()
+        }
+    });
     let batching = options.batching(options.signal).map_err(JobError::Usage)?;
     let io = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
@@ -493,10 +621,25 @@ fn run_one(
     let cpu_before = system::process_cpu_time();
     let (provider, stats) = provider(options, &batching, kind, &target, &io, &tally)?;
 
+    let batching_text = if options.signal == SignalKind::Metrics {
+        format!(
+            "PeriodicReader every {:.3} s, {} data points per full collection",
+            metrics_interval(options).as_secs_f64(),
+            points_per_export()
+        )
+    } else {
+        format!(
+            "processor {}, batch {} / queue {}",
+            kind.name(),
+            batching.batch_size,
+            batching.queue_size
+        )
+    };
     eprintln!(
-        "pipeline: {} over {} to {}{}{}, processor {}, exporter {}, {} producers at {}, batch {} / queue {}, for {:.1} s",
+        "pipeline: {} over {}{} to {}{}{}, {batching_text}, exporter {}, {} producers at {}, for {:.1} s",
         options.signal.item(),
         protocol.name(),
+        if tls.is_some() { " (TLS)" } else { "" },
         tally.endpoint,
         if agent.is_some() {
             " (an in-process otlp-agent)"
@@ -513,7 +656,6 @@ fn run_one(
             ),
             _ => String::new(),
         },
-        kind.name(),
         options.exporter.name(),
         options.producers,
         if options.rate == 0 {
@@ -521,8 +663,6 @@ fn run_one(
         } else {
             format!("{}/s", options.rate)
         },
-        batching.batch_size,
-        batching.queue_size,
         options.duration.as_secs_f64(),
     );
 
@@ -545,6 +685,13 @@ fn run_one(
             let (logger, mine) = (p.logger_with_scope(scope()), Arc::clone(&shared));
             producers::start(options.producers, &shared, move |id| {
                 producers::logs(id, &logger, &mine, rate)
+            })
+        }
+        Provider::Metrics(p) => {
+            let instruments = producers::Instruments::new(&p.meter_with_scope(scope()));
+            let mine = Arc::clone(&shared);
+            producers::start(options.producers, &shared, move |id| {
+                producers::metrics(id, &instruments, &mine, rate)
             })
         }
     };
@@ -626,7 +773,7 @@ fn run_one(
     if panicked {
         return Err(JobError::Failed("a producer thread panicked".to_owned()));
     }
-    Ok(RunReport::new(
+    let mut report = RunReport::new(
         options,
         &batching,
         kind,
@@ -642,5 +789,10 @@ fn run_one(
         shutdown,
         ticks,
         agent,
-    ))
+    );
+    report.tls = tls;
+    if options.signal == SignalKind::Metrics {
+        report.metrics = Some(MetricShape::new(&tally, metrics_interval(options)));
+    }
+    Ok(report)
 }

@@ -8,6 +8,12 @@
 //!                                                                                              embedded receiver
 //! ```
 //!
+//! With `--signal metrics` the producers record to counters and a histogram
+//! on an `SdkMeterProvider` whose `PeriodicReader` exports through
+//! otlp_sdk's `OtlpMetricExporter`, and the report counts data points.
+//! With `--tls` the embedded receiver (or the agent) serves TLS with a
+//! certificate made at start, and the exporter trusts its CA.
+//!
 //! With `--via-agent` an otlp-agent started in process (its library) sits
 //! between the exporter and the embedded receiver, and the report checks
 //! conservation across both hops.

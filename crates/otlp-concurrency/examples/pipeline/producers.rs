@@ -1,7 +1,10 @@
 //! Producer threads: a small service's telemetry made through the real
 //! OpenTelemetry API. Traces: a server root span with one to four client or
 //! internal children, three attributes each. Logs: one record per request
-//! with a severity, a body and two attributes.
+//! with a severity, a body and two attributes. Metrics: per request, one
+//! measurement on each of [`METRIC_INSTRUMENTS`] instruments, with one of
+//! [`METRIC_ATTRIBUTE_SETS`] attribute sets taken in turn, so that every
+//! collection holds at most instruments × attribute sets data points.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -9,6 +12,7 @@ use std::thread;
 use std::time::{Duration, Instant, SystemTime};
 
 use opentelemetry::logs::{AnyValue, LogRecord, Logger, Severity};
+use opentelemetry::metrics::{Counter, Histogram, Meter};
 use opentelemetry::trace::{Span, SpanKind, TraceContextExt, Tracer};
 use opentelemetry::{Context, KeyValue};
 
@@ -203,6 +207,74 @@ pub fn logs<L: Logger>(id: u64, logger: &L, shared: &Shared, rate: f64) {
         record.add_attribute("http.response.status_code", if error { 500 } else { 200 });
         logger.emit(record);
         pace.made(1);
+    }
+}
+
+/// Instruments each metrics producer records to.
+pub const METRIC_INSTRUMENTS: u64 = 3;
+
+/// Status codes of the metric attribute sets.
+const STATUSES: [i64; 2] = [200, 500];
+
+/// Attribute sets the metrics producers use: every route with every status.
+pub const METRIC_ATTRIBUTE_SETS: u64 = (ROUTES.len() * STATUSES.len()) as u64;
+
+/// The instruments of `--signal metrics`, shared by every producer.
+#[derive(Clone)]
+pub struct Instruments {
+    requests: Counter<u64>,
+    duration: Histogram<f64>,
+    bytes: Counter<u64>,
+}
+
+impl Instruments {
+    pub fn new(meter: &Meter) -> Self {
+        Instruments {
+            requests: meter
+                .u64_counter("pipeline.requests")
+                .with_description("Requests served.")
+                .build(),
+            duration: meter
+                .f64_histogram("pipeline.request.duration")
+                .with_description("Time to serve a request.")
+                .with_unit("s")
+                .build(),
+            bytes: meter
+                .u64_counter("pipeline.response.size")
+                .with_description("Bytes of responses.")
+                .with_unit("By")
+                .build(),
+        }
+    }
+}
+
+/// Records to `instruments` until `shared.stop`, at `rate` measurements/s
+/// ([`METRIC_INSTRUMENTS`] per request), the attribute sets taken in turn.
+pub fn metrics(id: u64, instruments: &Instruments, shared: &Shared, rate: f64) {
+    let mut rng = Rng(0x94D0_49BB_1331_11EB ^ (id + 1).wrapping_mul(0xBF58_476D_1CE4_E5B9));
+    let sets: Vec<[KeyValue; 2]> = ROUTES
+        .iter()
+        .flat_map(|route| {
+            STATUSES.iter().map(move |status| {
+                [
+                    KeyValue::new("http.route", *route),
+                    KeyValue::new("http.response.status_code", *status),
+                ]
+            })
+        })
+        .collect();
+    let mut turn = id as usize;
+    let mut pace = Pace::new(rate, shared);
+    while pace.until_due(METRIC_INSTRUMENTS) {
+        let r = rng.next();
+        let attributes = &sets[turn % sets.len()];
+        turn += 1;
+        instruments.requests.add(1, attributes);
+        instruments
+            .duration
+            .record((r % 250_000) as f64 / 1e6, attributes);
+        instruments.bytes.add(200 + (r >> 40) % 4096, attributes);
+        pace.made(METRIC_INSTRUMENTS);
     }
 }
 

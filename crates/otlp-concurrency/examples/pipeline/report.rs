@@ -241,6 +241,53 @@ pub struct AgentHop {
     pub flush_time: Duration,
 }
 
+/// `--signal metrics`: what a collection holds and how the exports went,
+/// in data points.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricShape {
+    /// Data points in a full collection: instruments × attribute sets.
+    pub points_per_export: u64,
+    pub instruments: u64,
+    pub attribute_sets: u64,
+    /// The PeriodicReader's interval.
+    pub interval: Duration,
+    /// The exporter's temporality, in words.
+    pub temporality: &'static str,
+    /// Data points handed to the exporter, over every export.
+    pub handed: u64,
+    /// Exports (collections handed to the exporter).
+    pub exports: u64,
+    /// Exports that held exactly `points_per_export` data points (the
+    /// others held fewer: a collection before every attribute set was
+    /// recorded to, or with delta temporality one with idle sets).
+    pub full_exports: u64,
+    /// Exports that held more than `points_per_export`: none should.
+    pub over_full_exports: u64,
+}
+
+impl MetricShape {
+    pub fn new(tally: &Tally, interval: Duration) -> Self {
+        let get = |c: &std::sync::atomic::AtomicU64| c.load(Ordering::Relaxed);
+        MetricShape {
+            points_per_export: get(&tally.points_per_export),
+            instruments: super::producers::METRIC_INSTRUMENTS,
+            attribute_sets: super::producers::METRIC_ATTRIBUTE_SETS,
+            interval,
+            temporality: tally.temporality.get().copied().unwrap_or("cumulative"),
+            handed: get(&tally.handed),
+            exports: get(&tally.batches),
+            full_exports: get(&tally.full_batches),
+            over_full_exports: get(&tally.over_full_batches),
+        }
+    }
+
+    /// The most data points the exports could hold: exports × points per
+    /// full collection.
+    pub fn expected(&self) -> u64 {
+        self.exports * self.points_per_export
+    }
+}
+
 /// The end of one run.
 #[derive(Debug, Clone)]
 pub struct RunReport {
@@ -295,6 +342,12 @@ pub struct RunReport {
     pub ticks: Vec<Tick>,
     /// `--via-agent`: the agent between the exporter and the receiver.
     pub agent: Option<AgentHop>,
+    /// `--tls`: which hop is TLS, in words.
+    pub tls: Option<String>,
+    /// `--signal metrics`: data points per collection and per export
+    /// (`emitted` counts measurements, `exported` and `received` data
+    /// points).
+    pub metrics: Option<MetricShape>,
 }
 
 impl RunReport {
@@ -317,6 +370,16 @@ impl RunReport {
         agent: Option<AgentHop>,
     ) -> Self {
         let (dropped, in_doubt) = match &ours {
+            // The PeriodicReader counts nothing: data points in failed
+            // exports are lost, those in exports that timed out or were
+            // never answered are in doubt.
+            None if options.signal == SignalKind::Metrics => (
+                Dropped {
+                    export_failed: end.failed,
+                    ..Dropped::default()
+                },
+                end.handed.saturating_sub(end.exported + end.failed),
+            ),
             Some(s) => (
                 Dropped {
                     queue_full: s.dropped_queue_full,
@@ -355,6 +418,8 @@ impl RunReport {
             batch_size: batching.batch_size,
             queue_size: batching.queue_size,
             concurrent_exports: match processor {
+                // The PeriodicReader exports one collection at a time.
+                _ if options.signal == SignalKind::Metrics => 1,
                 ProcessorKind::Ours => batching.concurrent_exports,
                 ProcessorKind::Sdk => 1,
             },
@@ -396,6 +461,8 @@ impl RunReport {
             shutdown_error,
             ticks,
             agent,
+            tls: None,
+            metrics: None,
         }
     }
 
@@ -456,7 +523,16 @@ impl RunReport {
     }
 
     /// `emitted == exported + dropped + in doubt`, on the sender's side.
+    /// Metrics: measurements are aggregated, so they are not counted one by
+    /// one; instead every data point handed to the exporter was exported,
+    /// lost to a failed export or is in doubt, and no export held more
+    /// than a full collection (`handed <= exports × points per export`).
     pub fn accounted(&self) -> bool {
+        if let Some(m) = &self.metrics {
+            return m.handed == self.exported + self.dropped.total() + self.in_doubt
+                && m.over_full_exports == 0
+                && m.handed <= m.expected();
+        }
         self.emitted == self.exported + self.dropped.total() + self.in_doubt
             && self.processor_emitted.is_none_or(|n| n == self.emitted)
     }
@@ -474,15 +550,33 @@ impl RunReport {
     }
 
     /// Sender CPU per exported item, in nanoseconds.
+    /// Metrics: per measurement recorded (a data point aggregates many).
     pub fn cpu_ns_per_item(&self) -> Option<f64> {
-        (self.exported > 0).then(|| self.sender_cpu.as_nanos() as f64 / self.exported as f64)
+        let items = if self.metrics.is_some() {
+            self.emitted
+        } else {
+            self.exported
+        };
+        (items > 0).then(|| self.sender_cpu.as_nanos() as f64 / items as f64)
     }
 
     /// What went wrong, in words; empty for a clean run.
     pub fn problems(&self) -> Vec<String> {
         let mut out = Vec::new();
         let who = self.processor.name();
-        if !self.accounted() {
+        if let Some(m) = self.metrics.as_ref().filter(|_| !self.accounted()) {
+            out.push(format!(
+                "{who}: {} data points handed to the exporter != {} exported + {} lost + {} in doubt, \
+                 or more than {} exports × {} points ({} exports over full)",
+                m.handed,
+                self.exported,
+                self.dropped.total(),
+                self.in_doubt,
+                m.exports,
+                m.points_per_export,
+                m.over_full_exports
+            ));
+        } else if !self.accounted() {
             out.push(format!(
                 "{who}: {} emitted != {} exported + {} dropped + {} in doubt: items are unaccounted for",
                 self.emitted,
@@ -700,7 +794,7 @@ fn run_json(r: &RunReport) -> String {
          \"sender_cpu_s\":{:.4},\"receiver_cpu_s\":{},\"cpu_ns_per_item\":{},\
          \"latency_us\":{{\"p50\":{},\"p99\":{},\"max\":{}}},\
          \"export_latency_us\":{{\"p50\":{:.1},\"p99\":{:.1}}},\
-         \"service_names\":{{{}}},\"first_error\":{},\"shutdown_error\":{},\"accounted\":{},\"delivered\":{},\"agent\":{},\"conserved\":{},\"ticks\":[{}]}}",
+         \"service_names\":{{{}}},\"first_error\":{},\"shutdown_error\":{},\"accounted\":{},\"delivered\":{},\"agent\":{},\"tls\":{},\"metrics\":{},\"conserved\":{},\"ticks\":[{}]}}",
         json_str(r.processor.name()),
         json_str(r.exporter),
         json_str(r.signal.name()),
@@ -746,8 +840,34 @@ fn run_json(r: &RunReport) -> String {
         r.accounted(),
         r.delivered(),
         agent_json(r),
+        opt(r.tls.as_deref().map(json_str)),
+        metrics_json(r),
         r.conserved(),
         ticks.join(",")
+    )
+}
+
+/// The `metrics` object of a run's JSON; `null` but for `--signal metrics`.
+/// The run's `emitted` counts measurements; `exported` and `received`
+/// count data points.
+fn metrics_json(r: &RunReport) -> String {
+    let Some(m) = &r.metrics else {
+        return "null".to_owned();
+    };
+    format!(
+        "{{\"instruments\":{},\"attribute_sets\":{},\"points_per_export\":{},\"interval_s\":{:.3},\
+         \"temporality\":{},\"exports\":{},\"full_exports\":{},\"over_full_exports\":{},\
+         \"handed_points\":{},\"expected_points_at_most\":{}}}",
+        m.instruments,
+        m.attribute_sets,
+        m.points_per_export,
+        m.interval.as_secs_f64(),
+        json_str(m.temporality),
+        m.exports,
+        m.full_exports,
+        m.over_full_exports,
+        m.handed,
+        m.expected(),
     )
 }
 
@@ -805,6 +925,7 @@ fn singular(signal: SignalKind) -> &'static str {
     match signal {
         SignalKind::Traces => "span",
         SignalKind::Logs => "log record",
+        SignalKind::Metrics => "data point",
     }
 }
 
@@ -813,16 +934,23 @@ fn rows(r: &RunReport) -> Vec<(String, String)> {
     let ms_opt = |ns: Option<u64>| ns.map_or("-".to_owned(), |v| format!("{:.2} ms", ms(v)));
     let d = &r.dropped;
     let rows: Vec<(&str, String)> = vec![
-        ("processor", r.processor.name().to_owned()),
+        (
+            "processor",
+            if r.metrics.is_some() {
+                "PeriodicReader".to_owned()
+            } else {
+                r.processor.name().to_owned()
+            },
+        ),
         ("exporter", r.exporter.to_owned()),
         (
             "endpoint",
-            if r.agent.is_some() {
-                format!("{} (agent)", r.endpoint)
-            } else if r.embedded {
-                format!("{} (embedded)", r.endpoint)
-            } else {
-                r.endpoint.clone()
+            match (r.agent.is_some(), r.embedded, r.tls.is_some()) {
+                (true, _, false) => format!("{} (agent)", r.endpoint),
+                (true, _, true) => format!("{} (agent, TLS)", r.endpoint),
+                (false, true, false) => format!("{} (embedded)", r.endpoint),
+                (false, true, true) => format!("{} (embedded, TLS)", r.endpoint),
+                _ => r.endpoint.clone(),
             },
         ),
         ("concurrent exports", r.concurrent_exports.to_string()),
@@ -929,6 +1057,69 @@ fn rows(r: &RunReport) -> Vec<(String, String)> {
     ];
     let holds = |ok: bool| if ok { "(holds)" } else { "(VIOLATED)" };
     let mut rows = rows;
+    if let Some(tls) = &r.tls {
+        rows.insert(3, ("tls", tls.clone()));
+    }
+    if let Some(m) = &r.metrics {
+        for (label, value) in rows.iter_mut() {
+            match *label {
+                "emitted" => *label = "measurements recorded",
+                "exported" => *label = "data points exported",
+                "accounted" => {
+                    *value = format!(
+                        "{} handed = {} + {} + {} in doubt, <= {} {}",
+                        thousands(m.handed),
+                        thousands(r.exported),
+                        thousands(d.total()),
+                        thousands(r.in_doubt),
+                        thousands(m.expected()),
+                        holds(r.accounted())
+                    )
+                }
+                _ => {}
+            }
+        }
+        // No batch processor: no queue to overflow, no SDK processor.
+        rows.retain(|(label, _)| {
+            !matches!(
+                *label,
+                "dropped: queue full" | "dropped: after shutdown" | "dropped: never exported (sdk)"
+            )
+        });
+        let at = rows
+            .iter()
+            .position(|(label, _)| *label == "data points exported")
+            .map_or(rows.len(), |i| i + 1);
+        rows.splice(
+            at..at,
+            [
+                (
+                    "metric reader",
+                    format!("every {:.3} s, {}", m.interval.as_secs_f64(), m.temporality),
+                ),
+                (
+                    "points per full export",
+                    format!(
+                        "{} instruments x {} sets = {}",
+                        m.instruments, m.attribute_sets, m.points_per_export
+                    ),
+                ),
+                (
+                    "exports: full / all",
+                    format!("{} / {}", thousands(m.full_exports), thousands(m.exports)),
+                ),
+                (
+                    "expected (exports x points)",
+                    format!(
+                        "{} x {} = {}",
+                        thousands(m.exports),
+                        m.points_per_export,
+                        thousands(m.expected())
+                    ),
+                ),
+            ],
+        );
+    }
     if let Some(a) = &r.agent {
         let s = &a.stats;
         let out_max = s.exported_items + s.rejected_upstream_items + s.dropped_items();
@@ -1009,7 +1200,9 @@ fn rows(r: &RunReport) -> Vec<(String, String)> {
     }
     rows.into_iter()
         .map(|(label, value)| {
-            let label = if label == "sender CPU per exported item" {
+            let label = if label == "sender CPU per exported item" && r.metrics.is_some() {
+                "sender CPU per measurement".to_owned()
+            } else if label == "sender CPU per exported item" {
                 format!("sender CPU per exported {}", singular(r.signal))
             } else {
                 label.to_owned()
@@ -1030,12 +1223,19 @@ impl fmt::Display for Outcome {
             first.signal.item(),
             first.protocol.name(),
         )?;
+        let batching = match &first.metrics {
+            Some(m) => format!(
+                "{} instruments x {} attribute sets, read every {:.3} s",
+                m.instruments,
+                m.attribute_sets,
+                m.interval.as_secs_f64()
+            ),
+            None => format!("batch {}, queue {}", first.batch_size, first.queue_size),
+        };
         writeln!(
             f,
-            "  {} producers, batch {}, queue {}{}",
+            "  {} producers, {batching}{}",
             first.producers,
-            first.batch_size,
-            first.queue_size,
             if self.interrupted() {
                 ", interrupted by Ctrl-C"
             } else {
