@@ -623,7 +623,8 @@ impl AgentConfig {
     }
 }
 
-#[cfg(test)]
+// Safe code: Miri runs the disk log's tests, not these.
+#[cfg(all(test, not(miri)))]
 mod tests {
     use super::*;
 
