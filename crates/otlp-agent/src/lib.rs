@@ -17,6 +17,10 @@
 //!   success, or dropped with its cause counted ([`SignalStats`]): a
 //!   permanent refusal, `max_elapsed` of retries, or a shutdown that ran
 //!   out of time.
+//! - **Durable, if asked.** With [`QueueMode::Disk`] (`--queue disk`) a
+//!   request is appended to its signal's log ([`disk::DiskLog`]) before it
+//!   is acknowledged, many requests per write and fsync, and whatever was
+//!   not exported is replayed at the next start.
 //! - **Observable.** [`Agent::stats`], and Prometheus text on
 //!   `metrics_addr` (`/metrics`, `/healthz`, `/readyz`).
 //!
