@@ -9,10 +9,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use otlp_receiver::Verdict;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::config::{DiskQueue, Fsync};
 use crate::disk::{self, DiskLog, LogConfig, LogError, RecordId, Recovered};
+use crate::queue::{Reservation, SignalQueue};
 use crate::stats::{self, Counters};
 use crate::wire::Signal;
 
@@ -23,23 +25,37 @@ const GROUP: usize = 1024;
 
 /// Why an append did not make it to disk.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) enum AppendError {
+enum AppendError {
     /// The disk cap or the filesystem is full: come back later.
     Full(String),
     /// Anything else (an I/O error, the agent stopping).
     Failed(String),
 }
 
+/// A request waiting for the committer, with the room it took. The
+/// committer queues it and counts it itself once it is on disk, so a
+/// client that goes away meanwhile changes nothing but who hears the
+/// answer.
 struct Append {
     message: Bytes,
     items: u64,
-    reply: oneshot::Sender<Result<RecordId, AppendError>>,
+    reservation: Reservation,
+    reply: oneshot::Sender<Verdict>,
+}
+
+/// What the committer needs to queue and count what it wrote.
+struct Committer {
+    log: Arc<DiskLog>,
+    queue: Arc<SignalQueue>,
+    counters: Arc<Counters>,
+    retry_after: Duration,
 }
 
 /// One signal's log and its committer.
 pub(crate) struct Durable {
     pub(crate) log: Arc<DiskLog>,
     appends: mpsc::Sender<Append>,
+    retry_after: Duration,
 }
 
 fn name(signal: Signal) -> &'static str {
@@ -68,30 +84,56 @@ impl Durable {
 
     /// Starts the committer (and, for `--fsync interval`, the timer that
     /// syncs) on the current runtime.
-    pub(crate) fn start(log: DiskLog, fsync: Fsync, counters: Arc<Counters>) -> Durable {
+    pub(crate) fn start(
+        log: DiskLog,
+        fsync: Fsync,
+        queue: Arc<SignalQueue>,
+        counters: Arc<Counters>,
+        retry_after: Duration,
+    ) -> Durable {
         let log = Arc::new(log);
         let (appends, waiting) = mpsc::channel(WAITING);
-        tokio::spawn(commit(Arc::clone(&log), waiting, Arc::clone(&counters)));
+        let committer = Committer {
+            log: Arc::clone(&log),
+            queue,
+            counters,
+            retry_after,
+        };
+        tokio::spawn(commit(committer, waiting));
         if let Fsync::Interval(every) = fsync {
             tokio::spawn(sync_every(Arc::downgrade(&log), every));
         }
-        Durable { log, appends }
+        Durable {
+            log,
+            appends,
+            retry_after,
+        }
     }
 
-    /// Appends one request; resolves once it is written (and fsynced, with
-    /// `--fsync always`).
-    pub(crate) async fn append(&self, message: Bytes, items: u64) -> Result<RecordId, AppendError> {
+    /// Appends one request in the room `reservation` took; once it is
+    /// written (and fsynced, with `--fsync always`) it is queued, counted,
+    /// and the answer is the verdict.
+    pub(crate) async fn append(
+        &self,
+        message: Bytes,
+        items: u64,
+        reservation: Reservation,
+    ) -> Verdict {
         let (reply, answer) = oneshot::channel();
-        let stopped = || AppendError::Failed("the disk queue is stopping".to_owned());
-        self.appends
-            .send(Append {
-                message,
-                items,
-                reply,
-            })
-            .await
-            .map_err(|_| stopped())?;
-        answer.await.unwrap_or_else(|_| Err(stopped()))
+        let stopped = || Verdict::Unavailable {
+            reason: "the disk queue is stopping".to_owned(),
+            retry_after: self.retry_after,
+        };
+        let sent = self.appends.send(Append {
+            message,
+            items,
+            reservation,
+            reply,
+        });
+        if sent.await.is_err() {
+            return stopped();
+        }
+        answer.await.unwrap_or_else(|_| stopped())
     }
 
     /// Marks records done (exported or dropped) in the log, off the
@@ -110,7 +152,13 @@ impl Durable {
     }
 }
 
-async fn commit(log: Arc<DiskLog>, mut waiting: mpsc::Receiver<Append>, counters: Arc<Counters>) {
+async fn commit(committer: Committer, mut waiting: mpsc::Receiver<Append>) {
+    let Committer {
+        log,
+        queue,
+        counters,
+        retry_after,
+    } = committer;
     while let Some(first) = waiting.recv().await {
         let mut group = vec![first];
         while group.len() < GROUP {
@@ -128,28 +176,52 @@ async fn commit(log: Arc<DiskLog>, mut waiting: mpsc::Receiver<Append>, counters
         })
         .await;
         stats::add(&counters.disk_writes, 1);
-        let result = match written {
-            Ok(Ok(ids)) => Ok(ids),
-            Ok(Err(LogError::Full { needed, free })) => Err(AppendError::Full(format!(
+        let failure = match written {
+            Ok(Ok(ids)) => {
+                for (append, id) in group.into_iter().zip(ids) {
+                    let Append {
+                        message,
+                        items,
+                        reservation,
+                        reply,
+                    } = append;
+                    // On disk but not queued if the agent began shutting
+                    // down meanwhile: replayed at the next start, and the
+                    // client, told to retry, may send it again (at least
+                    // once).
+                    let outcome = queue.push(reservation, message, Some(id));
+                    let _ = reply.send(crate::sink::answer(&counters, items, outcome, retry_after));
+                }
+                continue;
+            }
+            Ok(Err(LogError::Full { needed, free })) => AppendError::Full(format!(
                 "the disk queue is full ({needed} bytes needed, {free} free under the cap)"
-            ))),
+            )),
             Ok(Err(e)) => {
                 tracing::warn!("disk queue: {e}");
-                Err(AppendError::Failed(format!("the disk queue failed: {e}")))
+                AppendError::Failed(format!("the disk queue failed: {e}"))
             }
-            Err(e) => Err(AppendError::Failed(format!("the disk queue's writer: {e}"))),
+            Err(e) => AppendError::Failed(format!("the disk queue's writer: {e}")),
         };
-        match result {
-            Ok(ids) => {
-                for (append, id) in group.into_iter().zip(ids) {
-                    let _ = append.reply.send(Ok(id));
+        for append in group {
+            let verdict = match &failure {
+                AppendError::Full(reason) => {
+                    stats::add(&counters.refused_full_requests, 1);
+                    stats::add(&counters.refused_full_items, append.items);
+                    Verdict::Busy {
+                        reason: reason.clone(),
+                        retry_after,
+                    }
                 }
-            }
-            Err(e) => {
-                for append in group {
-                    let _ = append.reply.send(Err(e.clone()));
+                AppendError::Failed(reason) => {
+                    stats::add(&counters.refused_disk_requests, 1);
+                    Verdict::Unavailable {
+                        reason: reason.clone(),
+                        retry_after,
+                    }
                 }
-            }
+            };
+            let _ = append.reply.send(verdict);
         }
     }
 }

@@ -194,7 +194,13 @@ fn open_disk_queue(
             queues[i].replay(payload.into(), items, record);
         }
         let _inside = runtime.enter();
-        durables.push(Arc::new(Durable::start(log, settings.fsync, Arc::clone(c))));
+        durables.push(Arc::new(Durable::start(
+            log,
+            settings.fsync,
+            Arc::clone(&queues[i]),
+            Arc::clone(c),
+            config.retry_after,
+        )));
     }
     let [t, l, m]: [Arc<Durable>; 3] = durables
         .try_into()

@@ -9,7 +9,7 @@ use otlp_receiver::decode::{self, Decoded};
 use otlp_receiver::{Format, Sink, SinkRequest, Verdict, VerdictFuture};
 use prost::Message;
 
-use crate::durable::{AppendError, Durable};
+use crate::durable::Durable;
 use crate::queue::{Refusal, SignalQueue};
 use crate::stats::{self, Counters};
 use crate::wire::{self, Signal};
@@ -103,7 +103,7 @@ impl AgentSink {
 }
 
 /// The answer to a request whose queueing ended with `outcome`, counted.
-fn answer(
+pub(crate) fn answer(
     counters: &Counters,
     items: u64,
     outcome: Result<(), Refusal>,
@@ -136,8 +136,9 @@ fn answer(
     }
 }
 
-/// The disk queue's path: room first, then the append (acknowledged once
-/// it is on disk), then the memory queue with the record's id.
+/// The disk queue's path: room first, then the append; once the request is
+/// on disk the committer queues it with its record's id, counts it and
+/// answers.
 async fn take_durable(
     queue: Arc<SignalQueue>,
     counters: Arc<Counters>,
@@ -153,30 +154,7 @@ async fn take_durable(
         Ok(reservation) => reservation,
         Err(refusal) => return answer(&counters, items, Err(refusal), retry_after),
     };
-    match durable.append(message.clone(), items).await {
-        Ok(record) => {
-            let outcome = queue.push(reservation, message, Some(record));
-            // On disk but not queued when the agent began shutting down in
-            // between: it is replayed at the next start, and the client,
-            // told to retry, may send it again (at least once).
-            answer(&counters, items, outcome, retry_after)
-        }
-        Err(AppendError::Full(reason)) => {
-            stats::add(&counters.refused_full_requests, 1);
-            stats::add(&counters.refused_full_items, items);
-            Verdict::Busy {
-                reason,
-                retry_after,
-            }
-        }
-        Err(AppendError::Failed(reason)) => {
-            stats::add(&counters.refused_disk_requests, 1);
-            Verdict::Unavailable {
-                reason,
-                retry_after,
-            }
-        }
-    }
+    durable.append(message, items, reservation).await
 }
 
 impl Sink for AgentSink {
