@@ -56,6 +56,8 @@ pub(crate) struct Durable {
     pub(crate) log: Arc<DiskLog>,
     appends: mpsc::Sender<Append>,
     retry_after: Duration,
+    /// Failed acknowledgements, logged at most once per interval.
+    warnings: otlp_async::LogThrottle,
 }
 
 fn name(signal: Signal) -> &'static str {
@@ -107,6 +109,7 @@ impl Durable {
             log,
             appends,
             retry_after,
+            warnings: otlp_async::LogThrottle::default(),
         }
     }
 
@@ -147,7 +150,12 @@ impl Durable {
         if let Ok(Err(e)) = done {
             // The records stay on disk and come back at the next start:
             // exported twice, never lost.
-            tracing::warn!("disk queue: acknowledging exported records failed: {e}");
+            if let Some(held_back) = self.warnings.admit() {
+                tracing::warn!(
+                    similar_since_last_warning = held_back,
+                    "disk queue: acknowledging exported records failed: {e}"
+                );
+            }
         }
     }
 }
@@ -198,7 +206,9 @@ async fn commit(committer: Committer, mut waiting: mpsc::Receiver<Append>) {
                 "the disk queue is full ({needed} bytes needed, {free} free under the cap)"
             )),
             Ok(Err(e)) => {
-                tracing::warn!("disk queue: {e}");
+                if let Some(held_back) = counters.warnings.admit() {
+                    tracing::warn!(similar_since_last_warning = held_back, "disk queue: {e}");
+                }
                 AppendError::Failed(format!("the disk queue failed: {e}"))
             }
             Err(e) => AppendError::Failed(format!("the disk queue's writer: {e}")),

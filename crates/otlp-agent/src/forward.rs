@@ -84,8 +84,11 @@ impl Forwarder {
                     stats::add(&self.counters.rejected_upstream_items, rejected);
                     stats::add(&self.counters.exported_requests, 1);
                     stats::add(&self.counters.exported_bytes, batch.bytes as u64);
-                    if rejected > 0 {
+                    if rejected > 0
+                        && let Some(held_back) = self.counters.warnings.admit()
+                    {
                         tracing::warn!(
+                            similar_since_last_warning = held_back,
                             "upstream rejected {rejected} of {items} item(s): {}",
                             delivered.message
                         );
@@ -100,9 +103,12 @@ impl Forwarder {
             let after = match &error {
                 SendError::Permanent(reason) => {
                     stats::add(&self.counters.errors_permanent, 1);
-                    tracing::warn!(
-                        "upstream refused a batch of {items} item(s) for good: {reason}"
-                    );
+                    if let Some(held_back) = self.counters.warnings.admit() {
+                        tracing::warn!(
+                            similar_since_last_warning = held_back,
+                            "upstream refused a batch of {items} item(s) for good: {reason}"
+                        );
+                    }
                     break Outcome::Dropped(&self.counters.dropped_permanent_items);
                 }
                 SendError::Retryable { retry_after, .. } => {
@@ -122,10 +128,13 @@ impl Forwarder {
             let seed = self.seed.fetch_add(0x9E37_79B9, Ordering::Relaxed);
             let wait = after.unwrap_or_else(|| self.sender.backoff(retry, seed));
             if started.elapsed() + wait > self.max_elapsed {
-                tracing::warn!(
-                    "dropping a batch of {items} item(s) after {:?} of retries: {error}",
-                    started.elapsed()
-                );
+                if let Some(held_back) = self.counters.warnings.admit() {
+                    tracing::warn!(
+                        similar_since_last_warning = held_back,
+                        "dropping a batch of {items} item(s) after {:?} of retries: {error}",
+                        started.elapsed()
+                    );
+                }
                 break Outcome::Dropped(&self.counters.dropped_max_elapsed_items);
             }
             retry += 1;

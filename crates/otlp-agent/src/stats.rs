@@ -47,6 +47,9 @@ pub(crate) struct Counters {
     pub(crate) corrupt_records: AtomicU64,
     pub(crate) truncated_bytes: AtomicU64,
     pub(crate) disk_writes: AtomicU64,
+    /// Per-batch warnings (partial successes, drops, disk failures), at
+    /// most one per interval: a failing upstream must not flood the log.
+    pub(crate) warnings: otlp_async::LogThrottle,
 }
 
 pub(crate) fn add(counter: &AtomicU64, n: u64) {
