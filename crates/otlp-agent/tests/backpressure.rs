@@ -96,14 +96,7 @@ fn a_permanent_refusal_is_dropped_and_counted_not_retried() {
         .position(|w| w == b"utf8-0")
         .expect("the span name is in the request");
     bad[at] = 0xff;
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let grpc = client(
-        &runtime,
-        &agent.endpoint(),
-        Protocol::Grpc,
-        SignalKind::Traces,
-    );
-    runtime.block_on(async { grpc.send(grpc.prepare(bad)).await.unwrap() });
+    send_one(&agent.endpoint(), Protocol::Grpc, SignalKind::Traces, bad).unwrap();
     wait_for("the drop to be counted", || {
         agent.stats().traces.dropped_permanent_items == 1
     });
@@ -135,14 +128,12 @@ fn malformed_requests_are_refused_and_never_forwarded() {
         b"{",
     );
     assert_eq!(status, 400);
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let grpc = client(
-        &runtime,
+    match send_one(
         &agent.endpoint(),
         Protocol::Grpc,
         SignalKind::Metrics,
-    );
-    match runtime.block_on(grpc.send(grpc.prepare(garbage))) {
+        garbage,
+    ) {
         Err(SendError::Permanent(reason)) => {
             assert!(reason.to_lowercase().contains("invalid"), "{reason}")
         }
@@ -164,18 +155,13 @@ fn an_upstream_partial_success_is_counted_as_rejected_upstream() {
     })
     .unwrap();
     let agent = agent(&upstream.endpoint(), |_| {});
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let grpc = client(
-        &runtime,
+    send_one(
         &agent.endpoint(),
         Protocol::Grpc,
         SignalKind::Logs,
-    );
-    runtime.block_on(async {
-        grpc.send(grpc.prepare(request(SignalKind::Logs, "p", 5)))
-            .await
-            .unwrap()
-    });
+        request(SignalKind::Logs, "p", 5),
+    )
+    .unwrap();
     wait_for("the export to end", || agent.stats().logs.queued_items == 0);
     let l = agent.stats().logs;
     assert_eq!((l.exported_items, l.rejected_upstream_items), (3, 2));
@@ -187,19 +173,13 @@ fn an_upstream_partial_success_is_counted_as_rejected_upstream() {
 fn retries_stop_at_max_elapsed_and_the_batch_is_counted() {
     let (_, endpoint) = dead_endpoint();
     let agent = agent(&endpoint, |c| c.max_elapsed = Duration::from_millis(300));
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let http_client = client(
-        &runtime,
+    send_one(
         &agent.endpoint(),
         Protocol::HttpProtobuf,
         SignalKind::Traces,
-    );
-    runtime.block_on(async {
-        http_client
-            .send(http_client.prepare(request(SignalKind::Traces, "gone", 6)))
-            .await
-            .unwrap()
-    });
+        request(SignalKind::Traces, "gone", 6),
+    )
+    .unwrap();
     wait_for("the drop", || {
         agent.stats().traces.dropped_max_elapsed_items == 6
     });
@@ -216,18 +196,13 @@ fn a_shutdown_that_cannot_flush_counts_what_it_left() {
         c.shutdown_timeout = Duration::from_millis(200);
         c.upstream = c.upstream.clone().with_timeout(Duration::from_millis(200));
     });
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let grpc = client(
-        &runtime,
+    send_one(
         &agent.endpoint(),
         Protocol::Grpc,
         SignalKind::Metrics,
-    );
-    runtime.block_on(async {
-        grpc.send(grpc.prepare(request(SignalKind::Metrics, "left", 5)))
-            .await
-            .unwrap()
-    });
+        request(SignalKind::Metrics, "left", 5),
+    )
+    .unwrap();
     let report = agent.shutdown();
     assert_eq!(report.left_items, 5);
     let m = report.stats.metrics;
@@ -244,18 +219,13 @@ fn metrics_health_and_readiness_are_served() {
     let agent = agent(&upstream.endpoint(), |c| {
         c.metrics_addr = Some("127.0.0.1:0".parse().unwrap());
     });
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let grpc = client(
-        &runtime,
+    send_one(
         &agent.endpoint(),
         Protocol::Grpc,
         SignalKind::Traces,
-    );
-    runtime.block_on(async {
-        grpc.send(grpc.prepare(request(SignalKind::Traces, "m", 7)))
-            .await
-            .unwrap()
-    });
+        request(SignalKind::Traces, "m", 7),
+    )
+    .unwrap();
     wait_for("the export", || agent.stats().traces.exported_items == 7);
     let admin = agent.metrics_addr().unwrap();
     let (status, _, body) = http(admin, "GET", "/metrics", "text/plain", b"");

@@ -200,6 +200,19 @@ pub fn client(
         .unwrap()
 }
 
+/// Sends one request to `endpoint` with our transports, on a runtime of
+/// its own; the attempt's outcome.
+pub fn send_one(
+    endpoint: &str,
+    protocol: Protocol,
+    signal: SignalKind,
+    message: Vec<u8>,
+) -> Result<otlp_sdk::otlp::Delivered, otlp_sdk::otlp::SendError> {
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = client(&runtime, endpoint, protocol, signal);
+    runtime.block_on(client.send(client.prepare(message)))
+}
+
 pub fn path(signal: SignalKind) -> &'static str {
     match signal {
         SignalKind::Traces => "/v1/traces",
