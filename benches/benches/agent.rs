@@ -217,11 +217,9 @@ fn disk_queue(fsync: Fsync) -> (QueueMode, std::path::PathBuf) {
         std::process::id(),
         now_ns()
     ));
-    let queue = QueueMode::Disk(DiskQueue {
-        dir: dir.clone(),
-        segment_bytes: 64 << 20,
-        fsync,
-    });
+    let mut disk = DiskQueue::new(&dir);
+    disk.fsync = fsync;
+    let queue = QueueMode::Disk(disk);
     (queue, dir)
 }
 

@@ -70,8 +70,14 @@ pub enum QueueMode {
     Disk(DiskQueue),
 }
 
-/// The disk queue's settings.
+/// The disk queue's settings; [`DiskQueue::new`] gives the defaults.
+///
+/// With the disk queue, `queue_max_bytes` caps the disk each signal's log
+/// may use, and `memory_bytes` how much of the queue is also held in
+/// memory (all signals): a backlog beyond it waits on disk only and is
+/// read back as exports make room.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DiskQueue {
     /// The directory (one subdirectory per signal); one live agent at a time.
     pub dir: PathBuf,
@@ -79,6 +85,36 @@ pub struct DiskQueue {
     pub segment_bytes: u64,
     /// When a request is on disk for good before it is acknowledged.
     pub fsync: Fsync,
+    /// What a request finds when the disk cap (or the disk) is full.
+    pub on_full: OnFull,
+    /// Queued bytes held in memory at most, all signals.
+    pub memory_bytes: usize,
+}
+
+impl DiskQueue {
+    /// The defaults under `dir`: 64 MiB segments, `Fsync::Always`,
+    /// backpressure when full, 64 MiB of memory.
+    pub fn new(dir: impl Into<PathBuf>) -> Self {
+        DiskQueue {
+            dir: dir.into(),
+            segment_bytes: 64 << 20,
+            fsync: Fsync::Always,
+            on_full: OnFull::Backpressure,
+            memory_bytes: 64 << 20,
+        }
+    }
+}
+
+/// What the disk queue does when a request does not fit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFull {
+    /// Refuse it with a retryable answer (RESOURCE_EXHAUSTED + RetryInfo,
+    /// HTTP 429 + Retry-After): the client keeps it.
+    #[default]
+    Backpressure,
+    /// Delete the oldest segment (its records not yet exported are counted
+    /// as `dropped_disk_full_items`) until the request fits.
+    DropOldest,
 }
 
 /// When appended requests are flushed to stable storage.
@@ -182,7 +218,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("queue-max-items", "N  items queued, all signals [1048576]"),
     (
         "queue-max-bytes",
-        "SIZE  bytes queued, all signals [256MiB]",
+        "SIZE  bytes queued, all signals; disk per signal with --queue disk [256MiB]",
     ),
     (
         "max-elapsed",
@@ -220,6 +256,14 @@ pub const KEYS: &[(&str, &str)] = &[
         "always|interval|never  disk queue flushing [always]",
     ),
     ("fsync-interval", "DURATION  with --fsync interval [100ms]"),
+    (
+        "on-full",
+        "backpressure|drop-oldest  a full disk queue [backpressure]",
+    ),
+    (
+        "queue-memory-bytes",
+        "SIZE  disk queue bytes also held in memory [64MiB]",
+    ),
     ("quiet", "no live line on stderr"),
 ];
 
@@ -424,11 +468,7 @@ impl AgentConfig {
         };
         let mut builder = OtlpExporterBuilder::new();
         let mut tls_files: [Option<(Vec<u8>, String)>; 3] = [None, None, None];
-        let mut disk = DiskQueue {
-            dir: PathBuf::new(),
-            segment_bytes: 64 << 20,
-            fsync: Fsync::Always,
-        };
+        let mut disk = DiskQueue::new(PathBuf::new());
         let (mut queue_kind, mut fsync_kind) = ("memory".to_owned(), "always".to_owned());
         let mut fsync_interval = Duration::from_millis(100);
         for (key, _) in KEYS {
@@ -520,6 +560,14 @@ impl AgentConfig {
                     "always" | "interval" | "never" => fsync_kind = v.to_owned(),
                     _ => return Err(fail(format!("{v:?} is not always, interval or never"))),
                 },
+                "on-full" => {
+                    disk.on_full = match v {
+                        "backpressure" => OnFull::Backpressure,
+                        "drop-oldest" => OnFull::DropOldest,
+                        _ => return Err(fail(format!("{v:?} is not backpressure or drop-oldest"))),
+                    }
+                }
+                "queue-memory-bytes" => disk.memory_bytes = size(v)?,
                 "fsync-interval" => match duration(v)? {
                     d if d.is_zero() => return Err(fail("must be above zero".to_owned())),
                     d => fsync_interval = d,
@@ -577,6 +625,17 @@ impl AgentConfig {
         Ok((config, options))
     }
 
+    /// The bytes of queued requests held in memory at most, all signals,
+    /// and the key that sets it.
+    pub(crate) fn memory_room(&self) -> (&'static str, usize) {
+        match &self.queue {
+            QueueMode::Disk(disk) if disk.memory_bytes < self.queue_max_bytes => {
+                ("queue-memory-bytes", disk.memory_bytes)
+            }
+            _ => ("queue-max-bytes", self.queue_max_bytes),
+        }
+    }
+
     /// Checks settings that only fail together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let fail = |key: &str, reason: String| ConfigError {
@@ -584,23 +643,35 @@ impl AgentConfig {
             source: "the configuration".to_owned(),
             reason,
         };
-        if self.batch_max_bytes > self.queue_max_bytes {
+        let (room_key, room) = self.memory_room();
+        if self.batch_max_bytes > room {
             return Err(fail(
                 "batch-max-bytes",
-                format!(
-                    "{} is larger than queue-max-bytes {}",
-                    self.batch_max_bytes, self.queue_max_bytes
-                ),
+                format!("{} is larger than {room_key} {room}", self.batch_max_bytes),
             ));
         }
-        if self.max_body_bytes > self.queue_max_bytes {
+        if self.max_body_bytes > room {
             return Err(fail(
                 "max-body-bytes",
                 format!(
-                    "{} is larger than queue-max-bytes {}: such a request could never be queued",
-                    self.max_body_bytes, self.queue_max_bytes
+                    "{} is larger than {room_key} {room}: such a request could never be queued",
+                    self.max_body_bytes
                 ),
             ));
+        }
+        if let QueueMode::Disk(disk) = &self.queue {
+            // A record never spans segments, so the largest request must
+            // fit in one (20 bytes of record header).
+            let largest = self.max_body_bytes as u64 + 20;
+            if disk.segment_bytes < largest {
+                return Err(fail(
+                    "segment-bytes",
+                    format!(
+                        "{} cannot hold a request of max-body-bytes {} (and its 20-byte header)",
+                        disk.segment_bytes, self.max_body_bytes
+                    ),
+                ));
+            }
         }
         for (key, n) in [
             ("batch-max-items", self.batch_max_items),

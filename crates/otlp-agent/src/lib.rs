@@ -67,7 +67,7 @@ use otlp_receiver::{Receiver, ReceiverConfig, ReceiverStats, ThreadCpu};
 use otlp_sync::Semaphore;
 use tokio::sync::watch;
 
-pub use config::{AgentConfig, CliOptions, ConfigError, DiskQueue, Fsync, QueueMode};
+pub use config::{AgentConfig, CliOptions, ConfigError, DiskQueue, Fsync, OnFull, QueueMode};
 
 pub use otlp_receiver::SignalKind;
 pub use stats::{AgentStats, SignalStats};
@@ -123,7 +123,13 @@ impl Shared {
         let signal = |i: usize| {
             let mut stats = self.counters[i].snapshot();
             if let Some(durable) = &self.durable {
-                stats.disk_bytes = durable[i].log.used_bytes();
+                let log = &durable[i].log;
+                stats.disk_bytes = log.used_bytes();
+                let fsync = log.fsync_stats();
+                let micros = |d: Duration| u64::try_from(d.as_micros()).unwrap_or(u64::MAX);
+                stats.fsyncs = fsync.count;
+                stats.fsync_mean_micros = micros(fsync.mean());
+                stats.fsync_max_micros = micros(fsync.max);
             }
             stats
         };
@@ -146,11 +152,16 @@ impl Shared {
     /// Why the agent should not be sent more now, if so.
     pub(crate) fn not_ready(&self) -> Option<&'static str> {
         if self.closing.load(Ordering::Acquire) {
-            Some("shutting down")
-        } else if self.room.items.available() == 0 || self.room.bytes.available() == 0 {
-            Some("queue full")
-        } else {
-            None
+            return Some("shutting down");
+        }
+        match &self.durable {
+            // Memory full only means the backlog waits on disk.
+            Some(durable) => durable
+                .iter()
+                .any(|d| d.log.used_bytes() >= d.log.max_bytes())
+                .then_some("disk queue full"),
+            None => (self.room.items.available() == 0 || self.room.bytes.available() == 0)
+                .then_some("queue full"),
         }
     }
 
@@ -172,9 +183,7 @@ fn open_disk_queue(
     queues: &[Arc<SignalQueue>; 3],
     counters: &[Arc<Counters>; 3],
 ) -> Result<[Arc<Durable>; 3], AgentError> {
-    // Room for the queue's bound plus a segment of record headers and
-    // acknowledged records not yet deleted.
-    let max_bytes = (config.queue_max_bytes as u64).saturating_add(settings.segment_bytes);
+    let max_bytes = config.queue_max_bytes as u64;
     let mut durables = Vec::with_capacity(3);
     for (i, signal) in SIGNALS.into_iter().enumerate() {
         let (log, recovered) =
@@ -188,15 +197,17 @@ fn open_disk_queue(
                 path.display()
             );
         }
-        for (record, items, payload) in recovered.records {
+        // Replayed in order as memory allows: the payloads stay on disk
+        // until they are read back for export.
+        for (record, items, len) in recovered.records {
             stats::add(&c.replayed_requests, 1);
             stats::add(&c.replayed_items, items);
-            queues[i].replay(payload.into(), items, record);
+            queues[i].recovered(record, items, len as usize);
         }
         let _inside = runtime.enter();
         durables.push(Arc::new(Durable::start(
             log,
-            settings.fsync,
+            settings,
             Arc::clone(&queues[i]),
             Arc::clone(c),
             config.retry_after,
@@ -284,7 +295,7 @@ impl Agent {
                 usize::try_from(config.queue_max_items).unwrap_or(usize::MAX),
                 "queue-max-items",
             )?,
-            bytes: semaphore(config.queue_max_bytes, "queue-max-bytes")?,
+            bytes: semaphore(config.memory_room().1, config.memory_room().0)?,
         });
         let counters: [Arc<Counters>; 3] = Default::default();
         let monitors: [Arc<ConcurrencyMonitor>; 3] = Default::default();

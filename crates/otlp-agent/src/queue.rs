@@ -13,6 +13,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -81,12 +82,24 @@ pub(crate) enum Refusal {
     Closed,
 }
 
+/// A record of the disk queue held on disk only, waiting for room.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct OnDisk {
+    pub(crate) record: RecordId,
+    pub(crate) items: u64,
+    pub(crate) bytes: usize,
+}
+
 #[derive(Debug)]
 struct State {
     open: Batch,
     sealed: VecDeque<Batch>,
     in_flight: usize,
     closed: bool,
+    /// Disk queue records not in memory, oldest first.
+    waiting_on_disk: VecDeque<OnDisk>,
+    /// Records taken from `waiting_on_disk` and being read back.
+    loading: usize,
 }
 
 /// The room every signal's queue draws from.
@@ -101,6 +114,11 @@ pub(crate) struct Room {
 pub(crate) struct SignalQueue {
     state: Mutex<State>,
     wake: Notify,
+    /// Wakes the disk queue's loader when a record waits on disk.
+    disk_wake: Notify,
+    /// Whether records wait on disk or are being loaded (a hint read
+    /// without the lock; decided again under it).
+    backlog: AtomicBool,
     room: Arc<Room>,
     max_items: u64,
     max_bytes: usize,
@@ -122,8 +140,12 @@ impl SignalQueue {
                 sealed: VecDeque::new(),
                 in_flight: 0,
                 closed: false,
+                waiting_on_disk: VecDeque::new(),
+                loading: 0,
             }),
             wake: Notify::new(),
+            disk_wake: Notify::new(),
+            backlog: AtomicBool::new(false),
             room,
             max_items,
             max_bytes,
@@ -158,19 +180,6 @@ impl SignalQueue {
         })
     }
 
-    /// A request recovered from the disk queue: it was acknowledged in an
-    /// earlier life, so it is queued whether or not there is room (the
-    /// room is taken when there is, so new requests still see the bound).
-    pub(crate) fn replay(&self, message: Bytes, items: u64, record: RecordId) {
-        let reservation = self.reserve(items, message.len()).unwrap_or(Reservation {
-            permits: Vec::new(),
-            items,
-            bytes: message.len(),
-        });
-        // A fresh queue is open: replay runs before the listeners start.
-        let _ = self.push(reservation, message, Some(record));
-    }
-
     /// Queues a request in the room `reservation` took for it.
     pub(crate) fn push(
         &self,
@@ -178,48 +187,252 @@ impl SignalQueue {
         message: Bytes,
         record: Option<RecordId>,
     ) -> Result<(), Refusal> {
+        let (items, bytes) = (reservation.items, reservation.bytes);
+        // Counted before it can be taken, so an export never subtracts first.
+        self.count_queued(items, bytes, 1);
+        let mut state = self.state.lock();
+        if state.closed {
+            drop(state);
+            self.count_queued(items, bytes, -1);
+            return Err(Refusal::Closed);
+        }
+        let wake = self.enqueue(&mut state, reservation, message, record);
+        drop(state);
+        if wake {
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Queues a request its signal's disk log holds as `record`: in memory
+    /// when there is room and nothing older waits on disk, otherwise on
+    /// disk only (the payload is let go here and read back by
+    /// [`next_on_disk`](Self::next_on_disk)'s caller once room frees), so
+    /// the backlog is bounded by the disk, not by memory.
+    pub(crate) fn push_durable(
+        &self,
+        message: Bytes,
+        items: u64,
+        record: RecordId,
+    ) -> Result<(), Refusal> {
+        let bytes = message.len();
+        // Room is tried outside the lock: a failed try releases what it
+        // took, which may wake another signal's loader.
+        let reservation = if self.backlog.load(Ordering::Relaxed) {
+            None
+        } else {
+            self.reserve(items, bytes).ok()
+        };
+        self.count_queued(items, bytes, 1);
+        let mut state = self.state.lock();
+        if state.closed {
+            drop(state);
+            self.count_queued(items, bytes, -1);
+            return Err(Refusal::Closed);
+        }
+        let in_order = state.waiting_on_disk.is_empty() && state.loading == 0;
+        match reservation {
+            Some(reservation) if in_order => {
+                let wake = self.enqueue(&mut state, reservation, message, Some(record));
+                drop(state);
+                if wake {
+                    self.wake.notify_one();
+                }
+            }
+            unused => {
+                stats::add(&self.counters.disk_only_items, items);
+                state.waiting_on_disk.push_back(OnDisk {
+                    record,
+                    items,
+                    bytes,
+                });
+                self.backlog.store(true, Ordering::Relaxed);
+                drop(state);
+                drop(unused);
+                drop(message);
+                self.disk_wake.notify_one();
+            }
+        }
+        Ok(())
+    }
+
+    /// A record recovered from the disk log at start: queued on disk only,
+    /// loaded in order as room frees.
+    pub(crate) fn recovered(&self, record: RecordId, items: u64, bytes: usize) {
+        self.count_queued(items, bytes, 1);
+        stats::add(&self.counters.disk_only_items, items);
+        let mut state = self.state.lock();
+        state.waiting_on_disk.push_back(OnDisk {
+            record,
+            items,
+            bytes,
+        });
+        self.backlog.store(true, Ordering::Relaxed);
+        drop(state);
+        self.disk_wake.notify_one();
+    }
+
+    /// The oldest record waiting on disk, taken for loading; waits for one.
+    pub(crate) async fn next_on_disk(&self) -> OnDisk {
+        loop {
+            let notified = self.disk_wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.state.lock();
+                if let Some(next) = state.waiting_on_disk.pop_front() {
+                    state.loading += 1;
+                    return next;
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// The oldest record waiting on disk with room for it, if room can be
+    /// had without waiting.
+    pub(crate) fn try_next_on_disk(&self) -> Option<(OnDisk, Reservation)> {
+        let front = self.state.lock().waiting_on_disk.front().copied()?;
+        let reservation = self.reserve(front.items, front.bytes).ok()?;
+        let mut state = self.state.lock();
+        if state.waiting_on_disk.front().map(|d| d.record) != Some(front.record) {
+            // Dropped meanwhile (drop-oldest): the room goes back.
+            drop(state);
+            drop(reservation);
+            return None;
+        }
+        state.waiting_on_disk.pop_front();
+        state.loading += 1;
+        Some((front, reservation))
+    }
+
+    /// Room for a record read back from disk, waiting for it; a record
+    /// larger than the whole room takes all of it.
+    pub(crate) async fn reserve_waiting(&self, items: u64, bytes: usize) -> Reservation {
+        let clamp = |n: usize, semaphore: &Semaphore| n.min(semaphore.total());
+        let item_count = clamp(
+            usize::try_from(items).unwrap_or(usize::MAX),
+            &self.room.items,
+        );
+        let byte_count = clamp(bytes, &self.room.bytes);
+        // The room's semaphores are never closed: these cannot fail.
+        let permits = [
+            self.room.items.acquire_owned(item_count).await,
+            self.room.bytes.acquire_owned(byte_count).await,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        Reservation {
+            permits,
+            items,
+            bytes,
+        }
+    }
+
+    /// A record read back from disk joins the batches, even after `close`
+    /// (a flush drains what waits on disk too).
+    pub(crate) fn push_loaded(&self, reservation: Reservation, message: Bytes, record: RecordId) {
+        stats::sub(&self.counters.disk_only_items, reservation.items);
+        let mut state = self.state.lock();
+        state.loading -= 1;
+        let wake = self.enqueue(&mut state, reservation, message, Some(record));
+        self.backlog.store(
+            !state.waiting_on_disk.is_empty() || state.loading > 0,
+            Ordering::Relaxed,
+        );
+        drop(state);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+
+    /// A record taken for loading could not be read back: it leaves the
+    /// queue (the caller counts why).
+    pub(crate) fn load_failed(&self, record: &OnDisk) {
+        stats::sub(&self.counters.disk_only_items, record.items);
+        self.count_queued(record.items, record.bytes, -1);
+        let mut state = self.state.lock();
+        state.loading -= 1;
+        self.backlog.store(
+            !state.waiting_on_disk.is_empty() || state.loading > 0,
+            Ordering::Relaxed,
+        );
+        drop(state);
+        // A flush waiting for the queue to empty may be done now.
+        self.wake.notify_one();
+    }
+
+    /// Forgets the records the disk log discarded (drop-oldest) that were
+    /// waiting on disk; returns their items. Those already in memory stay
+    /// queued and are exported.
+    pub(crate) fn forget_on_disk(&self, dropped: &[(RecordId, u64)]) -> u64 {
+        let gone: std::collections::HashSet<RecordId> = dropped.iter().map(|d| d.0).collect();
+        let (mut items, mut bytes) = (0, 0);
+        let mut state = self.state.lock();
+        state.waiting_on_disk.retain(|d| {
+            let keep = !gone.contains(&d.record);
+            if !keep {
+                items += d.items;
+                bytes += d.bytes;
+            }
+            keep
+        });
+        self.backlog.store(
+            !state.waiting_on_disk.is_empty() || state.loading > 0,
+            Ordering::Relaxed,
+        );
+        drop(state);
+        stats::sub(&self.counters.disk_only_items, items);
+        self.count_queued(items, bytes, -1);
+        self.wake.notify_one();
+        items
+    }
+
+    fn count_queued(&self, items: u64, bytes: usize, sign: i8) {
+        if sign > 0 {
+            stats::add(&self.counters.queued_items, items);
+            stats::add(&self.counters.queued_bytes, bytes as u64);
+        } else {
+            stats::sub(&self.counters.queued_items, items);
+            stats::sub(&self.counters.queued_bytes, bytes as u64);
+        }
+    }
+
+    /// Adds a request to the open batch, sealing batches that are full;
+    /// returns whether the exporter should look now.
+    fn enqueue(
+        &self,
+        state: &mut State,
+        reservation: Reservation,
+        message: Bytes,
+        record: Option<RecordId>,
+    ) -> bool {
         let Reservation {
             permits,
             items,
             bytes,
         } = reservation;
-        stats::add(&self.counters.queued_items, items);
-        stats::add(&self.counters.queued_bytes, bytes as u64);
-        let now = Instant::now();
-        let wake = {
-            let mut state = self.state.lock();
-            if state.closed {
-                drop(state);
-                stats::sub(&self.counters.queued_items, items);
-                stats::sub(&self.counters.queued_bytes, bytes as u64);
-                return Err(Refusal::Closed);
-            }
-            let state = &mut *state;
-            let open = &mut state.open;
-            if !open.is_empty()
-                && (open.items + items > self.max_items || open.bytes + bytes > self.max_bytes)
-            {
-                let full = std::mem::replace(open, Batch::new());
-                state.sealed.push_back(full);
-            }
-            let open = &mut state.open;
-            let was_empty = open.is_empty();
-            open.first_at.get_or_insert(now);
-            open.parts.push(message);
-            open.items += items;
-            open.bytes += bytes;
-            open.permits.extend(permits);
-            open.records.extend(record);
-            if open.items >= self.max_items || open.bytes >= self.max_bytes {
-                let full = std::mem::replace(open, Batch::new());
-                state.sealed.push_back(full);
-            }
-            was_empty || !state.sealed.is_empty()
-        };
-        if wake {
-            self.wake.notify_one();
+        let open = &mut state.open;
+        if !open.is_empty()
+            && (open.items + items > self.max_items || open.bytes + bytes > self.max_bytes)
+        {
+            let full = std::mem::replace(open, Batch::new());
+            state.sealed.push_back(full);
         }
-        Ok(())
+        let open = &mut state.open;
+        let was_empty = open.is_empty();
+        open.first_at.get_or_insert_with(Instant::now);
+        open.parts.push(message);
+        open.items += items;
+        open.bytes += bytes;
+        open.permits.extend(permits);
+        open.records.extend(record);
+        if open.items >= self.max_items || open.bytes >= self.max_bytes {
+            let full = std::mem::replace(open, Batch::new());
+            state.sealed.push_back(full);
+        }
+        was_empty || !state.sealed.is_empty()
     }
 
     /// Whether the queue stopped accepting.
@@ -250,7 +463,12 @@ impl SignalQueue {
                         }
                         Some(due)
                     }
-                    None if state.closed => return None,
+                    None if state.closed
+                        && state.waiting_on_disk.is_empty()
+                        && state.loading == 0 =>
+                    {
+                        return None;
+                    }
                     None => None,
                 }
             };

@@ -136,9 +136,10 @@ pub(crate) fn answer(
     }
 }
 
-/// The disk queue's path: room first, then the append; once the request is
-/// on disk the committer queues it with its record's id, counts it and
-/// answers.
+/// The disk queue's path: the append; once the request is on disk the
+/// committer queues it with its record's id (in memory if there is room,
+/// else on disk only), counts it and answers. Only the disk's room can
+/// refuse it.
 async fn take_durable(
     queue: Arc<SignalQueue>,
     counters: Arc<Counters>,
@@ -150,11 +151,7 @@ async fn take_durable(
     if queue.is_closed() {
         return answer(&counters, items, Err(Refusal::Closed), retry_after);
     }
-    let reservation = match queue.reserve(items, message.len()) {
-        Ok(reservation) => reservation,
-        Err(refusal) => return answer(&counters, items, Err(refusal), retry_after),
-    };
-    durable.append(message, items, reservation).await
+    durable.append(message, items).await
 }
 
 impl Sink for AgentSink {

@@ -32,6 +32,9 @@ pub(crate) struct Counters {
     pub(crate) dropped_permanent_items: AtomicU64,
     pub(crate) dropped_max_elapsed_items: AtomicU64,
     pub(crate) dropped_shutdown_items: AtomicU64,
+    pub(crate) dropped_disk_full_items: AtomicU64,
+    pub(crate) dropped_unreadable_items: AtomicU64,
+    pub(crate) disk_only_items: AtomicU64,
     pub(crate) attempts: AtomicU64,
     pub(crate) retries: AtomicU64,
     pub(crate) errors_retryable: AtomicU64,
@@ -97,6 +100,12 @@ pub struct SignalStats {
     pub dropped_max_elapsed_items: u64,
     /// Items still queued when a shutdown's time ran out.
     pub dropped_shutdown_items: u64,
+    /// Items the disk queue discarded with its oldest segment to make room
+    /// (`--on-full drop-oldest`) before they were loaded for export.
+    pub dropped_disk_full_items: u64,
+    /// Items of disk queue records that could not be read back (their
+    /// bytes changed on disk after they were written).
+    pub dropped_unreadable_items: u64,
     /// Upstream attempts, retries included.
     pub attempts: u64,
     /// Attempts that were retries.
@@ -113,6 +122,9 @@ pub struct SignalStats {
     pub queued_items: u64,
     /// Their bytes.
     pub queued_bytes: u64,
+    /// Of `queued_items`, those held on disk only (the disk queue's backlog
+    /// beyond the memory it may use), read back as room frees.
+    pub disk_only_items: u64,
     /// Requests refused because the disk queue failed (an I/O error;
     /// retryable answer).
     pub refused_disk_requests: u64,
@@ -131,12 +143,22 @@ pub struct SignalStats {
     pub disk_writes: u64,
     /// Bytes of the signal's disk queue segments.
     pub disk_bytes: u64,
+    /// Fsyncs of the signal's disk queue segments.
+    pub fsyncs: u64,
+    /// Their mean duration, in microseconds.
+    pub fsync_mean_micros: u64,
+    /// The longest, in microseconds.
+    pub fsync_max_micros: u64,
 }
 
 impl SignalStats {
     /// Items dropped, all causes.
     pub fn dropped_items(&self) -> u64 {
-        self.dropped_permanent_items + self.dropped_max_elapsed_items + self.dropped_shutdown_items
+        self.dropped_permanent_items
+            + self.dropped_max_elapsed_items
+            + self.dropped_shutdown_items
+            + self.dropped_disk_full_items
+            + self.dropped_unreadable_items
     }
 
     /// Accepted (and replayed) items not found in any outcome, in the queue
@@ -172,6 +194,9 @@ impl Counters {
             dropped_permanent_items: get(&self.dropped_permanent_items),
             dropped_max_elapsed_items: get(&self.dropped_max_elapsed_items),
             dropped_shutdown_items: get(&self.dropped_shutdown_items),
+            dropped_disk_full_items: get(&self.dropped_disk_full_items),
+            dropped_unreadable_items: get(&self.dropped_unreadable_items),
+            disk_only_items: get(&self.disk_only_items),
             attempts: get(&self.attempts),
             retries: get(&self.retries),
             errors_retryable: get(&self.errors_retryable),
@@ -188,6 +213,9 @@ impl Counters {
             truncated_bytes: get(&self.truncated_bytes),
             disk_writes: get(&self.disk_writes),
             disk_bytes: 0,
+            fsyncs: 0,
+            fsync_mean_micros: 0,
+            fsync_max_micros: 0,
         }
     }
 }
@@ -311,6 +339,8 @@ pub(crate) fn prometheus(stats: &AgentStats, monitors: &[(Signal, &ConcurrencyMo
                 ("permanent_error", &|s| s.dropped_permanent_items),
                 ("max_elapsed", &|s| s.dropped_max_elapsed_items),
                 ("shutdown", &|s| s.dropped_shutdown_items),
+                ("disk_full", &|s| s.dropped_disk_full_items),
+                ("unreadable", &|s| s.dropped_unreadable_items),
             ],
         ),
     );
@@ -347,6 +377,12 @@ pub(crate) fn prometheus(stats: &AgentStats, monitors: &[(Signal, &ConcurrencyMo
         &per_signal(&|s| s.queued_bytes),
     );
     family(
+        "queue_disk_only_items",
+        "gauge",
+        "Queued items held on disk only, waiting for memory.",
+        &per_signal(&|s| s.disk_only_items),
+    );
+    family(
         "replayed_items_total",
         "counter",
         "Items the disk queue held at start, queued again.",
@@ -369,6 +405,18 @@ pub(crate) fn prometheus(stats: &AgentStats, monitors: &[(Signal, &ConcurrencyMo
         "counter",
         "Group writes to the disk queue.",
         &per_signal(&|s| s.disk_writes),
+    );
+    family(
+        "disk_fsyncs_total",
+        "counter",
+        "Fsyncs of the disk queue's segments.",
+        &per_signal(&|s| s.fsyncs),
+    );
+    family(
+        "disk_fsync_max_microseconds",
+        "gauge",
+        "The longest fsync of the disk queue's segments so far.",
+        &per_signal(&|s| s.fsync_max_micros),
     );
     family(
         "disk_bytes",

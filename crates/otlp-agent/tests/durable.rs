@@ -43,18 +43,21 @@ impl Drop for TempDir {
     }
 }
 
+/// Requests these tests allow: a record must fit in a 1 MiB segment.
+const SMALL_BODIES: usize = 512 << 10;
+
 fn disk(dir: &Path) -> QueueMode {
-    QueueMode::Disk(DiskQueue {
-        dir: dir.to_owned(),
-        segment_bytes: 1 << 20,
-        fsync: Fsync::Always,
-    })
+    let mut queue = DiskQueue::new(dir);
+    queue.segment_bytes = 1 << 20;
+    queue.fsync = Fsync::Always;
+    QueueMode::Disk(queue)
 }
 
 fn with_disk(dir: &Path) -> impl FnOnce(&mut AgentConfig) {
     let queue = disk(dir);
     move |c: &mut AgentConfig| {
         c.queue = queue;
+        c.max_body_bytes = SMALL_BODIES;
         c.shutdown_timeout = Duration::from_millis(200);
         c.upstream = c.upstream.clone().with_timeout(Duration::from_millis(300));
     }
@@ -89,7 +92,8 @@ fn spawn_agent(dir: &Path, endpoint: &str) -> (Child, String) {
         .args(["--worker-threads", "1", "--export-threads", "1"])
         .args(["--queue", "disk", "--queue-dir"])
         .arg(dir)
-        .args(["--segment-bytes", "64KiB", "--timeout", "300ms"])
+        .args(["--segment-bytes", "64KiB", "--max-body-bytes", "32KiB"])
+        .args(["--timeout", "300ms"])
         .args(["--endpoint", endpoint])
         .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
         .stdout(Stdio::piped())
@@ -189,6 +193,7 @@ fn a_directory_serves_one_live_agent() {
         listen: "127.0.0.1:0".parse().unwrap(),
         listen_http: None,
         queue: disk(&dir.0),
+        max_body_bytes: SMALL_BODIES,
         upstream: otlp_sdk::otlp::OtlpExporterBuilder::new()
             .with_endpoint(dead.as_str())
             .without_env(),
@@ -369,6 +374,7 @@ fn a_queue_directory_that_cannot_be_made_is_an_error_at_start() {
         listen: "127.0.0.1:0".parse().unwrap(),
         listen_http: None,
         queue: disk(&blocker.join("queue")),
+        max_body_bytes: SMALL_BODIES,
         upstream: otlp_sdk::otlp::OtlpExporterBuilder::new()
             .with_endpoint(dead.as_str())
             .without_env(),

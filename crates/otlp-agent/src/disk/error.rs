@@ -1,8 +1,8 @@
 use std::fmt;
 use std::path::PathBuf;
 
-/// Failures of the disk log. The caller backpressures on `Full` and `Io`
-/// alike; `Full` only says the cause is known to be space.
+/// Failures of the disk log. The caller backpressures on `Full`,
+/// `NoSpace` and `Io` alike; the first two say the cause is space.
 #[derive(Debug)]
 pub enum LogError {
     /// Another live `DiskLog` (this process or another) holds the directory.
@@ -19,13 +19,27 @@ pub enum LogError {
         /// The operating system's error.
         source: std::io::Error,
     },
-    /// The batch does not fit: either `max_bytes` would be exceeded (nothing
-    /// was written) or the filesystem reported ENOSPC (`free` is then 0).
+    /// The batch does not fit under `max_bytes` (nothing was written).
     Full {
         /// Bytes the batch needed.
         needed: u64,
         /// Bytes left under the cap (0 on ENOSPC).
         free: u64,
+    },
+    /// The filesystem has no space left (ENOSPC): nothing of the batch is
+    /// kept, and room comes back only when segments are deleted or the
+    /// disk is freed by someone else.
+    NoSpace {
+        /// The file being written.
+        path: PathBuf,
+    },
+    /// A record read back does not check out (its bytes changed on disk
+    /// after they were written and checked at open).
+    Damaged {
+        /// The segment file.
+        path: PathBuf,
+        /// Where the record starts.
+        offset: u64,
     },
     /// A single record can never be stored: it exceeds `segment_bytes`
     /// (records never span segments) or the u32 length field.
@@ -38,16 +52,18 @@ pub enum LogError {
 }
 
 impl LogError {
-    /// Maps ENOSPC to `Full` so the caller's space handling sees it.
+    /// Maps ENOSPC to `NoSpace` so the caller's space handling sees it.
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        let path = path.into();
         if source.raw_os_error() == Some(libc::ENOSPC) {
-            return LogError::Full { needed: 0, free: 0 };
+            return LogError::NoSpace { path };
         }
-        LogError::Io {
-            op,
-            path: path.into(),
-            source,
-        }
+        LogError::Io { op, path, source }
+    }
+
+    /// Whether the failure is a lack of space (the cap or the filesystem).
+    pub fn is_space(&self) -> bool {
+        matches!(self, LogError::Full { .. } | LogError::NoSpace { .. })
     }
 }
 
@@ -62,6 +78,12 @@ impl fmt::Display for LogError {
             }
             LogError::Full { needed, free } => {
                 write!(f, "disk log full: need {needed} bytes, {free} free")
+            }
+            LogError::NoSpace { path } => {
+                write!(f, "no space left on the device writing {}", path.display())
+            }
+            LogError::Damaged { path, offset } => {
+                write!(f, "damaged record in {} at byte {offset}", path.display())
             }
             LogError::TooLarge { size, limit } => {
                 write!(f, "record of {size} bytes exceeds limit of {limit}")

@@ -26,7 +26,7 @@ use crate::disk::record::{self, HEADER};
 use parking_lot::Mutex;
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{self, File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -63,11 +63,36 @@ pub struct RecordId {
     pub offset: u64,
 }
 
+/// Segment fsyncs so far; see [`DiskLog::fsync_stats`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct FsyncStats {
+    /// How many.
+    pub count: u64,
+    /// Time spent in them, all together.
+    pub total: std::time::Duration,
+    /// The longest.
+    pub max: std::time::Duration,
+}
+
+impl FsyncStats {
+    /// The mean time of one; zero before the first.
+    pub fn mean(&self) -> std::time::Duration {
+        match u32::try_from(self.count) {
+            Ok(0) => std::time::Duration::ZERO,
+            Ok(n) => self.total / n,
+            Err(_) => self.total / u32::MAX,
+        }
+    }
+}
+
 /// What `open` found on disk.
 #[derive(Debug, Default)]
 pub struct Recovered {
-    /// Unacknowledged records in append order: (id, items, payload).
-    pub records: Vec<(RecordId, u64, Vec<u8>)>,
+    /// Unacknowledged records in append order: (id, items, payload
+    /// length). Payloads stay on disk until [`DiskLog::read`] loads them,
+    /// so a backlog larger than memory can be reopened.
+    pub records: Vec<(RecordId, u64, u32)>,
     /// Bytes cut from the newest segment's torn tail.
     pub truncated_bytes: u64,
     /// Bad stretches skipped by resync (each may cover several records).
@@ -111,6 +136,8 @@ pub struct DiskLog {
     inner: Mutex<Inner>,
     /// Mirrors the live segment bytes so `used_bytes` needs no lock.
     used: AtomicU64,
+    /// Segment fsyncs: how many, nanoseconds in all, the longest.
+    fsyncs: [AtomicU64; 3],
     _lock: File,
 }
 
@@ -175,7 +202,8 @@ impl DiskLog {
                     segment: n,
                     offset: off,
                 };
-                rec.records.push((id, d.items, buf[d.payload].to_vec()));
+                let len = u32::try_from(d.payload.len()).expect("a record's length is a u32");
+                rec.records.push((id, d.items, len));
             }
             if live.is_empty() {
                 // Nothing left to deliver; its ack file goes with the orphans.
@@ -215,6 +243,7 @@ impl DiskLog {
             config,
             inner: Mutex::new(inner),
             used: AtomicU64::new(used),
+            fsyncs: Default::default(),
             _lock: lock,
         };
         Ok((log, rec))
@@ -246,6 +275,15 @@ impl DiskLog {
         }
 
         let mut inner = self.inner.lock();
+        let current = &inner.segments[&inner.current];
+        if self.used.load(Ordering::Relaxed) + total > self.config.max_bytes
+            && current.bytes > 0
+            && current.live.is_empty()
+        {
+            // The current segment holds only acknowledged records, which
+            // count against the cap until it is deleted: roll past it.
+            self.roll(&mut inner)?;
+        }
         let used = self.used.load(Ordering::Relaxed);
         if used + total > self.config.max_bytes {
             let free = self.config.max_bytes.saturating_sub(used);
@@ -262,7 +300,7 @@ impl DiskLog {
         let start = inner.segments[&n].bytes;
         let res = inner.current_file.write_all(&buf).and_then(|()| {
             if self.config.fsync == Fsync::Always {
-                inner.current_file.sync_data()
+                self.timed_sync(&inner.current_file)
             } else {
                 Ok(())
             }
@@ -271,15 +309,7 @@ impl DiskLog {
             if inner.current_file.set_len(start).is_err() {
                 inner.must_roll = true;
             }
-            return Err(
-                match LogError::io("append", seg_path(&self.config.dir, n), e) {
-                    LogError::Full { .. } => LogError::Full {
-                        needed: total,
-                        free: 0,
-                    },
-                    other => other,
-                },
-            );
+            return Err(LogError::io("append", seg_path(&self.config.dir, n), e));
         }
 
         let seg = inner
@@ -305,9 +335,7 @@ impl DiskLog {
     pub fn sync(&self) -> Result<(), LogError> {
         let mut inner = self.inner.lock();
         let n = inner.current;
-        inner
-            .current_file
-            .sync_data()
+        self.timed_sync(&inner.current_file)
             .map_err(|e| LogError::io("sync", seg_path(&self.config.dir, n), e))?;
         for (&n, seg) in inner.segments.iter_mut().filter(|(_, s)| s.ack_dirty) {
             if let Some(f) = &seg.ack_file {
@@ -426,6 +454,16 @@ impl DiskLog {
     /// is the only one holding records, the log first rolls past it, so
     /// drop-oldest can always make room. `None` when the log is empty.
     pub fn drop_oldest_segment(&self) -> Result<Option<(u64, u64)>, LogError> {
+        Ok(self.drop_oldest_records()?.map(|records| {
+            let items = records.iter().map(|(_, items)| items).sum();
+            (records.len() as u64, items)
+        }))
+    }
+
+    /// [`drop_oldest_segment`](Self::drop_oldest_segment), returning each
+    /// discarded record with its items, so a caller can tell which of them
+    /// it still held elsewhere.
+    pub fn drop_oldest_records(&self) -> Result<Option<Vec<(RecordId, u64)>>, LogError> {
         let mut inner = self.inner.lock();
         // Fully acked non-current segments are normally already gone; skip
         // one left behind by a failed delete rather than report nothing.
@@ -440,10 +478,76 @@ impl DiskLog {
         if oldest == inner.current {
             self.roll(&mut inner)?;
         }
-        let seg = &inner.segments[&oldest];
-        let dropped = (seg.live.len() as u64, seg.live.values().sum());
+        let dropped = inner.segments[&oldest]
+            .live
+            .iter()
+            .map(|(&offset, &items)| {
+                let id = RecordId {
+                    segment: oldest,
+                    offset,
+                };
+                (id, items)
+            })
+            .collect();
         self.delete_segment(&mut inner, oldest)?;
         Ok(Some(dropped))
+    }
+
+    /// Reads back the payloads of unacknowledged records, each checked
+    /// against its crc, without taking the log's lock (appends go on). A
+    /// record whose segment was dropped meanwhile is an `Io` error with
+    /// `NotFound`; one whose bytes changed is `Damaged`.
+    pub fn read(&self, ids: &[RecordId]) -> Vec<Result<Vec<u8>, LogError>> {
+        let mut open: Option<(u64, File)> = None;
+        ids.iter()
+            .map(|id| {
+                let path = seg_path(&self.config.dir, id.segment);
+                if open.as_ref().is_none_or(|(n, _)| *n != id.segment) {
+                    let file = File::open(&path).map_err(|e| LogError::io("read", &path, e))?;
+                    open = Some((id.segment, file));
+                }
+                let (_, file) = open.as_mut().expect("opened above");
+                read_record(file, id.offset, self.config.segment_bytes)
+                    .map_err(|e| LogError::io("read", &path, e))?
+                    .ok_or(LogError::Damaged {
+                        path,
+                        offset: id.offset,
+                    })
+            })
+            .collect()
+    }
+
+    /// `sync_data` of a segment, timed for [`fsync_stats`](Self::fsync_stats).
+    fn timed_sync(&self, file: &File) -> std::io::Result<()> {
+        let started = std::time::Instant::now();
+        let synced = file.sync_data();
+        let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        let [count, total, max] = &self.fsyncs;
+        count.fetch_add(1, Ordering::Relaxed);
+        total.fetch_add(nanos, Ordering::Relaxed);
+        max.fetch_max(nanos, Ordering::Relaxed);
+        synced
+    }
+
+    /// How the segment fsyncs on the write path went (the acknowledgement
+    /// waits for them with `Fsync::Always`; the timer runs them otherwise).
+    pub fn fsync_stats(&self) -> FsyncStats {
+        let [count, total, max] = &self.fsyncs;
+        FsyncStats {
+            count: count.load(Ordering::Relaxed),
+            total: std::time::Duration::from_nanos(total.load(Ordering::Relaxed)),
+            max: std::time::Duration::from_nanos(max.load(Ordering::Relaxed)),
+        }
+    }
+
+    /// The directory the log lives in.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.config.dir
+    }
+
+    /// The cap on [`used_bytes`](Self::used_bytes).
+    pub fn max_bytes(&self) -> u64 {
+        self.config.max_bytes
     }
 
     /// Bytes of all segments on disk, acked records included until their
@@ -451,6 +555,29 @@ impl DiskLog {
     pub fn used_bytes(&self) -> u64 {
         self.used.load(Ordering::Relaxed)
     }
+}
+
+/// The payload of the record at `offset`, `None` if it does not check out
+/// (a length over `max`, what no append writes, is not trusted either).
+fn read_record(file: &mut File, offset: u64, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    file.seek(SeekFrom::Start(offset))?;
+    let mut buf = vec![0; HEADER];
+    file.read_exact(&mut buf)?;
+    let len = u32::from_le_bytes(buf[4..8].try_into().expect("4 bytes"));
+    if record::encoded_len(len as usize) > max {
+        return Ok(None);
+    }
+    buf.resize(HEADER + len as usize, 0);
+    match file.read_exact(&mut buf[HEADER..]) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    Ok(record::decode_at(&buf, 0).map(|d| {
+        buf.truncate(d.payload.end);
+        buf.drain(..d.payload.start);
+        buf
+    }))
 }
 
 #[cfg(test)]

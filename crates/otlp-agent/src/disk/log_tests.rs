@@ -96,7 +96,18 @@ fn reopen_returns_unacked_in_order_and_deletes_acked_segments() {
         .filter(|(_, id)| !acked.contains(id))
         .map(|(i, id)| (*id, i as u64, payload(i)))
         .collect();
-    assert_eq!(rec.records, want);
+    let got: Vec<RecordId> = rec.records.iter().map(|r| r.0).collect();
+    let read: Vec<Vec<u8>> = log.read(&got).into_iter().map(Result::unwrap).collect();
+    let got: Vec<(RecordId, u64, Vec<u8>)> = rec
+        .records
+        .iter()
+        .zip(read)
+        .map(|(&(id, items, len), payload)| {
+            assert_eq!(len as usize, payload.len());
+            (id, items, payload)
+        })
+        .collect();
+    assert_eq!(got, want);
     assert_eq!((rec.truncated_bytes, rec.corrupt_records), (0, 0));
     assert_eq!(log.used_bytes(), used);
 }
@@ -287,4 +298,43 @@ fn concurrent_appends_and_acks() {
     let mut kept = kept;
     kept.sort();
     assert_eq!(rec.records.iter().map(|r| r.0).collect::<Vec<_>>(), kept);
+}
+
+#[test]
+fn read_checks_each_record_and_reports_dropped_segments() {
+    let tmp = TmpDir::new("read");
+    let rec_size = record::encoded_len(10);
+    let (log, _) = DiskLog::open(cfg(&tmp.0, rec_size * 2, 1 << 20)).unwrap();
+    let ids = log
+        .append(&[(b"0123456789", 1), (b"abcdefghij", 2), (b"ABCDEFGHIJ", 3)])
+        .unwrap();
+    let read = log.read(&ids);
+    assert_eq!(read[0].as_deref().unwrap(), b"0123456789");
+    assert_eq!(read[2].as_deref().unwrap(), b"ABCDEFGHIJ");
+    // A byte changed on disk after the append: that record only is damaged.
+    let path = seg_path(&tmp.0, ids[1].segment);
+    let mut bytes = fs::read(&path).unwrap();
+    bytes[(ids[1].offset + record::encoded_len(3)) as usize] ^= 0x40;
+    fs::write(&path, &bytes).unwrap();
+    let read = log.read(&ids);
+    assert!(read[0].is_ok() && read[2].is_ok());
+    assert!(
+        matches!(&read[1], Err(LogError::Damaged { offset, .. }) if *offset == ids[1].offset),
+        "{:?}",
+        read[1]
+    );
+    // A length over the segment size is not trusted (no huge allocation).
+    bytes[(ids[1].offset + 4) as usize..][..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    fs::write(&path, &bytes).unwrap();
+    assert!(matches!(
+        log.read(&ids[1..2])[0],
+        Err(LogError::Damaged { .. })
+    ));
+    // The segment dropped: its records cannot be read any more.
+    let dropped = log.drop_oldest_records().unwrap().unwrap();
+    assert_eq!(dropped.len(), 3, "one append, one segment: {dropped:?}");
+    assert!(matches!(
+        &log.read(&ids[..1])[0],
+        Err(LogError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound
+    ));
 }

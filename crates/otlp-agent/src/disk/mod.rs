@@ -27,4 +27,4 @@ mod log;
 mod record;
 
 pub use error::LogError;
-pub use log::{DiskLog, Fsync, LogConfig, RecordId, Recovered};
+pub use log::{DiskLog, Fsync, FsyncStats, LogConfig, RecordId, Recovered};
