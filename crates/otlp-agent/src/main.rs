@@ -64,6 +64,14 @@ fn wait_for_signal(agent: &Agent, quiet: bool) -> std::io::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // The library's warnings (a full disk, a failing upstream, damaged
+    // records skipped at start) go to stderr, throttled where they repeat.
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_max_level(tracing::Level::INFO)
+        .with_target(false)
+        .with_ansi(false)
+        .init();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (config, options) = match AgentConfig::from_sources(&args, |name| std::env::var(name).ok())
     {

@@ -16,32 +16,10 @@ use std::time::Duration;
 
 use common::*;
 use otlp_agent::{AgentConfig, AgentError, DiskQueue, Fsync, QueueMode, SignalKind};
-use otlp_receiver::decode::Decoded;
 use otlp_receiver::{Receiver, ReceiverConfig};
 use otlp_sdk::otlp::Protocol;
 
 const AGENT: &str = env!("CARGO_BIN_EXE_otlp-agent");
-
-/// A directory under the system's temporary one, removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(tag: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "otlp-agent-{tag}-{}-{}",
-            std::process::id(),
-            fastrand::u64(..)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// Requests these tests allow: a record must fit in a 1 MiB segment.
 const SMALL_BODIES: usize = 512 << 10;
@@ -61,21 +39,6 @@ fn with_disk(dir: &Path) -> impl FnOnce(&mut AgentConfig) {
         c.shutdown_timeout = Duration::from_millis(200);
         c.upstream = c.upstream.clone().with_timeout(Duration::from_millis(300));
     }
-}
-
-/// Span names of everything an upstream kept.
-fn names(kept: Vec<Decoded>) -> Vec<String> {
-    let mut out = Vec::new();
-    for decoded in kept {
-        if let Decoded::Traces(request) = decoded {
-            for rs in request.resource_spans {
-                for ss in rs.scope_spans {
-                    out.extend(ss.spans.into_iter().map(|s| s.name));
-                }
-            }
-        }
-    }
-    out
 }
 
 /// The agent binary on a disk queue in `dir`, forwarding to `endpoint`;

@@ -296,21 +296,18 @@ impl DiskLog {
         if inner.must_roll || (cur_bytes > 0 && cur_bytes + total > self.config.segment_bytes) {
             self.roll(&mut inner)?;
         }
-        let n = inner.current;
-        let start = inner.segments[&n].bytes;
-        let res = inner.current_file.write_all(&buf).and_then(|()| {
-            if self.config.fsync == Fsync::Always {
-                self.timed_sync(&inner.current_file)
-            } else {
-                Ok(())
+        let (n, start) = match self.write(&mut inner, &buf) {
+            Err(LogError::NoSpace { .. })
+                if inner.segments[&inner.current].live.is_empty()
+                    && inner.segments[&inner.current].bytes > 0 =>
+            {
+                // The filesystem is full and the current segment holds only
+                // acknowledged records: rolling past it deletes it.
+                self.roll(&mut inner)?;
+                self.write(&mut inner, &buf)?
             }
-        });
-        if let Err(e) = res {
-            if inner.current_file.set_len(start).is_err() {
-                inner.must_roll = true;
-            }
-            return Err(LogError::io("append", seg_path(&self.config.dir, n), e));
-        }
+            written => written?,
+        };
 
         let seg = inner
             .segments
@@ -331,6 +328,28 @@ impl DiskLog {
         Ok(ids)
     }
 
+    /// Writes `buf` at the end of the current segment (synced under
+    /// `Fsync::Always`); returns the segment and where `buf` starts. On
+    /// failure the bytes are cut back, or the next append rolls.
+    fn write(&self, inner: &mut Inner, buf: &[u8]) -> Result<(u64, u64), LogError> {
+        let n = inner.current;
+        let start = inner.segments[&n].bytes;
+        let res = inner.current_file.write_all(buf).and_then(|()| {
+            if self.config.fsync == Fsync::Always {
+                self.timed_sync(&inner.current_file)
+            } else {
+                Ok(())
+            }
+        });
+        if let Err(e) = res {
+            if inner.current_file.set_len(start).is_err() {
+                inner.must_roll = true;
+            }
+            return Err(LogError::io("append", seg_path(&self.config.dir, n), e));
+        }
+        Ok((n, start))
+    }
+
     /// Flushes appended records and acks (the `Fsync::Never` timer hook).
     pub fn sync(&self) -> Result<(), LogError> {
         let mut inner = self.inner.lock();
@@ -348,37 +367,45 @@ impl DiskLog {
     }
 
     /// Marks records delivered (exported or dropped). Unknown or repeated ids
-    /// are ignored. The ack entries are written (and with `Fsync::Always`
-    /// synced) before the call returns; one lost in a crash only means the
-    /// record is exported again. A segment whose records are all acked is
-    /// deleted unless it is still being appended to.
+    /// are ignored. A segment whose records are all acked is deleted unless
+    /// it is still being appended to (the deletion acknowledges all of it);
+    /// otherwise the ack entries are written (and with `Fsync::Always`
+    /// synced) before the call returns. An entry that cannot be written (a
+    /// full disk) only means the record is exported again after a restart:
+    /// the records count as done in this log either way, so their segment
+    /// is still deleted once the rest of it is done, which is what frees a
+    /// full disk. The first error is returned after every segment was seen.
     pub fn ack(&self, ids: &[RecordId]) -> Result<(), LogError> {
         let mut by_seg: BTreeMap<u64, BTreeSet<u64>> = BTreeMap::new();
         for id in ids {
             by_seg.entry(id.segment).or_default().insert(id.offset);
         }
         let mut inner = self.inner.lock();
+        let mut first_error = None;
         for (n, offsets) in by_seg {
             let current = inner.current;
             let Some(seg) = inner.segments.get_mut(&n) else {
                 continue;
             };
             let mut buf = Vec::new();
-            for &o in offsets.iter().filter(|o| seg.live.contains_key(o)) {
-                record::encode_ack(&mut buf, o);
+            for &o in &offsets {
+                if seg.live.remove(&o).is_some() {
+                    record::encode_ack(&mut buf, o);
+                }
             }
             if buf.is_empty() {
                 continue;
             }
-            self.write_acks(n, seg, &buf)?;
-            for o in &offsets {
-                seg.live.remove(o);
-            }
-            if seg.live.is_empty() && n != current {
-                self.delete_segment(&mut inner, n)?;
+            let done = if seg.live.is_empty() && n != current {
+                self.delete_segment(&mut inner, n)
+            } else {
+                self.write_acks(n, seg, &buf)
+            };
+            if let Err(e) = done {
+                first_error.get_or_insert(e);
             }
         }
-        Ok(())
+        first_error.map_or(Ok(()), Err)
     }
 
     fn write_acks(&self, n: u64, seg: &mut Segment, buf: &[u8]) -> Result<(), LogError> {

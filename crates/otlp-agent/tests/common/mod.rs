@@ -4,6 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
@@ -17,6 +18,7 @@ use opentelemetry_proto::tonic::metrics::v1::{
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
 use otlp_agent::{Agent, AgentConfig, SignalKind};
+use otlp_receiver::decode::Decoded;
 use otlp_sdk::otlp::{OtlpExporterBuilder, OtlpRequestSender, Protocol, Signal};
 use prost::Message;
 
@@ -271,4 +273,40 @@ pub fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         assert!(Instant::now() < deadline, "timed out waiting for {what}");
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+/// A directory under the system's temporary one, removed when dropped.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "otlp-agent-{tag}-{}-{}",
+            std::process::id(),
+            fastrand::u64(..)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Span names of everything an upstream kept.
+pub fn names(kept: Vec<Decoded>) -> Vec<String> {
+    let mut out = Vec::new();
+    for decoded in kept {
+        if let Decoded::Traces(request) = decoded {
+            for rs in request.resource_spans {
+                for ss in rs.scope_spans {
+                    out.extend(ss.spans.into_iter().map(|s| s.name));
+                }
+            }
+        }
+    }
+    out
 }
