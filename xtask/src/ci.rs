@@ -98,6 +98,7 @@ fn hwloc_step(root: &std::path::Path) -> StepResult {
             name: "hwloc (skipped: no libhwloc)".to_owned(),
             ok: true,
             elapsed: std::time::Duration::ZERO,
+            log: None,
         };
     }
     run_step(
@@ -118,6 +119,7 @@ fn nested(name: &str, body: impl FnOnce() -> Result<(), String>) -> StepResult {
         name: name.to_owned(),
         ok: result.is_ok(),
         elapsed: start.elapsed(),
+        log: None,
     }
 }
 

@@ -1,15 +1,25 @@
 //! Running cargo and friends: logged, timed, with a clear error on failure.
 
-use std::process::Command;
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// A finished step: what ran, whether it passed, how long it took.
+/// A finished step: what ran, whether it passed, how long it took, and
+/// where its output was kept, if it was.
 #[derive(Debug, Clone)]
 pub struct StepResult {
     pub name: String,
     pub ok: bool,
     pub elapsed: Duration,
+    pub log: Option<PathBuf>,
 }
+
+/// Lines of a failed step's log printed again after the summary, so the
+/// cause is in the last screen of a CI log, not only far above it.
+const FAILURE_TAIL_LINES: usize = 60;
 
 /// Runs `command`, echoing it first, and reports success and wall time.
 pub fn run_step(name: &str, command: &mut Command) -> StepResult {
@@ -29,6 +39,83 @@ pub fn run_step(name: &str, command: &mut Command) -> StepResult {
         name: name.to_owned(),
         ok,
         elapsed,
+        log: None,
+    }
+}
+
+/// [`run_step`], with the command's output (stdout and stderr) also kept
+/// in `log`, which the summary of a failure quotes.
+pub fn run_step_logged(name: &str, command: &mut Command, log: &Path) -> StepResult {
+    eprintln!(
+        "\n==> [{name}] {} (output kept in {})",
+        describe(command),
+        log.display()
+    );
+    let start = Instant::now();
+    let ok = match tee(command, log) {
+        Ok(ok) => ok,
+        Err(err) => {
+            eprintln!("xtask: cannot run {:?}: {err}", command.get_program());
+            false
+        }
+    };
+    let elapsed = start.elapsed();
+    let verdict = if ok { "ok" } else { "FAILED" };
+    eprintln!("<== [{name}] {verdict} in {:.1} s", elapsed.as_secs_f64());
+    StepResult {
+        name: name.to_owned(),
+        ok,
+        elapsed,
+        log: Some(log.to_owned()),
+    }
+}
+
+/// Runs `command` with its stdout and stderr copied both to ours (stderr)
+/// and to `log`; returns whether it succeeded.
+fn tee(command: &mut Command, log: &Path) -> std::io::Result<bool> {
+    if let Some(dir) = log.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let file = Arc::new(Mutex::new(File::create(log)?));
+    let mut child = command
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let copy = |mut from: Box<dyn Read + Send>| {
+        let file = Arc::clone(&file);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = from.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let _ = std::io::stderr().write_all(&buf[..n]);
+                if let Ok(mut file) = file.lock() {
+                    let _ = file.write_all(&buf[..n]);
+                }
+            }
+        })
+    };
+    let readers = [
+        child.stdout.take().map(|o| copy(Box::new(o))),
+        child.stderr.take().map(|e| copy(Box::new(e))),
+    ];
+    let status = child.wait()?;
+    for reader in readers.into_iter().flatten() {
+        let _ = reader.join();
+    }
+    Ok(status.success())
+}
+
+/// The last `lines` lines of `path`, or why it cannot be read.
+fn tail(path: &Path, lines: usize) -> String {
+    match std::fs::read(path) {
+        Ok(bytes) => {
+            let text = String::from_utf8_lossy(&bytes);
+            let all: Vec<&str> = text.lines().collect();
+            all[all.len().saturating_sub(lines)..].join("\n")
+        }
+        Err(err) => format!("(cannot read {}: {err})", path.display()),
     }
 }
 
@@ -49,6 +136,16 @@ pub fn summarize(title: &str, steps: &[StepResult]) -> Result<(), String> {
         .filter(|s| !s.ok)
         .map(|s| s.name.as_str())
         .collect();
+    for step in steps.iter().filter(|s| !s.ok) {
+        if let Some(log) = &step.log {
+            eprintln!(
+                "\n==> the last {FAILURE_TAIL_LINES} lines of [{}] ({}):\n{}",
+                step.name,
+                log.display(),
+                tail(log, FAILURE_TAIL_LINES)
+            );
+        }
+    }
     if failed.is_empty() {
         Ok(())
     } else {
@@ -116,5 +213,29 @@ pub fn ensure_nightly_component(component: &str) -> Result<(), String> {
         Err(format!(
             "could not install the nightly `{component}` component"
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_logged_step_keeps_both_streams_and_its_failure() {
+        let log = std::env::temp_dir().join(format!("xtask-tee-{}.log", std::process::id()));
+        let step = run_step_logged(
+            "tee",
+            Command::new("sh").args(["-c", "echo to-stdout; echo to-stderr >&2; exit 3"]),
+            &log,
+        );
+        assert!(!step.ok);
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert!(
+            text.contains("to-stdout") && text.contains("to-stderr"),
+            "{text}"
+        );
+        assert_eq!(tail(&log, 1).lines().count(), 1);
+        assert!(summarize("t", &[step]).is_err());
+        std::fs::remove_file(&log).unwrap();
     }
 }

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use crate::cmd::{StepResult, cargo, run_step, summarize};
+use crate::cmd::{StepResult, cargo, run_step, run_step_logged, summarize};
 use crate::workspace;
 
 /// What the dry run's verification builds into: one directory for every
@@ -103,6 +103,7 @@ fn failed(name: &str) -> StepResult {
         name: name.to_owned(),
         ok: false,
         elapsed: Duration::ZERO,
+        log: None,
     }
 }
 
@@ -110,16 +111,38 @@ fn failed(name: &str) -> StepResult {
 /// packaged, then unpacked and built, its not-yet-published siblings
 /// resolved from a local registry holding the freshly packaged crates.
 /// `--allow-dirty` because what is checked is the working tree as it is.
+///
+/// Its output is kept in `target/publish/dry-run.log` and quoted after the
+/// summary when it fails. Verification resolves every package's
+/// dependencies afresh from the registry's index (the workspace's lock does
+/// not apply to a package), so a failed run is tried once more before it
+/// counts: a registry that did not answer is not a packaging defect, and a
+/// real one fails twice.
 pub fn dry_run_step(root: &Path, order: &[String]) -> StepResult {
-    let mut command = cargo();
-    command
-        .current_dir(root)
-        .env("CARGO_TARGET_DIR", root.join(VERIFY_TARGET_DIR))
-        .args(["publish", "--dry-run", "--allow-dirty"]);
-    for name in order {
-        command.args(["-p", name]);
+    let run = |attempt: &str| {
+        let mut command = cargo();
+        command
+            .current_dir(root)
+            .env("CARGO_TARGET_DIR", root.join(VERIFY_TARGET_DIR))
+            .args(["publish", "--dry-run", "--allow-dirty"]);
+        for name in order {
+            command.args(["-p", name]);
+        }
+        let log = root
+            .join(VERIFY_TARGET_DIR)
+            .join(format!("dry-run{attempt}.log"));
+        run_step_logged("publish --dry-run", &mut command, &log)
+    };
+    let first = run("");
+    if first.ok {
+        return first;
     }
-    run_step("publish --dry-run", &mut command)
+    eprintln!("xtask: publish --dry-run failed; trying once more (see above for why)");
+    let second = run("-retry");
+    StepResult {
+        elapsed: first.elapsed + second.elapsed,
+        ..second
+    }
 }
 
 /// Cargo's verification builds a package's library and binaries only, so a
@@ -132,12 +155,13 @@ pub fn dry_run_step(root: &Path, order: &[String]) -> StepResult {
 pub fn packaged_targets_step(root: &Path, members: &[Member], order: &[String]) -> StepResult {
     let name = "packaged tests and examples";
     match unpack_packages(root, members, order) {
-        Ok(scratch) => run_step(
+        Ok(scratch) => run_step_logged(
             name,
             cargo()
                 .current_dir(scratch)
                 .env("CARGO_TARGET_DIR", root.join(VERIFY_TARGET_DIR))
                 .args(["check", "--workspace", "--all-targets"]),
+            &root.join(VERIFY_TARGET_DIR).join("packaged.log"),
         ),
         Err(message) => {
             eprintln!("xtask: publish: {message}");
