@@ -20,7 +20,10 @@
 //! - **Durable, if asked.** With [`QueueMode::Disk`] (`--queue disk`) a
 //!   request is appended to its signal's log ([`disk::DiskLog`]) before it
 //!   is acknowledged, many requests per write and fsync, and whatever was
-//!   not exported is replayed at the next start.
+//!   not exported is replayed at the next start. A backlog beyond the
+//!   memory it may use ([`DiskQueue::memory_bytes`]) waits on disk only
+//!   and is read back as exports make room; a full disk refuses (or, with
+//!   [`OnFull::DropOldest`], drops its oldest segment and counts it).
 //! - **Observable.** [`Agent::stats`], and Prometheus text on
 //!   `metrics_addr` (`/metrics`, `/healthz`, `/readyz`).
 //!
