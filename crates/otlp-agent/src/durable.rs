@@ -54,6 +54,7 @@ struct Committer {
     counters: Arc<Counters>,
     retry_after: Duration,
     on_full: OnFull,
+    inline_io: bool,
 }
 
 /// One signal's log and its committer.
@@ -63,6 +64,17 @@ pub(crate) struct Durable {
     retry_after: Duration,
     /// Failed acknowledgements, logged at most once per interval.
     warnings: otlp_async::LogThrottle,
+    /// Whether appends and acks are written on the runtime's own tasks.
+    inline_io: bool,
+}
+
+/// Whether the log's writes may run on the runtime's tasks: without an
+/// fsync on the write path a write only copies into the page cache, which
+/// costs less than handing it to the blocking pool and back (two thread
+/// wake-ups per group). With `--fsync always` every write waits for the
+/// device, so it goes to the blocking pool.
+fn inline_io(fsync: Fsync) -> bool {
+    !matches!(fsync, Fsync::Always)
 }
 
 fn name(signal: Signal) -> &'static str {
@@ -111,12 +123,14 @@ impl Durable {
             counters,
             retry_after,
             on_full: settings.on_full,
+            inline_io: inline_io(settings.fsync),
         };
         tokio::spawn(commit(committer, waiting));
         if let Fsync::Interval(every) = settings.fsync {
             tokio::spawn(sync_every(Arc::downgrade(&log), every));
         }
         Durable {
+            inline_io: inline_io(settings.fsync),
             log,
             appends,
             retry_after,
@@ -144,14 +158,18 @@ impl Durable {
         answer.await.unwrap_or_else(|_| stopped())
     }
 
-    /// Marks records done (exported or dropped) in the log, off the
-    /// runtime's threads.
+    /// Marks records done (exported or dropped) in the log: off the
+    /// runtime's threads when it fsyncs, on the calling task otherwise.
     pub(crate) async fn ack(&self, records: Vec<RecordId>) {
         if records.is_empty() {
             return;
         }
-        let log = Arc::clone(&self.log);
-        let done = tokio::task::spawn_blocking(move || log.ack(&records)).await;
+        let done = if self.inline_io {
+            Ok(self.log.ack(&records))
+        } else {
+            let log = Arc::clone(&self.log);
+            tokio::task::spawn_blocking(move || log.ack(&records)).await
+        };
         if let Ok(Err(e)) = done {
             // The records stay on disk and come back at the next start:
             // exported twice, never lost.
@@ -172,6 +190,7 @@ async fn commit(committer: Committer, mut waiting: mpsc::Receiver<Append>) {
         counters,
         retry_after,
         on_full,
+        inline_io,
     } = committer;
     // Space has its own throttle: it must not be hidden by upstream
     // warnings, which come at the same time when an outage fills the disk.
@@ -185,14 +204,20 @@ async fn commit(committer: Committer, mut waiting: mpsc::Receiver<Append>) {
                 Err(_) => break,
             }
         }
-        let payloads: Vec<(Bytes, u64)> =
-            group.iter().map(|a| (a.message.clone(), a.items)).collect();
-        let writer = Arc::clone(&log);
-        let written = tokio::task::spawn_blocking(move || {
-            let batch: Vec<(&[u8], u64)> = payloads.iter().map(|(b, i)| (&b[..], *i)).collect();
-            append_making_room(&writer, &batch, on_full)
-        })
-        .await;
+        let written = if inline_io {
+            let batch: Vec<(&[u8], u64)> =
+                group.iter().map(|a| (&a.message[..], a.items)).collect();
+            Ok(append_making_room(&log, &batch, on_full))
+        } else {
+            let payloads: Vec<(Bytes, u64)> =
+                group.iter().map(|a| (a.message.clone(), a.items)).collect();
+            let writer = Arc::clone(&log);
+            tokio::task::spawn_blocking(move || {
+                let batch: Vec<(&[u8], u64)> = payloads.iter().map(|(b, i)| (&b[..], *i)).collect();
+                append_making_room(&writer, &batch, on_full)
+            })
+            .await
+        };
         stats::add(&counters.disk_writes, 1);
         let (written, dropped) = match written {
             Ok(done) => done,

@@ -25,14 +25,23 @@ pub fn encoded_len(payload_len: usize) -> u64 {
     (HEADER + payload_len) as u64
 }
 
-/// Appends one record to `buf`. The caller has checked `payload.len()` fits u32.
+/// Appends one record to `buf` (the log writes header and payload apart).
+#[cfg(test)]
 pub fn encode(buf: &mut Vec<u8>, payload: &[u8], items: u64) {
-    let len = u32::try_from(payload.len()).expect("caller checks payload size");
-    buf.extend_from_slice(&MAGIC.to_le_bytes());
-    buf.extend_from_slice(&len.to_le_bytes());
-    buf.extend_from_slice(&items.to_le_bytes());
-    buf.extend_from_slice(&record_crc(len, items, payload).to_le_bytes());
+    buf.extend_from_slice(&header(payload, items));
     buf.extend_from_slice(payload);
+}
+
+/// The header of a record carrying `payload`; the payload follows it on
+/// disk. The caller has checked `payload.len()` fits u32.
+pub fn header(payload: &[u8], items: u64) -> [u8; HEADER] {
+    let len = u32::try_from(payload.len()).expect("caller checks payload size");
+    let mut out = [0u8; HEADER];
+    out[..4].copy_from_slice(&MAGIC.to_le_bytes());
+    out[4..8].copy_from_slice(&len.to_le_bytes());
+    out[8..16].copy_from_slice(&items.to_le_bytes());
+    out[16..].copy_from_slice(&record_crc(len, items, payload).to_le_bytes());
+    out
 }
 
 fn u32_at(buf: &[u8], at: usize) -> u32 {
