@@ -148,6 +148,16 @@ fn bad_input_is_a_usage_error_naming_the_flag() {
         ),
         ("--tls --endpoint https://collector:4317", "--endpoint"),
         ("--tls --exporter opentelemetry-otlp", "our exporter"),
+        ("--agent-queue disk", "needs --via-agent"),
+        ("--via-agent --agent-queue tape", "--agent-queue"),
+        (
+            "--via-agent --agent-fsync never",
+            "needs --agent-queue disk",
+        ),
+        (
+            "--via-agent --agent-queue disk --agent-fsync soon",
+            "--agent-fsync",
+        ),
         ("--processor theirs", "--processor"),
         ("--exporter reqwest", "--exporter"),
         ("--compression brotli", "--compression"),

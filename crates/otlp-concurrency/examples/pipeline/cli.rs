@@ -67,6 +67,14 @@ through the agent:
   --agent-queue-size N    the agent's queue, in items; past it the agent refuses
                           with RESOURCE_EXHAUSTED / 429 and the exporter retries
                           (default 1048576)
+  --agent-queue Q         memory or disk (default memory); disk: the agent's
+                          durable queue (otlp_agent::QueueMode::Disk) in a fresh
+                          directory under the system's temporary directory,
+                          removed at the end; the report adds its bytes on
+                          disk, backlog held on disk only, replays and fsyncs
+  --agent-fsync F         with --agent-queue disk: always (each acknowledgement
+                          waits for its fsync), interval (every 100ms) or never
+                          (default always)
 
 embedded receiver:
   --receiver-latency D    wait before answering each request (default 0)
@@ -260,6 +268,60 @@ impl Options {
     }
 }
 
+/// `--agent-queue`: where the in-process agent keeps what it acknowledged.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentQueue {
+    /// `QueueMode::Memory`.
+    Memory,
+    /// `QueueMode::Disk`, in a temporary directory made for the run.
+    Disk,
+}
+
+impl AgentQueue {
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentQueue::Memory => "memory",
+            AgentQueue::Disk => "disk",
+        }
+    }
+}
+
+/// `--agent-fsync`: the disk queue's `otlp_agent::Fsync`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentFsync {
+    /// `Fsync::Always`: acknowledged once fsynced.
+    Always,
+    /// `Fsync::Interval` of [`AGENT_FSYNC_INTERVAL`].
+    Interval,
+    /// `Fsync::Never`.
+    Never,
+}
+
+/// The timer of `--agent-fsync interval` (the agent's own default).
+pub const AGENT_FSYNC_INTERVAL: Duration = Duration::from_millis(100);
+
+impl AgentFsync {
+    pub fn name(self) -> &'static str {
+        match self {
+            AgentFsync::Always => "always",
+            AgentFsync::Interval => "interval",
+            AgentFsync::Never => "never",
+        }
+    }
+}
+
+impl Options {
+    /// The agent's queue: `--agent-queue`, else memory.
+    pub fn agent_queue(&self) -> AgentQueue {
+        self.agent_queue.unwrap_or(AgentQueue::Memory)
+    }
+
+    /// The disk queue's fsync policy: `--agent-fsync`, else always.
+    pub fn agent_fsync(&self) -> AgentFsync {
+        self.agent_fsync.unwrap_or(AgentFsync::Always)
+    }
+}
+
 /// Where ours runs each export (`otlp_sdk::ExportMode`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExportModeFlag {
@@ -303,6 +365,10 @@ pub struct Options {
     pub via_agent: bool,
     /// `--agent-queue-size`; `None`: the agent's default.
     pub agent_queue_size: Option<u64>,
+    /// `--agent-queue`; `None`: memory ([`Options::agent_queue`]).
+    pub agent_queue: Option<AgentQueue>,
+    /// `--agent-fsync`; `None`: always ([`Options::agent_fsync`]).
+    pub agent_fsync: Option<AgentFsync>,
     /// `--metrics-interval`; `None`: `OTEL_METRIC_EXPORT_INTERVAL`, else 1 s.
     pub metrics_interval: Option<Duration>,
     /// `--tls`: the embedded receiver (or the agent) serves TLS.
@@ -337,6 +403,8 @@ impl Default for Options {
             metrics_addr: None,
             via_agent: false,
             agent_queue_size: None,
+            agent_queue: None,
+            agent_fsync: None,
             metrics_interval: None,
             tls: false,
         }
@@ -382,6 +450,27 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
             "--agent-queue-size" => {
                 options.agent_queue_size =
                     Some(positive("--agent-queue-size", &value("--agent-queue-size")?)? as u64)
+            }
+            "--agent-queue" => {
+                options.agent_queue = Some(match value("--agent-queue")?.as_str() {
+                    "memory" => AgentQueue::Memory,
+                    "disk" => AgentQueue::Disk,
+                    other => {
+                        return Err(format!("--agent-queue: `{other}` is not memory or disk"));
+                    }
+                })
+            }
+            "--agent-fsync" => {
+                options.agent_fsync = Some(match value("--agent-fsync")?.as_str() {
+                    "always" => AgentFsync::Always,
+                    "interval" => AgentFsync::Interval,
+                    "never" => AgentFsync::Never,
+                    other => {
+                        return Err(format!(
+                            "--agent-fsync: `{other}` is not always, interval or never"
+                        ));
+                    }
+                })
             }
             "--duration" => options.duration = duration("--duration", &value("--duration")?)?,
             "--producers" => {
@@ -522,6 +611,17 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
     }
     if options.agent_queue_size.is_some() && !options.via_agent {
         return Err("--agent-queue-size needs --via-agent".to_owned());
+    }
+    if let Some(queue) = options.agent_queue.filter(|_| !options.via_agent) {
+        return Err(format!("--agent-queue {} needs --via-agent", queue.name()));
+    }
+    if let Some(fsync) = options.agent_fsync
+        && options.agent_queue() != AgentQueue::Disk
+    {
+        return Err(format!(
+            "--agent-fsync {} needs --agent-queue disk (the memory queue writes nothing)",
+            fsync.name()
+        ));
     }
     if options.signal == SignalKind::Metrics {
         metrics_usage(&options)?;

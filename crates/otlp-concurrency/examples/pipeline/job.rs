@@ -19,16 +19,17 @@ use opentelemetry_sdk::logs::SdkLoggerProvider;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter as _;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider};
 use opentelemetry_sdk::trace::SdkTracerProvider;
-use otlp_agent::{Agent, AgentConfig};
+use otlp_agent::{Agent, AgentConfig, DiskQueue, Fsync, QueueMode};
 use otlp_concurrency::sdk::{BatchConfig, ExportMode, Signal, StatsReader};
 use otlp_receiver::{Receiver, ReceiverConfig, ReceiverTls};
 
 use super::cli::{
-    self, Batching, ExportModeFlag, Options, Parsed, ProcessorKind, Protocol, SignalKind,
+    self, AgentFsync, AgentQueue, Batching, ExportModeFlag, Options, Parsed, ProcessorKind,
+    Protocol, SignalKind,
 };
 use super::exporters::{self, Counted, Tally, Target};
 use super::producers::{self, Shared};
-use super::report::{self, AgentHop, MetricShape, Outcome, RunReport, Sample, Tick};
+use super::report::{self, AgentDisk, AgentHop, MetricShape, Outcome, RunReport, Sample, Tick};
 use super::{http, system};
 
 /// Why the job did not produce a report.
@@ -433,6 +434,7 @@ fn flush(
     shared: &Shared,
     tally: &Tally,
     stats: Option<&StatsReader>,
+    mut on_wait: impl FnMut(),
 ) -> Option<String> {
     let timeout = options.shutdown_timeout;
     let started = Instant::now();
@@ -441,6 +443,7 @@ fn flush(
         let mut next_line = Duration::from_secs(1);
         while !shutdown.is_finished() {
             thread::sleep(Duration::from_millis(20));
+            on_wait();
             if started.elapsed() >= next_line && options.signal == SignalKind::Metrics {
                 eprintln!(
                     "[flush] the final collection is being exported; {:.0} s of the {:.0} s shutdown timeout left",
@@ -477,13 +480,75 @@ fn agent_upstream_protocol(protocol: Protocol) -> Protocol {
     }
 }
 
+/// `--agent-queue disk`: a fresh directory under the system's temporary
+/// directory for the agent's disk queue, removed (with what the agent left
+/// in it) by [`remove`](Self::remove) or when dropped.
+pub struct QueueDir {
+    path: Option<std::path::PathBuf>,
+}
+
+impl QueueDir {
+    /// Makes `otlp-pipeline-agent-PID-NANOS-N` (`create_dir`, so never a
+    /// directory that already exists).
+    pub fn create() -> Result<QueueDir, String> {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let base = std::env::temp_dir();
+        let mut last = None;
+        for _ in 0..16 {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let path = base.join(format!(
+                "otlp-pipeline-agent-{}-{nanos:x}-{}",
+                std::process::id(),
+                NEXT.fetch_add(1, Ordering::Relaxed)
+            ));
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(QueueDir { path: Some(path) }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+                Err(e) => return Err(format!("{}: {e}", path.display())),
+            }
+        }
+        Err(format!(
+            "no fresh directory under {}: {}",
+            base.display(),
+            last.map_or_else(String::new, |e| e.to_string())
+        ))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        self.path.as_deref().unwrap_or(std::path::Path::new(""))
+    }
+
+    /// Removes the directory and everything in it; call after the agent
+    /// that used it has shut down (it holds a lock file there).
+    pub fn remove(mut self) -> Result<(), String> {
+        match self.path.take() {
+            Some(path) => {
+                std::fs::remove_dir_all(&path).map_err(|e| format!("{}: {e}", path.display()))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for QueueDir {
+    fn drop(&mut self) {
+        if let Some(path) = self.path.take() {
+            let _ = std::fs::remove_dir_all(path);
+        }
+    }
+}
+
 /// `--via-agent`: an otlp-agent on a free loopback port forwarding to
-/// `receiver`.
+/// `receiver`; with `--agent-queue disk` its queue is on disk under `dir`.
 fn start_agent(
     options: &Options,
     protocol: Protocol,
     receiver: &Receiver,
     tls: Option<ReceiverTls>,
+    dir: Option<&QueueDir>,
 ) -> Result<Agent, JobError> {
     let upstream = otlp_sdk::otlp::OtlpExporterBuilder::new()
         .with_endpoint(receiver.endpoint())
@@ -493,6 +558,18 @@ fn start_agent(
         })
         .without_env();
     let defaults = AgentConfig::default();
+    let queue = match dir {
+        Some(dir) => {
+            let mut disk = DiskQueue::new(dir.path());
+            disk.fsync = match options.agent_fsync() {
+                AgentFsync::Always => Fsync::Always,
+                AgentFsync::Interval => Fsync::Interval(cli::AGENT_FSYNC_INTERVAL),
+                AgentFsync::Never => Fsync::Never,
+            };
+            QueueMode::Disk(disk)
+        }
+        None => QueueMode::Memory,
+    };
     Agent::start(AgentConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         listen_http: None,
@@ -505,28 +582,74 @@ fn start_agent(
         // `--tls`: the agent's listener serves TLS; its hop to the
         // receiver stays plain.
         tls,
+        queue,
         ..defaults
     })
     .map_err(|e| JobError::Failed(format!("the agent: {e}")))
 }
 
-/// Shuts the agent down (its final flush to the receiver) and keeps its
-/// figures for the run's signal.
-fn finish_agent(agent: Agent, signal: SignalKind, protocol: Protocol) -> AgentHop {
+/// The run's signal's figures in the agent's stats.
+fn agent_signal(stats: otlp_agent::AgentStats, signal: SignalKind) -> otlp_agent::SignalStats {
+    match signal {
+        SignalKind::Traces => stats.traces,
+        SignalKind::Logs => stats.logs,
+        SignalKind::Metrics => stats.metrics,
+    }
+}
+
+/// `--agent-queue disk`: the highest bytes on disk and items held on disk
+/// only seen while the run went on (sampled every 50 ms at most, and every
+/// 20 ms during the provider's flush).
+#[derive(Debug, Default, Clone, Copy)]
+struct DiskPeaks {
+    disk_bytes: u64,
+    disk_only_items: u64,
+}
+
+impl DiskPeaks {
+    fn observe(&mut self, agent: &Agent, signal: SignalKind) -> otlp_agent::SignalStats {
+        let s = agent_signal(agent.stats(), signal);
+        self.disk_bytes = self.disk_bytes.max(s.disk_bytes);
+        self.disk_only_items = self.disk_only_items.max(s.disk_only_items);
+        s
+    }
+}
+
+/// Shuts the agent down (its final flush to the receiver), then removes
+/// the disk queue's directory, and keeps its figures for the run's signal.
+fn finish_agent(
+    agent: Agent,
+    options: &Options,
+    protocol: Protocol,
+    dir: Option<QueueDir>,
+    mut peaks: DiskPeaks,
+) -> AgentHop {
     let endpoint = agent.endpoint();
     let upstream = agent.upstream().to_owned();
+    if dir.is_some() {
+        peaks.observe(&agent, options.signal);
+    }
     let report = agent.shutdown();
+    let stats = agent_signal(report.stats, options.signal);
+    let disk = dir.map(|dir| {
+        let path = dir.path().to_owned();
+        AgentDisk {
+            fsync: options.agent_fsync(),
+            peak_disk_bytes: peaks.disk_bytes.max(stats.disk_bytes),
+            peak_disk_only_items: peaks.disk_only_items.max(stats.disk_only_items),
+            // The agent has stopped: its lock is released.
+            removal_error: dir.remove().err(),
+            dir: path,
+        }
+    });
     AgentHop {
         endpoint,
         upstream,
         upstream_protocol: agent_upstream_protocol(protocol),
-        stats: match signal {
-            SignalKind::Traces => report.stats.traces,
-            SignalKind::Logs => report.stats.logs,
-            SignalKind::Metrics => report.stats.metrics,
-        },
+        stats,
         left: report.left_items,
         flush_time: report.flush_time,
+        disk,
     }
 }
 
@@ -563,8 +686,28 @@ fn run_one(
         ),
         _ => None,
     };
+    // Made before the agent, so an early return drops (stops) the agent
+    // before removing its directory.
+    let queue_dir = match &receiver {
+        Some(_) if options.via_agent && options.agent_queue() == AgentQueue::Disk => Some(
+            QueueDir::create()
+                .map_err(|e| JobError::Failed(format!("the agent's disk queue: {e}")))?,
+        ),
+        _ => None,
+    };
     let agent = match &receiver {
-        Some(r) if options.via_agent => Some(start_agent(options, protocol, r, agent_tls)?),
+        Some(r) if options.via_agent => Some(start_agent(
+            options,
+            protocol,
+            r,
+            agent_tls,
+            queue_dir.as_ref(),
+        )?),
+        _ => None,
+    };
+    let mut peaks = DiskPeaks::default();
+    let watch_disk = |peaks: &mut DiskPeaks| match (&agent, &queue_dir) {
+        (Some(a), Some(_)) => Some(peaks.observe(a, options.signal)),
         _ => None,
     };
     let endpoint = match (destination, &receiver, &agent) {
@@ -709,13 +852,15 @@ fn run_one(
         if system::interrupted() {
             break true;
         }
+        let disk = watch_disk(&mut peaks);
         // A tick is due every whole second, also when starting thousands
         // of producers took longer than one: the live line never goes
         // quiet for more than a second once the loop runs.
         if started.elapsed() >= next_tick {
             let now = sample(started.elapsed());
             let window = receiver.as_ref().map(|r| r.take_window_latency());
-            let tick = Tick::between(&previous, &now, window.as_ref());
+            let mut tick = Tick::between(&previous, &now, window.as_ref());
+            tick.agent_disk = disk.map(|s| (s.disk_bytes, s.disk_only_items));
             eprintln!("{tick}");
             *metrics.lock().unwrap_or_else(|e| e.into_inner()) = now.prometheus(kind);
             ticks.push(tick);
@@ -740,7 +885,9 @@ fn run_one(
     }
     let produce_time = started.elapsed();
     let flush_started = Instant::now();
-    let shutdown = flush(&provider, options, &shared, &tally, stats.as_ref());
+    let shutdown = flush(&provider, options, &shared, &tally, stats.as_ref(), || {
+        watch_disk(&mut peaks);
+    });
     let flush_time = flush_started.elapsed();
     drop(provider);
     let in_flight = tally.handed.load(std::sync::atomic::Ordering::Relaxed)
@@ -759,7 +906,7 @@ fn run_one(
     }
     // The agent flushes what it holds to the receiver before the receiver
     // stops: after the exporter's last export, before the receiver's count.
-    let agent = agent.map(|a| finish_agent(a, options.signal, protocol));
+    let agent = agent.map(|a| finish_agent(a, options, protocol, queue_dir, peaks));
     let finished = receiver.map(Receiver::finish);
     let cpu = system::process_cpu_time().saturating_sub(cpu_before);
     let end = Sample::take(

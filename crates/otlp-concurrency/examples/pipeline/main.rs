@@ -16,7 +16,9 @@
 //!
 //! With `--via-agent` an otlp-agent started in process (its library) sits
 //! between the exporter and the embedded receiver, and the report checks
-//! conservation across both hops.
+//! conservation across both hops; `--agent-queue disk` gives it its disk
+//! queue in a temporary directory, and the report its bytes on disk,
+//! replays and fsync timings.
 //!
 //! Run it with `cargo run --release --example pipeline -- --help`; the
 //! guide is `docs/pipeline.md`.

@@ -12,7 +12,7 @@ use otlp_concurrency::monitor::ConcurrencyStats;
 use otlp_concurrency::sdk::{ProcessorStats, StatsReader};
 use otlp_receiver::{Finished, Histogram, Receiver};
 
-use super::cli::{Batching, Options, ProcessorKind, Protocol, SignalKind};
+use super::cli::{AgentFsync, Batching, Options, ProcessorKind, Protocol, SignalKind};
 use super::exporters::Tally;
 use super::producers::Shared;
 
@@ -154,6 +154,9 @@ pub struct Tick {
     pub failed: u64,
     pub p50_ns: Option<u64>,
     pub p99_ns: Option<u64>,
+    /// `--agent-queue disk`: the agent's bytes on disk and items held on
+    /// disk only, for the run's signal.
+    pub agent_disk: Option<(u64, u64)>,
 }
 
 impl Tick {
@@ -173,6 +176,7 @@ impl Tick {
             failed: after.failed,
             p50_ns: window.map(|h| h.quantile(0.5)),
             p99_ns: window.map(|h| h.quantile(0.99)),
+            agent_disk: None,
         }
     }
 }
@@ -196,11 +200,25 @@ impl fmt::Display for Tick {
             write!(f, "  dropped {d}")?;
         }
         write!(f, "  failed {}", self.failed)?;
+        if let Some((bytes, disk_only)) = self.agent_disk {
+            write!(
+                f,
+                "  agent disk {} B ({disk_only} on disk only)",
+                thousands(bytes)
+            )?;
+        }
         if let (Some(p50), Some(p99)) = (self.p50_ns, self.p99_ns) {
             write!(f, "  latency p50 {:.1} ms p99 {:.1} ms", ms(p50), ms(p99))?;
         }
         Ok(())
     }
+}
+
+/// The most items the receiver may have got from the agent: exported,
+/// rejected upstream (the request arrived), dropped or left on disk (an
+/// export may have been on the wire when it was given up).
+fn agent_out_max(s: &otlp_agent::SignalStats) -> u64 {
+    s.exported_items + s.rejected_upstream_items + s.dropped_items() + s.left_on_disk_items
 }
 
 /// The items known to be lost, by cause.
@@ -239,6 +257,26 @@ pub struct AgentHop {
     /// (counted as dropped by the shutdown).
     pub left: u64,
     pub flush_time: Duration,
+    /// `--agent-queue disk`: the disk queue; `None` with the memory queue.
+    pub disk: Option<AgentDisk>,
+}
+
+/// `--agent-queue disk`: what the run saw of the agent's disk queue beyond
+/// its final [`SignalStats`](otlp_agent::SignalStats) (which hold the
+/// bytes on disk and the backlog on disk only at the end, the replays,
+/// the writes and the fsync timings).
+#[derive(Debug, Clone)]
+pub struct AgentDisk {
+    /// The temporary directory the queue lived in.
+    pub dir: std::path::PathBuf,
+    pub fsync: AgentFsync,
+    /// The most bytes of the signal's segments seen during the run.
+    pub peak_disk_bytes: u64,
+    /// The most items seen held on disk only (the backlog beyond the
+    /// memory the queue may use).
+    pub peak_disk_only_items: u64,
+    /// Why the directory could not be removed at the end; `None`: removed.
+    pub removal_error: Option<String>,
 }
 
 /// `--signal metrics`: what a collection holds and how the exports went,
@@ -494,29 +532,32 @@ impl RunReport {
         })
     }
 
-    /// Inside the agent, after its shutdown: `accepted == exported +
-    /// rejected upstream + dropped` (what the shutdown left is counted as
-    /// dropped), nothing queued, `unaccounted() == 0`.
+    /// Inside the agent, after its shutdown: `accepted + replayed ==
+    /// exported + rejected upstream + dropped + left on disk` (what the
+    /// shutdown left is counted as dropped with the memory queue, as left
+    /// on disk with the disk queue; nothing is replayed from a fresh
+    /// directory), nothing queued, `unaccounted() == 0`.
     pub fn agent_kept(&self) -> bool {
         self.agent.as_ref().is_none_or(|a| {
             let s = &a.stats;
             s.unaccounted() == 0
                 && s.queued_items == 0
-                && s.accepted_items
-                    == s.exported_items + s.rejected_upstream_items + s.dropped_items()
+                && s.accepted_items + s.replayed_items
+                    == s.exported_items
+                        + s.rejected_upstream_items
+                        + s.dropped_items()
+                        + s.left_on_disk_items
         })
     }
 
     /// Agent -> receiver: the receiver got every item the agent exported
     /// (duplicates of retried requests counted once) and nothing else but
     /// items the agent gave up on after sending (`agent exported <= received
-    /// <= agent exported + rejected upstream + dropped`).
+    /// <= agent exported + rejected upstream + dropped + left on disk`).
     pub fn agent_out(&self) -> bool {
         match (&self.agent, self.received) {
             (Some(a), Some(received)) => {
-                let s = &a.stats;
-                s.exported_items <= received
-                    && received <= s.exported_items + s.rejected_upstream_items + s.dropped_items()
+                a.stats.exported_items <= received && received <= agent_out_max(&a.stats)
             }
             _ => true,
         }
@@ -606,20 +647,33 @@ impl RunReport {
             }
             if !self.agent_kept() {
                 out.push(format!(
-                    "{who}: the agent accepted {} {item} != {} exported + {} rejected upstream + {} dropped ({} queued, {} unaccounted)",
+                    "{who}: the agent accepted {} {item} (+ {} replayed) != {} exported + {} rejected upstream + {} dropped + {} left on disk ({} queued, {} unaccounted)",
                     s.accepted_items,
+                    s.replayed_items,
                     s.exported_items,
                     s.rejected_upstream_items,
                     s.dropped_items(),
+                    s.left_on_disk_items,
                     s.queued_items,
                     s.unaccounted()
                 ));
             }
             if let Some(received) = self.received.filter(|_| !self.agent_out()) {
                 out.push(format!(
-                    "{who}: the receiver got {received} {item}, outside the agent's {} exported ..= {} exported + rejected + dropped",
+                    "{who}: the receiver got {received} {item}, outside the agent's {} exported ..= {} exported + rejected + dropped + left on disk",
                     s.exported_items,
-                    s.exported_items + s.rejected_upstream_items + s.dropped_items()
+                    agent_out_max(s)
+                ));
+            }
+            if s.left_on_disk_items > 0 {
+                out.push(format!(
+                    "{who}: the agent's shutdown left {} {item} in its disk queue, removed with its temporary directory",
+                    s.left_on_disk_items
+                ));
+            }
+            if let Some(e) = a.disk.as_ref().and_then(|d| d.removal_error.as_deref()) {
+                out.push(format!(
+                    "{who}: the agent's disk queue directory was not removed: {e}"
                 ));
             }
             if s.dropped_items() > 0 {
@@ -772,13 +826,14 @@ fn run_json(r: &RunReport) -> String {
         .iter()
         .map(|t| {
             format!(
-                "{{\"at_s\":{:.3},\"emitted_per_sec\":{:.0},\"exported_per_sec\":{:.0},\"received_per_sec\":{},\"queue_depth\":{},\"p99_us\":{}}}",
+                "{{\"at_s\":{:.3},\"emitted_per_sec\":{:.0},\"exported_per_sec\":{:.0},\"received_per_sec\":{},\"queue_depth\":{},\"p99_us\":{},\"agent_disk_bytes\":{}}}",
                 t.at.as_secs_f64(),
                 t.emitted_per_sec,
                 t.exported_per_sec,
                 opt(t.received_per_sec.map(|v| format!("{v:.0}"))),
                 opt(t.queue_depth),
-                us(t.p99_ns)
+                us(t.p99_ns),
+                opt(t.agent_disk.map(|(bytes, _)| bytes))
             )
         })
         .collect();
@@ -881,6 +936,7 @@ fn agent_json(r: &RunReport) -> String {
         "{{\"endpoint\":{},\"upstream\":{},\"upstream_protocol\":{},\"accepted_items\":{},\"accepted_requests\":{},\
          \"refused_full_requests\":{},\"refused_full_items\":{},\"exported_items\":{},\"rejected_upstream_items\":{},\
          \"dropped_items\":{},\"left_items\":{},\"queued_items\":{},\"unaccounted\":{},\"retries\":{},\"flush_s\":{:.3},\
+         \"queue\":{},\"disk\":{},\
          \"exporter_to_agent\":{},\"agent_accounted\":{},\"agent_to_receiver\":{}}}",
         json_str(&a.endpoint),
         json_str(&a.upstream),
@@ -897,9 +953,42 @@ fn agent_json(r: &RunReport) -> String {
         s.unaccounted(),
         s.retries,
         a.flush_time.as_secs_f64(),
+        json_str(if a.disk.is_some() { "disk" } else { "memory" }),
+        agent_disk_json(a),
         r.agent_in(),
         r.agent_kept(),
         r.agent_out(),
+    )
+}
+
+/// The agent's `disk` object: `null` with the memory queue. `disk_bytes`
+/// and `disk_only_items` are at the end (after the agent's shutdown), the
+/// `peak_*` the most seen during the run.
+fn agent_disk_json(a: &AgentHop) -> String {
+    let Some(d) = &a.disk else {
+        return "null".to_owned();
+    };
+    let s = &a.stats;
+    format!(
+        "{{\"dir\":{},\"dir_removed\":{},\"fsync\":{},\"disk_bytes\":{},\"peak_disk_bytes\":{},\
+         \"disk_only_items\":{},\"peak_disk_only_items\":{},\"replayed_requests\":{},\"replayed_items\":{},\
+         \"left_on_disk_items\":{},\"refused_disk_requests\":{},\"disk_writes\":{},\
+         \"fsyncs\":{},\"fsync_mean_micros\":{},\"fsync_max_micros\":{}}}",
+        json_str(&d.dir.to_string_lossy()),
+        d.removal_error.is_none(),
+        json_str(d.fsync.name()),
+        s.disk_bytes,
+        d.peak_disk_bytes,
+        s.disk_only_items,
+        d.peak_disk_only_items,
+        s.replayed_requests,
+        s.replayed_items,
+        s.left_on_disk_items,
+        s.refused_disk_requests,
+        s.disk_writes,
+        s.fsyncs,
+        s.fsync_mean_micros,
+        s.fsync_max_micros,
     )
 }
 
@@ -1122,7 +1211,7 @@ fn rows(r: &RunReport) -> Vec<(String, String)> {
     }
     if let Some(a) = &r.agent {
         let s = &a.stats;
-        let out_max = s.exported_items + s.rejected_upstream_items + s.dropped_items();
+        let out_max = agent_out_max(s);
         rows.extend([
             (
                 "agent (in process)",
@@ -1131,6 +1220,13 @@ fn rows(r: &RunReport) -> Vec<(String, String)> {
             (
                 "agent -> receiver protocol",
                 a.upstream_protocol.name().to_owned(),
+            ),
+            (
+                "agent queue",
+                match &a.disk {
+                    None => "memory".to_owned(),
+                    Some(d) => format!("disk, fsync {}", d.fsync.name()),
+                },
             ),
             (
                 "agent: accepted (requests)",
@@ -1174,14 +1270,27 @@ fn rows(r: &RunReport) -> Vec<(String, String)> {
             ),
             (
                 "agent: accepted = out",
-                format!(
-                    "{} = {} + {} + {} {}",
-                    thousands(s.accepted_items),
-                    thousands(s.exported_items),
-                    thousands(s.rejected_upstream_items),
-                    thousands(s.dropped_items()),
-                    holds(r.agent_kept())
-                ),
+                if a.disk.is_some() {
+                    format!(
+                        "{} + {} = {} + {} + {} + {} {}",
+                        thousands(s.accepted_items),
+                        thousands(s.replayed_items),
+                        thousands(s.exported_items),
+                        thousands(s.rejected_upstream_items),
+                        thousands(s.dropped_items()),
+                        thousands(s.left_on_disk_items),
+                        holds(r.agent_kept())
+                    )
+                } else {
+                    format!(
+                        "{} = {} + {} + {} {}",
+                        thousands(s.accepted_items),
+                        thousands(s.exported_items),
+                        thousands(s.rejected_upstream_items),
+                        thousands(s.dropped_items()),
+                        holds(r.agent_kept())
+                    )
+                },
             ),
             (
                 "hop agent -> receiver",
@@ -1197,6 +1306,13 @@ fn rows(r: &RunReport) -> Vec<(String, String)> {
                 },
             ),
         ]);
+        if let Some(d) = &a.disk {
+            let at = rows
+                .iter()
+                .position(|(label, _)| *label == "hop exporter -> agent")
+                .unwrap_or(rows.len());
+            rows.splice(at..at, agent_disk_rows(s, d));
+        }
     }
     rows.into_iter()
         .map(|(label, value)| {
@@ -1210,6 +1326,65 @@ fn rows(r: &RunReport) -> Vec<(String, String)> {
             (label, value)
         })
         .collect()
+}
+
+/// `--agent-queue disk`: the disk queue's rows, before the agent's checks.
+fn agent_disk_rows(s: &otlp_agent::SignalStats, d: &AgentDisk) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "agent: queue dir",
+            format!(
+                "{} ({})",
+                d.dir.display(),
+                if d.removal_error.is_none() {
+                    "removed"
+                } else {
+                    "NOT removed"
+                }
+            ),
+        ),
+        (
+            "agent: bytes on disk end / peak",
+            format!(
+                "{} / {}",
+                thousands(s.disk_bytes),
+                thousands(d.peak_disk_bytes)
+            ),
+        ),
+        (
+            "agent: on disk only end / peak",
+            format!(
+                "{} / {}",
+                thousands(s.disk_only_items),
+                thousands(d.peak_disk_only_items)
+            ),
+        ),
+        (
+            "agent: replayed requests / items",
+            format!(
+                "{} / {}",
+                thousands(s.replayed_requests),
+                thousands(s.replayed_items)
+            ),
+        ),
+        ("agent: left on disk", thousands(s.left_on_disk_items)),
+        (
+            "agent: refused, disk error",
+            format!("{} requests", thousands(s.refused_disk_requests)),
+        ),
+        (
+            "agent: disk writes / fsyncs",
+            format!("{} / {}", thousands(s.disk_writes), thousands(s.fsyncs)),
+        ),
+        (
+            "agent: fsync mean / max",
+            format!(
+                "{} / {} us",
+                thousands(s.fsync_mean_micros),
+                thousands(s.fsync_max_micros)
+            ),
+        ),
+    ]
 }
 
 impl fmt::Display for Outcome {
