@@ -436,6 +436,8 @@ pub(crate) struct Connector {
     tcp: HttpConnector,
     tls: Option<Arc<TlsClient>>,
     log: Arc<FailureLog>,
+    /// TLS whatever the URI's scheme says (see [`Connector::behind_tonic`]).
+    tls_for_every_scheme: bool,
 }
 
 impl Connector {
@@ -449,7 +451,24 @@ impl Connector {
         tcp.set_connect_timeout(Some(timeout));
         // The scheme is ours to handle: https goes through TLS below.
         tcp.enforce_http(false);
-        Connector { tcp, tls, log }
+        Connector {
+            tcp,
+            tls,
+            log,
+            tls_for_every_scheme: false,
+        }
+    }
+
+    /// For tonic's channel, which is given an `http://` URI: when tonic is
+    /// built with one of its own TLS features (any crate in the graph may
+    /// turn one on, opentelemetry-otlp's `tls-ring` among them), its
+    /// channel refuses an `https://` URI it has no TLS configuration of its
+    /// own for, before our connector is asked. The TLS is ours either way:
+    /// this connector then speaks TLS for every URI when it has a client
+    /// configuration, and the requests still carry the `https` origin.
+    pub(crate) fn behind_tonic(mut self) -> Self {
+        self.tls_for_every_scheme = true;
+        self
     }
 }
 
@@ -465,7 +484,7 @@ impl tower_service::Service<Uri> for Connector {
     }
 
     fn call(&mut self, uri: Uri) -> Self::Future {
-        let tls = if uri.scheme_str() == Some("https") {
+        let tls = if self.tls_for_every_scheme || uri.scheme_str() == Some("https") {
             self.tls.clone()
         } else {
             None

@@ -159,13 +159,21 @@ impl GrpcTransport {
         signal: Signal,
         connector: Connector,
     ) -> Result<Self, OtlpConfigError> {
-        let endpoint = Endpoint::from_shared(config.url.to_string())
-            .map_err(|e| OtlpConfigError::InvalidEndpoint {
-                endpoint: config.url.to_string(),
-                reason: chain(&e),
-            })?
-            .connect_timeout(config.timeout);
-        let mut client = tonic::client::Grpc::new(endpoint.connect_with_connector_lazy(connector));
+        let invalid = |e: &dyn std::error::Error| OtlpConfigError::InvalidEndpoint {
+            endpoint: config.url.to_string(),
+            reason: chain(e),
+        };
+        let origin = config.url.clone();
+        // tonic dials an `http://` URI (see `Connector::behind_tonic`); the
+        // requests keep the endpoint's own origin, `https` included.
+        let mut dialed = origin.clone().into_parts();
+        if dialed.scheme == Some(http::uri::Scheme::HTTPS) {
+            dialed.scheme = Some(http::uri::Scheme::HTTP);
+        }
+        let dialed = Uri::from_parts(dialed).map_err(|e| invalid(&e))?;
+        let endpoint = Endpoint::from(dialed).connect_timeout(config.timeout);
+        let channel = endpoint.connect_with_connector_lazy(connector.behind_tonic());
+        let mut client = tonic::client::Grpc::with_origin(channel, origin);
         match config.compression {
             Compression::None => {}
             Compression::Gzip => client = client.send_compressed(CompressionEncoding::Gzip),
