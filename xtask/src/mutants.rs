@@ -434,14 +434,19 @@ pub fn crashed_binaries(output: &str) -> Vec<String> {
 
 /// With `--test-threads=1` libtest prints `test NAME ... ` when a test
 /// starts and its result when it ends: the test that started last and has
-/// no result is the one that took the process down.
+/// no result is the one that took the process down. Cargo's report of the
+/// crash (`error: test failed, …`, on stderr) lands on that same line when
+/// stdout and stderr share a pipe, so anything that is not a libtest result
+/// counts as none.
 pub fn crashed_test(output: &str) -> Option<String> {
     let last = output
         .lines()
         .map(str::trim_end)
         .rfind(|line| line.starts_with("test ") && line.contains(" ..."))?;
     let (name, result) = last.strip_prefix("test ")?.split_once(" ...")?;
-    result.trim().is_empty().then(|| name.to_owned())
+    let result = result.trim();
+    let finished = result == "ok" || result == "FAILED" || result.starts_with("ignored");
+    (!finished).then(|| name.to_owned())
 }
 
 fn render_report(
@@ -585,6 +590,12 @@ mod tests {
         let rerun = "running 2 tests\ntest first ... ok\ntest second ... ";
         assert_eq!(crashed_test(rerun).as_deref(), Some("second"));
         assert_eq!(crashed_test("test first ... ok\n"), None);
+        assert_eq!(crashed_test("test first ... FAILED\n"), None);
+        assert_eq!(crashed_test("test first ... ignored, slow\n"), None);
+        // Cargo's stderr report of the crash on the crashed test's line.
+        let merged = "test first ... ok\ntest second ... error: test failed, to rerun pass `-p x --test loom_a`\n\n\
+                      Caused by:\n  process didn't exit successfully: `x` (signal: 11, SIGSEGV: invalid memory reference)\n";
+        assert_eq!(crashed_test(merged).as_deref(), Some("second"));
     }
 
     /// The list stays in step with the code: every line exists exactly as

@@ -50,7 +50,10 @@
 //! everything below). A slot's depth is written only by its owner before it
 //! is published, so `len` reads `top`, the top slot's depth, and `top` again:
 //! an unchanged word means the slot stayed on top in between (see ABA), and
-//! the depth read belongs to it.
+//! the depth read belongs to it. The depth is stored with `Release` and read
+//! with `Acquire` for the one case where `len` reads the depth a recycled
+//! slot's new owner wrote: that read makes the pop which freed the slot
+//! visible, so the re-read sees a changed word and `len` tries again.
 //!
 //! **Growth.** A claim that finds no free slot takes a never-used index from
 //! the bump counter; the first thread to need a segment allocates it (zeroed,
@@ -455,8 +458,9 @@ impl<T> LockFreeStack<T> {
                 return 0;
             }
             // Acquire: if this reads a depth written by a later owner of the
-            // slot, the pop that freed the slot is visible to the re-read
-            // below, which then differs from `head`.
+            // slot (its Release store in `publish`), the pop that freed the
+            // slot is visible to the re-read below, which then differs from
+            // `head`.
             let depth = self.slab.slot(idx).depth.load(Ordering::Acquire);
             let again = self.heads.top.load(Ordering::Acquire);
             if again == head {
@@ -540,11 +544,15 @@ impl<T> LockFreeStack<T> {
                     .load(Ordering::Acquire)
                     .wrapping_add(1)
             };
-            // Release is more than needed: the depth is published with the
-            // slot by the linking CAS below (AcqRel), and `len` and
-            // `publish` reach a slot only through an Acquire load of the top
-            // that read that CAS (`stack-depth-release`, a correct weakening
-            // in xtask's mutation list).
+            // Release: the linking CAS below publishes the depth to a thread
+            // that reaches the slot through the new top, but `len` may reach
+            // it through a top word loaded before this slot was last popped,
+            // and read this depth before the CAS (which may yet fail). The
+            // Release pairs with `len`'s Acquire load of the depth, so the
+            // pop that freed the slot is visible to `len`'s re-read of the
+            // top, which then rejects the depth (`stack-depth-release` in
+            // xtask's mutation list; loom model
+            // `len_never_reads_the_depth_of_a_recycled_slot`).
             slot.depth.store(depth, Ordering::Release);
             slot.next.store(below, Ordering::Relaxed);
             match self.heads.top.compare_exchange_weak(

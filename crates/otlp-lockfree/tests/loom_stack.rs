@@ -160,7 +160,12 @@ fn pops_race_for_the_spare_then_reuse() {
 }
 
 /// `len` is exact: racing a push and a pop, it reads a size the stack
-/// really had (1, 2 or 0 items), never a depth read from a recycled slot.
+/// really had (1 or 2 items). The pushed slot is a fresh one (no slot is
+/// recycled while `len` runs here; see
+/// `len_never_reads_the_depth_of_a_recycled_slot` for that): `len`'s
+/// `Acquire` loads of the top are what make its segment and its depth
+/// visible. Through a `Relaxed` load `len` could read the slot's initial
+/// depth, 0, or find its segment not yet installed (which crashes the model).
 #[test]
 fn len_races_push_and_pop() {
     loom::model(|| {
@@ -173,6 +178,62 @@ fn len_races_push_and_pop() {
         let len = reader.join().unwrap();
         assert!((1..=2).contains(&len), "len {len}");
         assert_eq!(stack.len(), 1);
+    });
+}
+
+/// `len` never returns a depth that a recycled slot's new owner wrote
+/// before its push was linked. The stack holds `[1, 0]` (slots 1 and 0)
+/// with slot 2 in `spare`. `len` (main thread) loads the top, slot 1; the
+/// pusher thread pops 1 (slot 1 goes to the free list, `spare` being full),
+/// pushes 10 (slot 2, from `spare`) and pushes 11, which takes slot 1 back
+/// and writes its depth, 3, before its linking CAS; the popper thread pops
+/// 10 first, so that CAS fails and the pusher links slot 1 with depth 2.
+/// The stack never held 3 items, yet a `len` that trusted the depth it read
+/// through its first load of the top would return 3. The re-read of the top
+/// rejects it: reading the new owner's depth (`Acquire`, paired with the
+/// depth store's `Release`) makes the pop that freed slot 1 visible, so the
+/// top word has changed.
+///
+/// The check is linearizability: `len` returns a size the stack had at some
+/// point. With 2 items at the start, one pop and two pushes on the pusher
+/// thread and one pop on the popper thread, the stack reaches 3 items only
+/// if the popper pops 11 (it pops the top, and 11 on top means 3 items),
+/// and 0 items only if the popper pops 0 or 1 (both old items gone before
+/// 10 is pushed).
+#[test]
+fn len_never_reads_the_depth_of_a_recycled_slot() {
+    loom::model(|| {
+        let stack = Arc::new(LockFreeStack::new());
+        stack.push(0);
+        stack.push(1);
+        stack.push(2);
+        assert_eq!(stack.pop(), Some(2)); // slot 2 fills `spare`
+        let s1 = stack.clone();
+        let pusher = thread::spawn(move || {
+            let popped = s1.pop();
+            s1.push(10);
+            s1.push(11);
+            popped
+        });
+        let s2 = stack.clone();
+        let popper = thread::spawn(move || s2.pop());
+        let len = stack.len();
+        let pushers_pop = pusher.join().unwrap();
+        let poppers_pop = popper.join().unwrap();
+        let max = if poppers_pop == Some(11) { 3 } else { 2 };
+        let min = if matches!(poppers_pop, Some(0 | 1)) {
+            0
+        } else {
+            1
+        };
+        assert!(
+            (min..=max).contains(&len),
+            "len {len}, the stack held {min} to {max} items (popper took {poppers_pop:?})"
+        );
+        assert_eq!(stack.len(), 2);
+        let got: Vec<i32> = [pushers_pop, poppers_pop].into_iter().flatten().collect();
+        assert_eq!(got.len(), 2);
+        assert_conserved(&stack, got, &[0, 1, 10, 11]);
     });
 }
 
