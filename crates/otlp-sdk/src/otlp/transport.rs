@@ -44,9 +44,11 @@ pub(crate) struct Transport {
     log: Arc<FailureLog>,
 }
 
+/// Both boxed: one is built per exporter, and their sizes depend on the
+/// features tonic and hyper were built with.
 enum Kind {
-    Grpc(GrpcTransport),
-    Http(HttpTransport),
+    Grpc(Box<GrpcTransport>),
+    Http(Box<HttpTransport>),
 }
 
 impl std::fmt::Debug for Transport {
@@ -65,9 +67,9 @@ impl Transport {
         let log = Arc::new(FailureLog::default());
         let connector = Connector::new(config.timeout, config.tls.clone(), Arc::clone(&log));
         let kind = match config.protocol {
-            Protocol::Grpc => Kind::Grpc(GrpcTransport::new(config, signal, connector)?),
+            Protocol::Grpc => Kind::Grpc(Box::new(GrpcTransport::new(config, signal, connector)?)),
             Protocol::HttpProtobuf | Protocol::HttpJson => {
-                Kind::Http(HttpTransport::new(config, connector))
+                Kind::Http(Box::new(HttpTransport::new(config, connector)))
             }
         };
         Ok(Transport { kind, log })
