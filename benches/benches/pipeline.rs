@@ -31,6 +31,8 @@
 //!   `TlsConfig::with_ca_certificate_pem`, opentelemetry-otlp through
 //!   tonic's `ClientTlsConfig` with its `tls-ring` feature). `ours` and
 //!   `sdk+opentelemetry-otlp` only.
+//! * `pipeline_otlp/zstd_latency_0ms_…`: the same in plain text with zstd
+//!   request compression (opentelemetry-otlp's `zstd-tonic`).
 #![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
 
 use std::future::Future;
@@ -125,10 +127,19 @@ fn certificates() -> (String, ReceiverTls) {
     (ca_pem, tls)
 }
 
+/// What goes over the wire besides plain protobuf.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wire {
+    Plain,
+    Tls,
+    Zstd,
+}
+
 fn provider(
     imp: &str,
     endpoint: &str,
     ca_pem: Option<&str>,
+    zstd: bool,
     handed: &Arc<AtomicU64>,
     io: &tokio::runtime::Runtime,
 ) -> SdkTracerProvider {
@@ -143,6 +154,9 @@ fn provider(
             .with_endpoint(endpoint);
         if let Some(ca) = ca_pem {
             builder = builder.with_tls(TlsConfig::new().with_ca_certificate_pem(ca));
+        }
+        if zstd {
+            builder = builder.with_compression(otlp_sdk::otlp::Compression::Zstd);
         }
         let inner = builder.build_span_exporter().expect("exporter");
         Paced {
@@ -190,6 +204,9 @@ fn provider(
                     ClientTlsConfig::new().ca_certificate(Certificate::from_pem(ca)),
                 );
             }
+            if zstd {
+                exporter = exporter.with_compression(opentelemetry_otlp::Compression::Zstd);
+            }
             let inner = exporter.build().expect("opentelemetry-otlp exporter");
             let exporter = Paced {
                 inner,
@@ -211,8 +228,8 @@ struct Measured {
 
 /// One 2 s run; panics if a span was lost (the pacing should make that
 /// impossible, and a figure with drops would compare nothing).
-fn run(imp: &str, latency: Duration, tls: bool) -> Measured {
-    let (ca_pem, server_tls) = if tls {
+fn run(imp: &str, latency: Duration, wire: Wire) -> Measured {
+    let (ca_pem, server_tls) = if wire == Wire::Tls {
         let (ca, server) = certificates();
         (Some(ca), Some(server))
     } else {
@@ -230,7 +247,15 @@ fn run(imp: &str, latency: Duration, tls: bool) -> Measured {
         .build()
         .expect("runtime");
     let handed = Arc::new(AtomicU64::new(0));
-    let provider = provider(imp, &receiver.endpoint(), ca_pem.as_deref(), &handed, &io);
+    let zstd = wire == Wire::Zstd;
+    let provider = provider(
+        imp,
+        &receiver.endpoint(),
+        ca_pem.as_deref(),
+        zstd,
+        &handed,
+        &io,
+    );
     let tracer = provider.tracer("pipeline-bench");
     let (cpu0, receiver_cpu0, t0) = (
         process_cpu_time(),
@@ -272,14 +297,15 @@ fn run(imp: &str, latency: Duration, tls: bool) -> Measured {
 }
 
 fn pipeline(_c: &mut Criterion) {
-    for (latency, scenario, tls) in [
-        (Duration::from_millis(5), "latency_5ms", false),
-        (Duration::ZERO, "latency_0ms", false),
-        (Duration::ZERO, "tls_latency_0ms", true),
+    for (latency, scenario, wire) in [
+        (Duration::from_millis(5), "latency_5ms", Wire::Plain),
+        (Duration::ZERO, "latency_0ms", Wire::Plain),
+        (Duration::ZERO, "tls_latency_0ms", Wire::Tls),
+        (Duration::ZERO, "zstd_latency_0ms", Wire::Zstd),
     ] {
         for imp in [OURS, SDK, STOCK] {
-            if tls && imp == SDK {
-                // Same exporter as `ours` behind another processor: the TLS
+            if wire != Wire::Plain && imp == SDK {
+                // Same exporter as `ours` behind another processor: these
                 // rows compare the exporters' transports.
                 continue;
             }
@@ -291,7 +317,7 @@ fn pipeline(_c: &mut Criterion) {
             if !wants_rate && !wants_cpu {
                 continue;
             }
-            let m = run(imp, latency, tls);
+            let m = run(imp, latency, wire);
             eprintln!(
                 "{GROUP}/{scenario}/{imp}: {:.0} spans/s, {:.0} ns sender CPU per span",
                 m.received_per_s, m.sender_cpu_ns_per_span
