@@ -117,6 +117,7 @@
 
 mod export;
 mod log;
+mod self_metrics;
 mod span;
 mod suppress;
 
