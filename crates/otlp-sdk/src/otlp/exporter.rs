@@ -139,9 +139,10 @@ impl OtlpExporterBuilder {
     /// when the provider's reader collects; only the histogram is recorded
     /// per export. The instruments' scope is `otlp-sdk`.
     ///
-    /// The exporter may export these metrics itself (an
-    /// [`OtlpMetricExporter`] built with its own provider): each collection
-    /// is one more export, reported at the next, never a loop.
+    /// Reading them runs no code of the exporter's and emits nothing, and
+    /// the exporter's requests go out from its suppressed I/O thread, so
+    /// exporting them (through an [`OtlpMetricExporter`] too) adds no span
+    /// or log record to the pipelines they describe.
     pub fn with_meter_provider<P>(mut self, provider: &P) -> Self
     where
         P: MeterProvider + ?Sized,
