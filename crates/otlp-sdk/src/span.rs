@@ -195,6 +195,26 @@ impl<E: SpanExporter + 'static> BatchSpanProcessorBuilder<E> {
     /// All are observable instruments whose callbacks read the counters of
     /// [`stats`](BatchSpanProcessor::stats) when the provider's reader collects: emitting
     /// costs nothing more. The instruments' scope is `otlp-sdk`.
+    ///
+    /// ```
+    /// use opentelemetry::trace::{Tracer, TracerProvider};
+    /// use opentelemetry_sdk::metrics::SdkMeterProvider;
+    /// use opentelemetry_sdk::trace::SdkTracerProvider;
+    ///
+    /// // Your meter provider, with its reader and exporter (an
+    /// // `otlp_sdk::otlp::OtlpMetricExporter` behind a `PeriodicReader`, say).
+    /// let meters = SdkMeterProvider::builder().build();
+    /// let processor = otlp_sdk::BatchSpanProcessor::builder(opentelemetry_stdout::SpanExporter::default())
+    ///     .with_meter_provider(&meters)
+    ///     .build()
+    ///     .expect("a valid configuration");
+    /// let provider = SdkTracerProvider::builder()
+    ///     .with_span_processor(processor)
+    ///     .build();
+    /// provider.tracer("example").in_span("work", |_cx| {});
+    /// provider.shutdown().unwrap();
+    /// meters.shutdown().unwrap(); // its last collection reports the final counts
+    /// ```
     #[must_use]
     pub fn with_meter_provider<P>(mut self, provider: &P) -> Self
     where
