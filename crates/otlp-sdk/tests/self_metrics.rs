@@ -617,4 +617,36 @@ mod otlp {
         );
         logs.shutdown().expect("shutdown");
     }
+
+    #[test]
+    fn an_export_past_its_timeout_is_reported_as_timeout() {
+        let (meters, metrics) = meter_provider();
+        let rx = receiver(ReceiverConfig {
+            latency: Duration::from_secs(3),
+            ..ReceiverConfig::default()
+        });
+        let exporter = OtlpExporterBuilder::new()
+            .without_env()
+            .with_protocol(Protocol::Grpc)
+            .with_endpoint(rx.endpoint())
+            .with_timeout(Duration::from_millis(300))
+            .with_meter_provider(&meters)
+            .build_span_exporter()
+            .expect("exporter");
+        let stats = exporter.stats_reader();
+        let result = block_on(exporter.export((0..5).map(span).collect()));
+        assert!(result.is_err(), "{result:?}");
+        assert_eq!(stats.stats().in_doubt_exports, 1);
+        let points = collect(&meters, &metrics);
+        let exported = "otel.sdk.exporter.span.exported";
+        assert_eq!(value(&points, exported, Some("timeout")), 5.0);
+        assert_eq!(value(&points, exported, None), 0.0);
+        assert_eq!(value(&points, "otel.sdk.exporter.span.inflight", None), 0.0);
+        let timed_out = named(&points, "otel.sdk.exporter.operation.duration")
+            .into_iter()
+            .find(|p| p.attrs.get("error.type").map(String::as_str) == Some("timeout"))
+            .expect("the timed-out export's duration");
+        assert_eq!(timed_out.value, 1.0);
+        assert!(timed_out.sum >= 0.3, "{timed_out:?}");
+    }
 }
