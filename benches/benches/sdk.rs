@@ -13,6 +13,11 @@
 //!   per batch (blocking its thread, which the SDK's processor tolerates);
 //!   one producer that never lets the queue fill; exported spans per second
 //!   with no drops. Ours runs 4 concurrent exports.
+//! * `sdk_self_metrics/end_1t/{ours,ours_off}`: `sdk_span_end/end_1t` for
+//!   our processor with its self-metrics on (`with_meter_provider`, a
+//!   `PeriodicReader` collecting every 100 ms into an exporter that drops
+//!   the data) and off, the same processor otherwise: what reporting
+//!   costs on the path that ends spans.
 #![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
 
 use std::hint::black_box;
@@ -25,6 +30,9 @@ use opentelemetry::logs::{LogRecord as _, Logger as _, LoggerProvider as _, Seve
 use opentelemetry::trace::{Span as _, Tracer as _, TracerProvider as _};
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter, SdkLoggerProvider};
+use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
+use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
 use otlp_benches::{OURS, extra_selected, record_extra};
 
@@ -61,6 +69,30 @@ impl SpanExporter for Counting {
 impl LogExporter for Counting {
     async fn export(&self, batch: LogBatch<'_>) -> OTelSdkResult {
         self.export_n(batch.iter().count())
+    }
+}
+
+/// A metric exporter that drops what it is given: the self-metrics'
+/// collections run, their export costs nothing.
+#[derive(Debug)]
+struct Discard;
+
+impl PushMetricExporter for Discard {
+    async fn export(&self, metrics: &ResourceMetrics) -> OTelSdkResult {
+        black_box(metrics);
+        Ok(())
+    }
+
+    fn force_flush(&self) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
+        Ok(())
+    }
+
+    fn temporality(&self) -> Temporality {
+        Temporality::Cumulative
     }
 }
 
@@ -192,6 +224,43 @@ fn span_end(c: &mut Criterion) {
     g.finish();
 }
 
+/// Our processor with self-metrics on (`ours`) and off (`ours_off`).
+fn self_metrics(c: &mut Criterion) {
+    let mut g = c.benchmark_group("sdk_self_metrics");
+    g.throughput(Throughput::Elements(1));
+    for imp in [OURS, "ours_off"] {
+        let meters = SdkMeterProvider::builder()
+            .with_reader(
+                PeriodicReader::builder(Discard)
+                    .with_interval(Duration::from_millis(100))
+                    .build(),
+            )
+            .build();
+        let exporter = Counting::default();
+        let started = Arc::clone(&exporter.started);
+        let builder = otlp_sdk::BatchSpanProcessor::builder(exporter).with_batch_config(config(1));
+        let builder = if imp == OURS {
+            builder.with_meter_provider(&meters)
+        } else {
+            builder
+        };
+        let provider = SdkTracerProvider::builder()
+            .with_span_processor(builder.build().expect("processor"))
+            .build();
+        let tracer = Arc::new(provider.tracer("bench"));
+        let emit: Arc<dyn Fn(u64) + Send + Sync> = Arc::new(move |_| {
+            let mut span = tracer.start("span");
+            span.end();
+        });
+        g.bench_function(BenchmarkId::new("end_1t", imp), |b| {
+            b.iter_custom(|iters| chunked(1, iters, &started, Arc::clone(&emit)));
+        });
+        provider.shutdown().expect("shutdown");
+        meters.shutdown().expect("shutdown");
+    }
+    g.finish();
+}
+
 fn log_emit(c: &mut Criterion) {
     let mut g = c.benchmark_group("sdk_log_emit");
     g.throughput(Throughput::Elements(1));
@@ -303,5 +372,12 @@ fn slow_exporter(_c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, span_end, log_emit, overload, slow_exporter);
+criterion_group!(
+    benches,
+    span_end,
+    self_metrics,
+    log_emit,
+    overload,
+    slow_exporter
+);
 criterion_main!(benches);

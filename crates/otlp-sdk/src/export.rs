@@ -61,6 +61,9 @@ pub(crate) trait Kind: Send + Sync + 'static {
     fn shutdown(exporter: &Self::Exporter, timeout: Duration) -> OTelSdkResult;
 
     fn set_resource(exporter: &mut Self::Exporter, resource: &Resource);
+
+    /// Which processor this is, for the self-metrics' names.
+    const SELF_METRICS: crate::self_metrics::ProcessorKind;
 }
 
 /// The SDK exporter, shared by concurrent exports.
@@ -278,6 +281,8 @@ pub(crate) struct Settings {
     pub(crate) config: BatchConfig,
     pub(crate) mode: ExportMode,
     pub(crate) flush_timeout: Option<Duration>,
+    /// Where the self-metrics go; `None`: not reported.
+    pub(crate) meter: Option<opentelemetry::metrics::Meter>,
 }
 
 impl Settings {
@@ -286,6 +291,7 @@ impl Settings {
             config: BatchConfig::from_env(signal),
             mode: ExportMode::default(),
             flush_timeout: None,
+            meter: None,
         }
     }
 
@@ -296,13 +302,25 @@ impl Settings {
     ) -> Result<Core<K::Item>, otlp_async::ConfigError> {
         let flush_timeout = self.flush_timeout.unwrap_or(self.config.export_timeout);
         let adapter = Adapter::<K>::new(exporter, self.mode, self.config.export_timeout);
+        let processor = BatchProcessor::with_thread_start(
+            self.config,
+            adapter,
+            Arc::new(crate::suppress_telemetry_on_this_thread),
+        )?;
+        // Off unless a meter provider was given: then only callbacks are
+        // registered, read at collection time; emit is untouched.
+        let self_metrics = self.meter.as_ref().map(|meter| {
+            crate::self_metrics::register_processor(
+                meter,
+                K::SELF_METRICS,
+                processor.stats_reader(),
+                processor.config().max_queue_size,
+            )
+        });
         Ok(Core {
-            inner: Box::new(BatchProcessor::with_thread_start(
-                self.config,
-                adapter,
-                Arc::new(crate::suppress_telemetry_on_this_thread),
-            )?),
+            inner: Box::new(processor),
             flush_timeout,
+            _self_metrics: self_metrics,
         })
     }
 }
@@ -311,6 +329,9 @@ impl Settings {
 pub(crate) struct Core<T> {
     inner: Box<dyn Pipeline<T>>,
     flush_timeout: Duration,
+    /// Declared after `inner`, so dropped after it: the self-metrics then
+    /// keep the processor's final figures, not its queue.
+    _self_metrics: Option<crate::self_metrics::ProcessorGuard>,
 }
 
 impl<T> Core<T> {

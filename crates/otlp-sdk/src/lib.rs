@@ -62,6 +62,15 @@
 //!   [`suppress_telemetry_on_this_thread`]), so `tracing` events of
 //!   hyper, h2 or tonic on them never reach a provider either, and our
 //!   own warnings are rate-limited.
+//! * **Self-observability by the conventions.** `with_meter_provider` on
+//!   the processor builders and on `otlp::OtlpExporterBuilder` reports the
+//!   semantic conventions' SDK metrics through your `MeterProvider`
+//!   (`otel.sdk.processor.span.processed` by `error.type`, queue size and
+//!   capacity, `otel.sdk.exporter.span.exported`, `….inflight`,
+//!   `otel.sdk.exporter.operation.duration`, and their log and metric
+//!   forms); off unless called. The counts are observable instruments over
+//!   the counters [`stats`](BatchSpanProcessor::stats) already keeps, so
+//!   emitting costs nothing more.
 //! * **Opt-in back-pressure.** [`OverflowPolicy::Block`] makes a producer
 //!   wait (bounded) for room instead of dropping.
 //!
@@ -117,6 +126,7 @@
 
 mod export;
 mod log;
+mod self_metrics;
 mod span;
 mod suppress;
 

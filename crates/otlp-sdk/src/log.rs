@@ -11,6 +11,7 @@ use opentelemetry_sdk::logs::{LogBatch, LogExporter, LogProcessor, SdkLogRecord}
 use otlp_async::{BatchConfig, ConfigError, ProcessorStats, Signal, StatsReader};
 
 use crate::export::{Core, ExportMode, Kind, Settings};
+use crate::self_metrics::ProcessorKind;
 
 /// A queued log record with the scope of the logger that emitted it.
 type Record = (SdkLogRecord, InstrumentationScope);
@@ -36,6 +37,8 @@ impl<E: LogExporter + 'static> Kind for Logs<E> {
     fn set_resource(exporter: &mut E, resource: &Resource) {
         exporter.set_resource(resource);
     }
+
+    const SELF_METRICS: ProcessorKind = ProcessorKind::Logs;
 }
 
 /// A batch log record processor for `opentelemetry_sdk`, in place of the
@@ -177,6 +180,26 @@ impl<E: LogExporter + 'static> BatchLogProcessorBuilder<E> {
     #[must_use]
     pub fn with_flush_timeout(mut self, timeout: Duration) -> Self {
         self.settings.flush_timeout = Some(timeout);
+        self
+    }
+
+    /// Reports this processor's self-metrics, the semantic conventions'
+    /// SDK metrics, through `provider` (off unless called): items processed
+    /// (`otel.sdk.processor.log.processed`, with `error.type` =
+    /// `queue_full` or `already_shutdown` for drops), the queue's size and
+    /// capacity (`otel.sdk.processor.log.queue.size`, `….queue.capacity`),
+    /// each with `otel.component.type` = `batching_log_processor` and a
+    /// unique `otel.component.name`.
+    ///
+    /// All are observable instruments whose callbacks read the counters of
+    /// [`stats`](BatchLogProcessor::stats) when the provider's reader collects: emitting
+    /// costs nothing more. The instruments' scope is `otlp-sdk`.
+    #[must_use]
+    pub fn with_meter_provider<P>(mut self, provider: &P) -> Self
+    where
+        P: opentelemetry::metrics::MeterProvider + ?Sized,
+    {
+        self.settings.meter = Some(crate::self_metrics::meter(provider));
         self
     }
 

@@ -11,6 +11,7 @@ use opentelemetry_sdk::trace::{Span, SpanData, SpanExporter, SpanProcessor};
 use otlp_async::{BatchConfig, ConfigError, ProcessorStats, Signal, StatsReader};
 
 use crate::export::{Core, ExportMode, Kind, Settings};
+use crate::self_metrics::ProcessorKind;
 
 struct Spans<E>(std::marker::PhantomData<E>);
 
@@ -32,6 +33,8 @@ impl<E: SpanExporter + 'static> Kind for Spans<E> {
     fn set_resource(exporter: &mut E, resource: &Resource) {
         exporter.set_resource(resource);
     }
+
+    const SELF_METRICS: ProcessorKind = ProcessorKind::Spans;
 }
 
 /// A batch span processor for `opentelemetry_sdk`, in place of the SDK's own
@@ -178,6 +181,46 @@ impl<E: SpanExporter + 'static> BatchSpanProcessorBuilder<E> {
     #[must_use]
     pub fn with_flush_timeout(mut self, timeout: Duration) -> Self {
         self.settings.flush_timeout = Some(timeout);
+        self
+    }
+
+    /// Reports this processor's self-metrics, the semantic conventions'
+    /// SDK metrics, through `provider` (off unless called): items processed
+    /// (`otel.sdk.processor.span.processed`, with `error.type` =
+    /// `queue_full` or `already_shutdown` for drops), the queue's size and
+    /// capacity (`otel.sdk.processor.span.queue.size`, `….queue.capacity`),
+    /// each with `otel.component.type` = `batching_span_processor` and a
+    /// unique `otel.component.name`.
+    ///
+    /// All are observable instruments whose callbacks read the counters of
+    /// [`stats`](BatchSpanProcessor::stats) when the provider's reader collects: emitting
+    /// costs nothing more. The instruments' scope is `otlp-sdk`.
+    ///
+    /// ```
+    /// use opentelemetry::trace::{Tracer, TracerProvider};
+    /// use opentelemetry_sdk::metrics::SdkMeterProvider;
+    /// use opentelemetry_sdk::trace::SdkTracerProvider;
+    ///
+    /// // Your meter provider, with its reader and exporter (an
+    /// // `otlp_sdk::otlp::OtlpMetricExporter` behind a `PeriodicReader`, say).
+    /// let meters = SdkMeterProvider::builder().build();
+    /// let processor = otlp_sdk::BatchSpanProcessor::builder(opentelemetry_stdout::SpanExporter::default())
+    ///     .with_meter_provider(&meters)
+    ///     .build()
+    ///     .expect("a valid configuration");
+    /// let provider = SdkTracerProvider::builder()
+    ///     .with_span_processor(processor)
+    ///     .build();
+    /// provider.tracer("example").in_span("work", |_cx| {});
+    /// provider.shutdown().unwrap();
+    /// meters.shutdown().unwrap(); // its last collection reports the final counts
+    /// ```
+    #[must_use]
+    pub fn with_meter_provider<P>(mut self, provider: &P) -> Self
+    where
+        P: opentelemetry::metrics::MeterProvider + ?Sized,
+    {
+        self.settings.meter = Some(crate::self_metrics::meter(provider));
         self
     }
 

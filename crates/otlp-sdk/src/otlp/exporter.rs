@@ -4,11 +4,13 @@ use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use opentelemetry::KeyValue;
+use opentelemetry::metrics::{Meter, MeterProvider};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
 use opentelemetry_sdk::logs::{LogBatch, LogExporter};
 use opentelemetry_sdk::metrics::Temporality;
-use opentelemetry_sdk::metrics::data::ResourceMetrics;
+use opentelemetry_sdk::metrics::data::{AggregatedMetrics, MetricData, ResourceMetrics};
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 
@@ -18,7 +20,7 @@ use super::forward::OtlpRequestSender;
 use super::json::{LogJsonEncoder, TraceJsonEncoder};
 use super::logs::LogEncoder;
 use super::metrics::MetricEncoder;
-use super::sender::{Counters, OtlpExporterStats, Sender};
+use super::sender::{Counters, DurationMetric, OtlpExporterStats, Outcome, Sender};
 use super::tls::{TlsConfig, TlsError};
 use super::trace::TraceEncoder;
 
@@ -36,6 +38,7 @@ use super::trace::TraceEncoder;
 pub struct OtlpExporterBuilder {
     settings: Settings,
     temporality: Option<Temporality>,
+    meter: Option<Meter>,
 }
 
 impl OtlpExporterBuilder {
@@ -114,6 +117,40 @@ impl OtlpExporterBuilder {
         self
     }
 
+    /// Reports the exporters built from here on through `provider`, by
+    /// the semantic conventions' SDK metrics (off unless called):
+    ///
+    /// * `otel.sdk.exporter.span.exported` / `…log.exported` /
+    ///   `…metric_data_point.exported` (counters): items whose export
+    ///   ended, with `error.type` when it failed: `rejected` (refused by a
+    ///   partial success), `timeout`, `already_shutdown`, `tls`, or
+    ///   `_OTHER`;
+    /// * `otel.sdk.exporter.span.inflight` / `…log.inflight` /
+    ///   `…metric_data_point.inflight` (up-down counters): items handed to
+    ///   `export` whose export has not ended;
+    /// * `otel.sdk.exporter.operation.duration` (histogram, seconds): one
+    ///   value per export, retries included, with `error.type` when it
+    ///   failed.
+    ///
+    /// Every series has `otel.component.type` (`otlp_grpc_span_exporter`,
+    /// `otlp_http_log_exporter`, `otlp_http_json_span_exporter`, ...),
+    /// a unique `otel.component.name`, `server.address` and `server.port`.
+    /// The counters are observable: they read the exporter's own atomics
+    /// when the provider's reader collects; only the histogram is recorded
+    /// per export. The instruments' scope is `otlp-sdk`.
+    ///
+    /// Reading them runs no code of the exporter's and emits nothing, and
+    /// the exporter's requests go out from its suppressed I/O thread, so
+    /// exporting them (through an [`OtlpMetricExporter`] too) adds no span
+    /// or log record to the pipelines they describe.
+    pub fn with_meter_provider<P>(mut self, provider: &P) -> Self
+    where
+        P: MeterProvider + ?Sized,
+    {
+        self.meter = Some(crate::self_metrics::meter(provider));
+        self
+    }
+
     /// Ignores every `OTEL_EXPORTER_OTLP_*` variable.
     pub fn without_env(mut self) -> Self {
         self.settings.ignore_env = true;
@@ -122,12 +159,12 @@ impl OtlpExporterBuilder {
 
     /// Builds a span exporter; starts its I/O thread.
     pub fn build_span_exporter(&self) -> Result<OtlpSpanExporter, OtlpConfigError> {
-        Core::new(&self.settings, Signal::Spans).map(OtlpSpanExporter)
+        Core::new(&self.settings, Signal::Spans, self.meter.as_ref()).map(OtlpSpanExporter)
     }
 
     /// Builds a log exporter; starts its I/O thread.
     pub fn build_log_exporter(&self) -> Result<OtlpLogExporter, OtlpConfigError> {
-        Core::new(&self.settings, Signal::Logs).map(OtlpLogExporter)
+        Core::new(&self.settings, Signal::Logs, self.meter.as_ref()).map(OtlpLogExporter)
     }
 
     /// Builds a metric exporter, for the SDK's `PeriodicReader`; starts its
@@ -136,7 +173,7 @@ impl OtlpExporterBuilder {
     pub fn build_metric_exporter(&self) -> Result<OtlpMetricExporter, OtlpConfigError> {
         let temporality =
             super::config::resolve_temporality(self.temporality, self.settings.ignore_env);
-        Core::new(&self.settings, Signal::Metrics)
+        Core::new(&self.settings, Signal::Metrics, self.meter.as_ref())
             .map(|core| OtlpMetricExporter { core, temporality })
     }
 }
@@ -227,15 +264,23 @@ struct Core<E> {
 }
 
 impl<E: Default> Core<E> {
-    fn new(settings: &Settings, signal: Signal) -> Result<Self, OtlpConfigError> {
+    fn new(
+        settings: &Settings,
+        signal: Signal,
+        meter: Option<&Meter>,
+    ) -> Result<Self, OtlpConfigError> {
         let config = settings.resolve(signal)?;
         if signal == Signal::Metrics && config.protocol == Protocol::HttpJson {
             return Err(OtlpConfigError::UnsupportedProtocol(
                 "http/json (the metric exporter speaks grpc or http/protobuf)".to_owned(),
             ));
         }
+        let mut sender = Sender::new(&config, signal)?;
+        if let Some(meter) = meter {
+            register_self_metrics(meter, signal, &config, &mut sender);
+        }
         Ok(Core {
-            sender: Sender::new(&config, signal)?,
+            sender,
             resource: Resource::builder_empty().build(),
             encoders: EncoderPool::default(),
             json: config.protocol == Protocol::HttpJson,
@@ -319,8 +364,9 @@ impl SpanExporter for OtlpSpanExporter {
         });
         // The spans are dropped here, on the exporting thread, not on the
         // I/O thread.
+        let items = batch.len() as u64;
         drop(batch);
-        self.0.sender.send(body)
+        self.0.sender.send(body, items)
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
@@ -375,7 +421,7 @@ impl LogExporter for OtlpLogExporter {
                 encoders.proto.encode(body, resource, &batch);
             }
         });
-        self.0.sender.send(body)
+        self.0.sender.send(body, batch.iter().count() as u64)
     }
 
     fn shutdown_with_timeout(&self, _timeout: Duration) -> OTelSdkResult {
@@ -449,7 +495,7 @@ impl PushMetricExporter for OtlpMetricExporter {
         let body = self
             .core
             .encode(|encoder, body, _resource, _json| encoder.encode(body, metrics));
-        self.core.sender.send(body)
+        self.core.sender.send(body, data_points(metrics))
     }
 
     /// Nothing is buffered here: each export is sent as it comes.
@@ -466,4 +512,145 @@ impl PushMetricExporter for OtlpMetricExporter {
     fn temporality(&self) -> Temporality {
         self.temporality
     }
+}
+
+/// The data points of a collection: what `otel.sdk.exporter.metric_data_point.*`
+/// counts.
+fn data_points(metrics: &ResourceMetrics) -> u64 {
+    fn count<T>(data: &MetricData<T>) -> usize {
+        match data {
+            MetricData::Gauge(g) => g.data_points().count(),
+            MetricData::Sum(s) => s.data_points().count(),
+            MetricData::Histogram(h) => h.data_points().count(),
+            MetricData::ExponentialHistogram(h) => h.data_points().count(),
+        }
+    }
+    let mut n = 0;
+    for scope in metrics.scope_metrics() {
+        for metric in scope.metrics() {
+            n += match metric.data() {
+                AggregatedMetrics::F64(d) => count(d),
+                AggregatedMetrics::U64(d) => count(d),
+                AggregatedMetrics::I64(d) => count(d),
+            };
+        }
+    }
+    n as u64
+}
+
+/// The boundaries of `otel.sdk.exporter.operation.duration`, in seconds:
+/// those the conventions advise for `http.client.request.duration` (the
+/// SDK's default boundaries are meant for milliseconds).
+const DURATION_BOUNDARIES: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// Registers an exporter's self-metrics on `meter`: the observable
+/// `exported` and `inflight` counters over its [`Counters`], and the
+/// duration histogram the sender records per export.
+fn register_self_metrics(
+    meter: &Meter,
+    signal: Signal,
+    config: &super::config::Resolved,
+    sender: &mut Sender,
+) {
+    use crate::self_metrics::{COMPONENT_NAME, COMPONENT_TYPE, ERROR_TYPE, component_name, signed};
+
+    let (exported, inflight, unit, what) = match signal {
+        Signal::Spans => (
+            "otel.sdk.exporter.span.exported",
+            "otel.sdk.exporter.span.inflight",
+            "{span}",
+            "span",
+        ),
+        Signal::Logs => (
+            "otel.sdk.exporter.log.exported",
+            "otel.sdk.exporter.log.inflight",
+            "{log_record}",
+            "log",
+        ),
+        Signal::Metrics => (
+            "otel.sdk.exporter.metric_data_point.exported",
+            "otel.sdk.exporter.metric_data_point.inflight",
+            "{data_point}",
+            "metric",
+        ),
+    };
+    // The conventions' well-known `otel.component.type` values.
+    let component_type: &'static str = match (config.protocol, what) {
+        (Protocol::Grpc, "span") => "otlp_grpc_span_exporter",
+        (Protocol::Grpc, "log") => "otlp_grpc_log_exporter",
+        (Protocol::Grpc, _) => "otlp_grpc_metric_exporter",
+        (Protocol::HttpProtobuf, "span") => "otlp_http_span_exporter",
+        (Protocol::HttpProtobuf, "log") => "otlp_http_log_exporter",
+        (Protocol::HttpProtobuf, _) => "otlp_http_metric_exporter",
+        (Protocol::HttpJson, "span") => "otlp_http_json_span_exporter",
+        (Protocol::HttpJson, "log") => "otlp_http_json_log_exporter",
+        (Protocol::HttpJson, _) => "otlp_http_json_metric_exporter",
+    };
+    let mut base = vec![
+        KeyValue::new(COMPONENT_TYPE, component_type),
+        KeyValue::new(COMPONENT_NAME, component_name(component_type)),
+    ];
+    if let Some(host) = config.url.host() {
+        base.push(KeyValue::new("server.address", host.to_owned()));
+    }
+    let port = config
+        .url
+        .port_u16()
+        .or_else(|| match config.url.scheme_str() {
+            Some("https") => Some(443),
+            Some("http") => Some(80),
+            _ => None,
+        });
+    if let Some(port) = port {
+        base.push(KeyValue::new("server.port", i64::from(port)));
+    }
+    let attributes = Outcome::ALL.map(|outcome| {
+        let mut attrs = base.clone();
+        if let Some(error) = outcome.error_type() {
+            attrs.insert(0, KeyValue::new(ERROR_TYPE, error));
+        }
+        attrs
+    });
+
+    let counters = Arc::clone(sender.counters());
+    let by_outcome = attributes.clone();
+    meter
+        .u64_observable_counter(exported)
+        .with_description(
+            "The number of items for which the export has finished, either successful or failed.",
+        )
+        .with_unit(unit)
+        .with_callback(move |observer| {
+            for outcome in Outcome::ALL {
+                observer.observe(counters.items(outcome), &by_outcome[outcome as usize]);
+            }
+        })
+        .build();
+
+    let counters = Arc::clone(sender.counters());
+    let attrs = base;
+    meter
+        .i64_observable_up_down_counter(inflight)
+        .with_description(
+            "The number of items which were passed to the exporter, but that have not been \
+             exported yet (neither successful, nor failed).",
+        )
+        .with_unit(unit)
+        .with_callback(move |observer| {
+            observer.observe(signed(counters.items_in_flight()), &attrs);
+        })
+        .build();
+
+    let histogram = meter
+        .f64_histogram("otel.sdk.exporter.operation.duration")
+        .with_description("The duration of exporting a batch of telemetry records.")
+        .with_unit("s")
+        .with_boundaries(DURATION_BOUNDARIES.to_vec())
+        .build();
+    sender.set_duration_metric(DurationMetric {
+        histogram,
+        attributes,
+    });
 }

@@ -53,9 +53,24 @@ pub(crate) struct Counters {
     bytes_sent: AtomicU64,
     /// Partial-success warnings, at most one per interval.
     warnings: otlp_async::LogThrottle,
+    /// Items whose export has ended, by [`Outcome`] (the self-metrics'
+    /// `otel.sdk.exporter.*.exported`).
+    items: [AtomicU64; Outcome::ALL.len()],
+    /// Items handed to `export` whose export has not ended.
+    items_in_flight: AtomicU64,
 }
 
 impl Counters {
+    /// Items whose export ended with `outcome`.
+    pub(crate) fn items(&self, outcome: Outcome) -> u64 {
+        self.items[outcome as usize].load(Ordering::Relaxed)
+    }
+
+    /// Items in exports that have not ended.
+    pub(crate) fn items_in_flight(&self) -> u64 {
+        self.items_in_flight.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn snapshot(&self) -> OtlpExporterStats {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         OtlpExporterStats {
@@ -66,6 +81,96 @@ impl Counters {
             retries: get(&self.retries),
             rejected_items: get(&self.rejected_items),
             bytes_sent: get(&self.bytes_sent),
+        }
+    }
+}
+
+/// How an export ended, for the self-metrics: exported, or the
+/// `error.type` it is reported with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Outcome {
+    /// The server accepted the items.
+    Exported = 0,
+    /// Accepted requests whose items the server rejected (partial
+    /// success): `rejected`, the conventions' value.
+    Rejected,
+    /// The timeout passed: ours, with the request on the wire or before a
+    /// retry could start, or the caller's (a processor that dropped the
+    /// export at its own timeout).
+    Timeout,
+    /// `export` after `shutdown`.
+    AlreadyShutdown,
+    /// The TLS handshake failed (not retried).
+    Tls,
+    /// Any other failure: a permanent error answer, retries used up, a
+    /// connection that could not be made, a panic.
+    Other,
+}
+
+impl Outcome {
+    pub(crate) const ALL: [Outcome; 6] = [
+        Self::Exported,
+        Self::Rejected,
+        Self::Timeout,
+        Self::AlreadyShutdown,
+        Self::Tls,
+        Self::Other,
+    ];
+
+    /// The `error.type` value; `None` for success, where the conventions
+    /// say it must not be set.
+    pub(crate) fn error_type(self) -> Option<&'static str> {
+        match self {
+            Self::Exported => None,
+            Self::Rejected => Some("rejected"),
+            Self::Timeout => Some("timeout"),
+            Self::AlreadyShutdown => Some("already_shutdown"),
+            Self::Tls => Some("tls"),
+            Self::Other => Some("_OTHER"),
+        }
+    }
+}
+
+/// The self-metrics' per-export histogram and its attribute sets.
+#[derive(Debug)]
+pub(crate) struct DurationMetric {
+    pub(crate) histogram: opentelemetry::metrics::Histogram<f64>,
+    /// Indexed by [`Outcome`].
+    pub(crate) attributes: [Vec<opentelemetry::KeyValue>; Outcome::ALL.len()],
+}
+
+/// Accounts for one export's items when it ends, also when its future is
+/// dropped before it ends (counted as [`Outcome::Timeout`]: our processors
+/// drop an export at their export timeout).
+struct Accounting {
+    counters: Arc<Counters>,
+    items: u64,
+    duration: Option<(Arc<DurationMetric>, Instant)>,
+    ended: Option<(Outcome, u64)>,
+}
+
+impl Accounting {
+    /// How the export ended; accounted when `self` drops.
+    fn end(&mut self, outcome: Outcome, rejected: u64) {
+        self.ended = Some((outcome, rejected));
+    }
+}
+
+impl Drop for Accounting {
+    fn drop(&mut self) {
+        let c = &self.counters;
+        let (outcome, rejected) = self.ended.unwrap_or((Outcome::Timeout, 0));
+        let rejected = rejected.min(self.items);
+        c.items[outcome as usize].fetch_add(self.items - rejected, Ordering::Relaxed);
+        c.items[Outcome::Rejected as usize].fetch_add(rejected, Ordering::Relaxed);
+        c.items_in_flight.fetch_sub(self.items, Ordering::Relaxed);
+        if let Some((metric, started)) = &self.duration {
+            // A partial success is a successful operation (the full
+            // success definitions of gRPC and HTTP): no `error.type`.
+            metric.histogram.record(
+                started.elapsed().as_secs_f64(),
+                &metric.attributes[outcome as usize],
+            );
         }
     }
 }
@@ -112,6 +217,8 @@ pub(crate) struct Sender {
     tls_error: Arc<Mutex<Option<TlsError>>>,
     bodies: Bodies,
     shut_down: AtomicBool,
+    /// `otel.sdk.exporter.operation.duration`, when self-metrics are on.
+    duration: Option<Arc<DurationMetric>>,
 }
 
 impl Sender {
@@ -143,7 +250,13 @@ impl Sender {
             tls_error: Arc::default(),
             bodies: Bodies::default(),
             shut_down: AtomicBool::new(false),
+            duration: None,
         })
+    }
+
+    /// Records each export's duration into `metric` from now on.
+    pub(crate) fn set_duration_metric(&mut self, metric: DurationMetric) {
+        self.duration = Some(Arc::new(metric));
     }
 
     pub(crate) fn counters(&self) -> &Arc<Counters> {
@@ -164,11 +277,28 @@ impl Sender {
         self.bodies.take()
     }
 
-    /// Sends one encoded request (from [`body`](Self::body)), retrying
-    /// within the timeout. The returned future borrows nothing and may be
-    /// polled on any executor.
-    pub(crate) fn send(&self, encoded: Vec<u8>) -> impl Future<Output = OTelSdkResult> + Send {
+    /// Sends one encoded request (from [`body`](Self::body)) carrying
+    /// `items` spans, log records or data points, retrying within the
+    /// timeout. The returned future borrows nothing and may be polled on
+    /// any executor.
+    pub(crate) fn send(
+        &self,
+        encoded: Vec<u8>,
+        items: u64,
+    ) -> impl Future<Output = OTelSdkResult> + Send {
         self.counters.exports.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .items_in_flight
+            .fetch_add(items, Ordering::Relaxed);
+        let mut accounting = Accounting {
+            counters: Arc::clone(&self.counters),
+            items,
+            duration: self
+                .duration
+                .as_ref()
+                .map(|metric| (Arc::clone(metric), Instant::now())),
+            ended: None,
+        };
         let task = if self.shut_down.load(Ordering::Acquire) {
             self.bodies.give_back(encoded);
             None
@@ -187,25 +317,31 @@ impl Sender {
         let counters = Arc::clone(&self.counters);
         async move {
             let result = match task {
-                None => Err(OTelSdkError::AlreadyShutdown),
+                None => Err((OTelSdkError::AlreadyShutdown, Outcome::AlreadyShutdown)),
                 Some(mut task) => match (&mut task.0).await {
                     Ok(result) => result,
-                    Err(e) if e.is_panic() => Err(OTelSdkError::InternalFailure(
-                        "the OTLP request task panicked".to_owned(),
+                    Err(e) if e.is_panic() => Err((
+                        OTelSdkError::InternalFailure("the OTLP request task panicked".to_owned()),
+                        Outcome::Other,
                     )),
-                    Err(_) => Err(OTelSdkError::AlreadyShutdown),
+                    Err(_) => Err((OTelSdkError::AlreadyShutdown, Outcome::AlreadyShutdown)),
                 },
             };
-            match &result {
-                Ok(()) => {}
-                Err(OTelSdkError::Timeout(_)) => {
-                    counters.in_doubt_exports.fetch_add(1, Ordering::Relaxed);
+            match result {
+                Ok(rejected) => {
+                    accounting.end(Outcome::Exported, rejected);
+                    Ok(())
                 }
-                Err(_) => {
-                    counters.failed_exports.fetch_add(1, Ordering::Relaxed);
+                Err((error, outcome)) => {
+                    accounting.end(outcome, 0);
+                    if let OTelSdkError::Timeout(_) = error {
+                        counters.in_doubt_exports.fetch_add(1, Ordering::Relaxed);
+                    } else {
+                        counters.failed_exports.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(error)
                 }
             }
-            result
         }
     }
 
@@ -228,19 +364,20 @@ async fn deliver(
     retry: RetryPolicy,
     counters: Arc<Counters>,
     tls_error: Arc<Mutex<Option<TlsError>>>,
-) -> OTelSdkResult {
+) -> Result<u64, (OTelSdkError, Outcome)> {
     let deadline = Instant::now() + timeout;
-    let failed = |reason: String| OTelSdkError::InternalFailure(reason);
+    let failed = |reason: String| (OTelSdkError::InternalFailure(reason), Outcome::Other);
     let mut attempt = 0u32;
     loop {
         attempt += 1;
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
-            return Err(failed(format!(
+            let (error, _) = failed(format!(
                 "export to {endpoint} failed: the {timeout:?} timeout passed after {} refused \
                  attempt(s)",
                 attempt - 1
-            )));
+            ));
+            return Err((error, Outcome::Timeout));
         }
         counters.requests.fetch_add(1, Ordering::Relaxed);
         counters
@@ -251,7 +388,7 @@ async fn deliver(
         let (reason, after) = match outcome {
             // The request was on the wire: it may have arrived. That is
             // `Timeout`, which the processors count as in doubt, not lost.
-            Err(_elapsed) => return Err(OTelSdkError::Timeout(timeout)),
+            Err(_elapsed) => return Err((OTelSdkError::Timeout(timeout), Outcome::Timeout)),
             Ok(Ok(response)) => {
                 let partial = if transport.is_json() {
                     answer::partial_success_json(&response)
@@ -271,7 +408,7 @@ async fn deliver(
                         );
                     }
                 }
-                return Ok(());
+                return Ok(partial.rejected);
             }
             Ok(Err(Failure::Permanent(reason))) => {
                 return Err(failed(format!("export to {endpoint} failed: {reason}")));
@@ -283,7 +420,7 @@ async fn deliver(
                 };
                 let message = format!("export failed, not retried: {error}");
                 *tls_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
-                return Err(failed(message));
+                return Err((OTelSdkError::InternalFailure(message), Outcome::Tls));
             }
             Ok(Err(Failure::Retryable { reason, after })) => (reason, after),
         };
