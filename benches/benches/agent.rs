@@ -18,8 +18,8 @@
 //!   send time as the spans' end time; the upstream (otlp-receiver,
 //!   counting) measures end → arrival. `ours` goes through the agent,
 //!   `no-agent` straight to the upstream: the difference is the hop.
-//!   `disk_always_…`: through the agent with the disk queue, fsync per
-//!   group of appends.
+//!   `disk_always_…`, `disk_interval_100ms_…`, `disk_never_…`: through the
+//!   agent with the disk queue, per fsync policy.
 #![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
 
 use std::sync::Arc;
@@ -362,20 +362,25 @@ fn agent_benches(_c: &mut Criterion) {
             record_extra("agent_forward", &amplification_id, OURS, amplification, "x");
         }
     }
+    let interval = Fsync::Interval(Duration::from_millis(100));
     let hops = [
-        (OURS, Some(QueueMode::Memory), ""),
+        (OURS, None, ""),
         ("no-agent", None, ""),
-        (OURS, Some(QueueMode::Memory), "disk_always_"),
+        (OURS, Some(Fsync::Always), "disk_always_"),
+        (OURS, Some(interval), "disk_interval_100ms_"),
+        (OURS, Some(Fsync::Never), "disk_never_"),
     ];
-    for (imp, queue, prefix) in hops {
+    for (imp, fsync, prefix) in hops {
         let wants = extra_selected(&format!("agent_hop/{prefix}p99_us_at_100k/{imp}"))
             || extra_selected(&format!("agent_hop/{prefix}p50_us_at_100k/{imp}"));
         if wants {
-            let (queue, dir) = if prefix.is_empty() {
-                (queue, None)
-            } else {
-                let (queue, dir) = disk_queue(Fsync::Always);
-                (Some(queue), Some(dir))
+            let (queue, dir) = match fsync {
+                None if imp == OURS => (Some(QueueMode::Memory), None),
+                None => (None, None),
+                Some(fsync) => {
+                    let (queue, dir) = disk_queue(fsync);
+                    (Some(queue), Some(dir))
+                }
             };
             let (p50, p99) = hop_latency(queue);
             if let Some(dir) = dir {
