@@ -35,8 +35,8 @@
 //! Metrics: [`OtlpMetricExporter`] is a `PushMetricExporter` for the SDK's
 //! `PeriodicReader`, with cumulative, delta or low-memory temporality
 //! ([`OtlpExporterBuilder::with_temporality`],
-//! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`). Not built in:
-//! metrics over `http/json`.
+//! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`), over gRPC,
+//! `http/protobuf` or `http/json`.
 //!
 //! TLS: an `https://` endpoint is verified against the system's trust store
 //! (the `webpki-roots` feature: Mozilla's roots compiled in instead), or
