@@ -134,7 +134,6 @@ fn bad_input_is_a_usage_error_naming_the_flag() {
         ("--endpoint ftp://host:21", "scheme `ftp`"),
         ("--endpoint localhost:4317", "--endpoint"),
         ("--signal profiles", "--signal"),
-        ("--signal metrics --protocol http/json", "http/json"),
         ("--signal metrics --compare", "--compare"),
         ("--signal metrics --processor sdk", "--processor sdk"),
         (

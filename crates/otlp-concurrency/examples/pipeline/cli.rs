@@ -22,8 +22,8 @@ what runs:
   --rate N                target items/s over all producers, 0 = flat out (default 100000)
   --signal S              traces, logs or metrics (default traces); metrics: each
                           measurement counts against --rate, the report counts
-                          data points; not with http/json, --compare,
-                          --processor sdk or --exporter opentelemetry-otlp
+                          data points; not with --compare, --processor sdk
+                          or --exporter opentelemetry-otlp
   --metrics-interval D    metrics: the PeriodicReader's export interval
                           (default: OTEL_METRIC_EXPORT_INTERVAL, else 1s)
   --processor P           ours (otlp_sdk's) or sdk (opentelemetry_sdk's own) (default ours)
@@ -649,15 +649,8 @@ pub fn parse<I: IntoIterator<Item = String>>(args: I) -> Result<Parsed, String> 
 
 /// What `--signal metrics` does not go with: metrics are read by the SDK's
 /// `PeriodicReader` (no batch processor to compare) and exported by
-/// otlp_sdk's `OtlpMetricExporter`, which sends gRPC or HTTP/protobuf.
+/// otlp_sdk's `OtlpMetricExporter` only.
 fn metrics_usage(options: &Options) -> Result<(), String> {
-    if options.protocol == Some(Protocol::HttpJson) {
-        return Err(
-            "--signal metrics --protocol http/json: the metric exporter sends OTLP/gRPC or \
-             OTLP/HTTP protobuf, not OTLP/JSON; use --protocol grpc or http/protobuf"
-                .to_owned(),
-        );
-    }
     if options.compare || options.processor == ProcessorKind::Sdk {
         return Err(
             "--signal metrics has no batch processor (the SDK's PeriodicReader collects \

@@ -118,12 +118,6 @@ fn protocol(options: &Options) -> Result<Protocol, JobError> {
         if let Some(value) = env_var(&var) {
             let protocol =
                 Protocol::parse(&value).map_err(|e| JobError::Usage(format!("{var}: {e}")))?;
-            if protocol == Protocol::HttpJson && options.signal == SignalKind::Metrics {
-                return Err(JobError::Usage(format!(
-                    "{var}=http/json: the metric exporter sends OTLP/gRPC or OTLP/HTTP \
-                     protobuf, not OTLP/JSON; use --protocol grpc or http/protobuf"
-                )));
-            }
             return Ok(protocol);
         }
     }

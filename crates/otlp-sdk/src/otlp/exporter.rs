@@ -20,6 +20,7 @@ use super::forward::OtlpRequestSender;
 use super::json::{LogJsonEncoder, TraceJsonEncoder};
 use super::logs::LogEncoder;
 use super::metrics::MetricEncoder;
+use super::metrics_json::MetricJsonEncoder;
 use super::sender::{Counters, DurationMetric, OtlpExporterStats, Outcome, Sender};
 use super::tls::{TlsConfig, TlsError};
 use super::trace::TraceEncoder;
@@ -270,11 +271,6 @@ impl<E: Default> Core<E> {
         meter: Option<&Meter>,
     ) -> Result<Self, OtlpConfigError> {
         let config = settings.resolve(signal)?;
-        if signal == Signal::Metrics && config.protocol == Protocol::HttpJson {
-            return Err(OtlpConfigError::UnsupportedProtocol(
-                "http/json (the metric exporter speaks grpc or http/protobuf)".to_owned(),
-            ));
-        }
         let mut sender = Sender::new(&config, signal)?;
         if let Some(meter) = meter {
             register_self_metrics(meter, signal, &config, &mut sender);
@@ -435,9 +431,10 @@ impl LogExporter for OtlpLogExporter {
 
 /// An OTLP metric exporter: each collection (`ResourceMetrics`) encoded
 /// straight to an `ExportMetricsServiceRequest` by [`MetricEncoder`] on the
-/// reader's thread (byte-identical to opentelemetry-otlp's), sent over gRPC
-/// or HTTP/protobuf from the exporter's own I/O thread with the same retry,
-/// timeout, compression and TLS as the span and log exporters.
+/// reader's thread (byte-identical to opentelemetry-otlp's), or to
+/// OTLP/JSON by [`MetricJsonEncoder`] for `http/json`, sent over gRPC or
+/// HTTP from the exporter's own I/O thread with the same retry, timeout,
+/// compression and TLS as the span and log exporters.
 ///
 /// ```no_run
 /// use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
@@ -454,7 +451,7 @@ impl LogExporter for OtlpLogExporter {
 /// # provider.shutdown().unwrap();
 /// ```
 pub struct OtlpMetricExporter {
-    core: Core<MetricEncoder>,
+    core: Core<Encoders<MetricEncoder, MetricJsonEncoder>>,
     temporality: Temporality,
 }
 
@@ -492,9 +489,13 @@ impl PushMetricExporter for OtlpMetricExporter {
         metrics: &ResourceMetrics,
     ) -> impl std::future::Future<Output = OTelSdkResult> + Send {
         // The collection carries its own resource.
-        let body = self
-            .core
-            .encode(|encoder, body, _resource, _json| encoder.encode(body, metrics));
+        let body = self.core.encode(|encoders, body, _resource, json| {
+            if json {
+                encoders.json.encode(body, metrics);
+            } else {
+                encoders.proto.encode(body, metrics);
+            }
+        });
         self.core.sender.send(body, data_points(metrics))
     }
 

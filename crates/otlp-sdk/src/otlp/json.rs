@@ -65,7 +65,7 @@ fn put_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Lower-case hex in quotes: how OTLP/JSON writes trace and span ids.
-fn put_hex(out: &mut Vec<u8>, bytes: &[u8]) {
+pub(super) fn put_hex(out: &mut Vec<u8>, bytes: &[u8]) {
     out.reserve(bytes.len() * 2 + 2);
     out.push(b'"');
     for &b in bytes {
@@ -107,7 +107,7 @@ fn put_base64(out: &mut Vec<u8>, bytes: &[u8]) {
 }
 
 /// A decimal number, unquoted.
-fn put_u64(out: &mut Vec<u8>, mut v: u64) {
+pub(super) fn put_u64(out: &mut Vec<u8>, mut v: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {
@@ -122,13 +122,13 @@ fn put_u64(out: &mut Vec<u8>, mut v: u64) {
 }
 
 /// A 64-bit integer the proto3 JSON way: a decimal string.
-fn put_u64_string(out: &mut Vec<u8>, v: u64) {
+pub(super) fn put_u64_string(out: &mut Vec<u8>, v: u64) {
     out.push(b'"');
     put_u64(out, v);
     out.push(b'"');
 }
 
-fn put_i64_string(out: &mut Vec<u8>, v: i64) {
+pub(super) fn put_i64_string(out: &mut Vec<u8>, v: i64) {
     out.push(b'"');
     if v < 0 {
         out.push(b'-');
@@ -139,7 +139,7 @@ fn put_i64_string(out: &mut Vec<u8>, v: i64) {
 
 /// A double: the shortest decimal that reads back as the same value; not
 /// finite ones as proto3 JSON's strings.
-fn put_f64(out: &mut Vec<u8>, f: f64) {
+pub(super) fn put_f64(out: &mut Vec<u8>, f: f64) {
     use std::io::Write as _;
     if f.is_nan() {
         out.extend_from_slice(b"\"NaN\"");
@@ -160,19 +160,19 @@ fn put_f64(out: &mut Vec<u8>, f: f64) {
 
 /// An object being written: the comma goes before every field but the
 /// first.
-struct Object<'a> {
+pub(super) struct Object<'a> {
     out: &'a mut Vec<u8>,
     empty: bool,
 }
 
 impl<'a> Object<'a> {
-    fn open(out: &'a mut Vec<u8>) -> Self {
+    pub(super) fn open(out: &'a mut Vec<u8>) -> Self {
         out.push(b'{');
         Object { out, empty: true }
     }
 
     /// Writes `"name":` and returns the buffer for the value.
-    fn key(&mut self, name: &str) -> &mut Vec<u8> {
+    pub(super) fn key(&mut self, name: &str) -> &mut Vec<u8> {
         if !self.empty {
             self.out.push(b',');
         }
@@ -184,21 +184,21 @@ impl<'a> Object<'a> {
     }
 
     /// A string field, left out when empty.
-    fn str(&mut self, name: &str, value: &str) {
+    pub(super) fn str(&mut self, name: &str, value: &str) {
         if !value.is_empty() {
             put_str(self.key(name), value);
         }
     }
 
     /// An integer field (enums, 32-bit counts and flags), left out at zero.
-    fn uint(&mut self, name: &str, value: u64) {
+    pub(super) fn uint(&mut self, name: &str, value: u64) {
         if value != 0 {
             put_u64(self.key(name), value);
         }
     }
 
     /// A 64-bit field (timestamps), as a string, left out at zero.
-    fn u64_string(&mut self, name: &str, value: u64) {
+    pub(super) fn u64_string(&mut self, name: &str, value: u64) {
         if value != 0 {
             put_u64_string(self.key(name), value);
         }
@@ -206,7 +206,7 @@ impl<'a> Object<'a> {
 
     /// A list field, left out when `items` is empty; `each` writes one
     /// element.
-    fn list<T>(
+    pub(super) fn list<T>(
         &mut self,
         name: &str,
         items: impl IntoIterator<Item = T>,
@@ -227,7 +227,7 @@ impl<'a> Object<'a> {
         out.push(b']');
     }
 
-    fn close(self) {
+    pub(super) fn close(self) {
         self.out.push(b'}');
     }
 }
@@ -297,7 +297,11 @@ fn put_kv(out: &mut Vec<u8>, key: &str, value: &Value) {
     o.close();
 }
 
-fn put_attrs<'a>(o: &mut Object<'_>, name: &str, attrs: impl Iterator<Item = &'a KeyValue>) {
+pub(super) fn put_attrs<'a>(
+    o: &mut Object<'_>,
+    name: &str,
+    attrs: impl Iterator<Item = &'a KeyValue>,
+) {
     o.list(name, attrs, |out, kv| {
         put_kv(out, kv.key.as_str(), &kv.value)
     });
@@ -342,7 +346,7 @@ fn put_any_kv(out: &mut Vec<u8>, key: &str, value: &AnyValue) {
 // ---- Resource, scope ------------------------------------------------------------
 
 /// `"resource":{...}`, always present, as in the protobuf encoders.
-fn put_resource(o: &mut Object<'_>, resource: &Resource) {
+pub(super) fn put_resource(o: &mut Object<'_>, resource: &Resource) {
     let mut r = Object::open(o.key("resource"));
     r.list("attributes", resource.iter(), |out, (k, v)| {
         put_kv(out, k.as_str(), v);
@@ -352,7 +356,7 @@ fn put_resource(o: &mut Object<'_>, resource: &Resource) {
 
 /// `"scope":{...}`, always present; logs name the scope after the record's
 /// target, hence `name` apart.
-fn put_scope(o: &mut Object<'_>, name: &str, scope: &InstrumentationScope) {
+pub(super) fn put_scope(o: &mut Object<'_>, name: &str, scope: &InstrumentationScope) {
     let mut s = Object::open(o.key("scope"));
     s.str("name", name);
     s.str("version", scope.version().unwrap_or_default());

@@ -19,7 +19,7 @@ use opentelemetry_sdk::metrics::data::{
 use super::proto::*;
 
 /// A data point's number as the transform writes it.
-trait Num: Copy {
+pub(super) trait Num: Copy {
     /// `Some` for an integer (`as_int`, sfixed64; a `u64` above
     /// `i64::MAX` becomes 0, as in the transform), `None` for a double.
     fn as_int(self) -> Option<i64>;
@@ -57,7 +57,7 @@ impl Num for u64 {
 /// OTLP's `AggregationTemporality`: the transform maps anything but delta
 /// (low-memory included, which never reaches collected data) to
 /// cumulative.
-fn temporality(t: Temporality) -> u64 {
+pub(super) fn temporality(t: Temporality) -> u64 {
     match t {
         Temporality::Delta => 1,
         _ => 2,

@@ -27,16 +27,16 @@
 //! tree (an owned copy of every string and attribute) and then has prost
 //! encode the tree; [`TraceEncoder`], [`LogEncoder`] and [`MetricEncoder`]
 //! write the same bytes straight from the SDK's data, in about a sixth of
-//! the time (`otlp_encode` in docs/benchmarks.md). [`TraceJsonEncoder`] and
-//! [`LogJsonEncoder`] write the specification's JSON encoding (hex ids,
-//! enums as integers, the proto3 JSON mapping otherwise) the same way, for
-//! [`Protocol::HttpJson`].
+//! the time (`otlp_encode` in docs/benchmarks.md). [`TraceJsonEncoder`],
+//! [`LogJsonEncoder`] and [`MetricJsonEncoder`] write the specification's
+//! JSON encoding (hex ids, enums as integers, the proto3 JSON mapping
+//! otherwise) the same way, for [`Protocol::HttpJson`].
 //!
 //! Metrics: [`OtlpMetricExporter`] is a `PushMetricExporter` for the SDK's
 //! `PeriodicReader`, with cumulative, delta or low-memory temporality
 //! ([`OtlpExporterBuilder::with_temporality`],
-//! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`). Not built in:
-//! metrics over `http/json`.
+//! `OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE`), over gRPC,
+//! `http/protobuf` or `http/json`.
 //!
 //! TLS: an `https://` endpoint is verified against the system's trust store
 //! (the `webpki-roots` feature: Mozilla's roots compiled in instead), or
@@ -56,6 +56,7 @@ mod forward;
 mod json;
 mod logs;
 mod metrics;
+mod metrics_json;
 mod proto;
 mod sender;
 mod tls;
@@ -70,6 +71,7 @@ pub use forward::{Delivered, OtlpRequestSender, SendError};
 pub use json::{LogJsonEncoder, TraceJsonEncoder};
 pub use logs::LogEncoder;
 pub use metrics::MetricEncoder;
+pub use metrics_json::MetricJsonEncoder;
 pub use sender::OtlpExporterStats;
 pub use tls::{TlsConfig, TlsError, TlsFailure};
 pub use trace::TraceEncoder;
