@@ -66,7 +66,7 @@ fn a_full_queue_refuses_with_retry_advice_then_recovers_with_nothing_lost() {
     assert_eq!(stats.queued_items, 8);
     // The upstream comes up where the agent has been retrying.
     let upstream = Receiver::start(ReceiverConfig {
-        addr: dead,
+        addr: revive(dead),
         ..ReceiverConfig::default()
     })
     .unwrap();

@@ -84,7 +84,7 @@ fn an_outage_longer_than_memory_builds_a_backlog_on_disk_that_all_arrives() {
     assert_eq!(t.refused_full_requests, 0);
 
     let upstream = Receiver::start(ReceiverConfig {
-        addr: dead,
+        addr: revive(dead),
         ..ReceiverConfig::default()
     })
     .unwrap();
@@ -142,7 +142,7 @@ fn drop_oldest_makes_room_and_counts_what_it_dropped() {
     assert!(t.disk_bytes <= t.queued_bytes + 12 * (one_len() as u64 + 20));
 
     let upstream = Receiver::start(ReceiverConfig {
-        addr: dead,
+        addr: revive(dead),
         ..ReceiverConfig::default()
     })
     .unwrap();
@@ -274,7 +274,7 @@ fn a_full_filesystem_is_a_retryable_refusal_with_a_log_line_then_recovers() {
     // The upstream comes back: the backlog drains, segments are deleted,
     // the filesystem has room again and requests are accepted.
     let upstream = Receiver::start(ReceiverConfig {
-        addr: dead,
+        addr: revive(dead),
         ..ReceiverConfig::default()
     })
     .unwrap();

@@ -311,7 +311,7 @@ fn the_disk_cap_backpressures_then_recovers() {
         );
     });
     let upstream = Receiver::start(ReceiverConfig {
-        addr: dead,
+        addr: revive(dead),
         ..ReceiverConfig::default()
     })
     .unwrap();

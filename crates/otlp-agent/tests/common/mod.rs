@@ -169,12 +169,31 @@ pub fn agent(upstream: &str, tweak: impl FnOnce(&mut AgentConfig)) -> Agent {
     Agent::start(config).expect("agent starts")
 }
 
-/// An address nothing listens on (bound, then released).
+/// Ports [`dead_endpoint`] holds: bound, never listening.
+static HELD: std::sync::Mutex<Vec<(SocketAddr, socket2::Socket)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// An address nothing listens on, held until [`revive`]: a socket bound
+/// to it but not listening refuses every connection, and while it is
+/// bound no other test (an upstream started on port 0) can be given the
+/// port. A port merely bound and released could be, and a test's dead
+/// upstream would then be another test's live one.
 pub fn dead_endpoint() -> (SocketAddr, String) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    drop(listener);
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    socket
+        .bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    let addr = socket.local_addr().unwrap().as_socket().unwrap();
+    HELD.lock().unwrap().push((addr, socket));
     (addr, format!("http://{addr}"))
+}
+
+/// Lets go of a port [`dead_endpoint`] holds, so an upstream can be
+/// started on it ("the upstream comes back"); returns it.
+pub fn revive(addr: SocketAddr) -> SocketAddr {
+    HELD.lock().unwrap().retain(|(held, _)| *held != addr);
+    addr
 }
 
 pub fn sdk_signal(signal: SignalKind) -> Signal {
