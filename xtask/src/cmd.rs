@@ -25,22 +25,8 @@ const FAILURE_TAIL_LINES: usize = 60;
 pub fn run_step(name: &str, command: &mut Command) -> StepResult {
     eprintln!("\n==> [{name}] {}", describe(command));
     let start = Instant::now();
-    let ok = match command.status() {
-        Ok(status) => status.success(),
-        Err(err) => {
-            eprintln!("xtask: cannot start {:?}: {err}", command.get_program());
-            false
-        }
-    };
-    let elapsed = start.elapsed();
-    let verdict = if ok { "ok" } else { "FAILED" };
-    eprintln!("<== [{name}] {verdict} in {:.1} s", elapsed.as_secs_f64());
-    StepResult {
-        name: name.to_owned(),
-        ok,
-        elapsed,
-        log: None,
-    }
+    let ran = command.status().map(|status| status.success());
+    finish_step(name, command, start, ran, None)
 }
 
 /// [`run_step`], with the command's output (stdout and stderr) also kept
@@ -52,21 +38,31 @@ pub fn run_step_logged(name: &str, command: &mut Command, log: &Path) -> StepRes
         log.display()
     );
     let start = Instant::now();
-    let ok = match tee(command, log) {
-        Ok(ok) => ok,
-        Err(err) => {
-            eprintln!("xtask: cannot run {:?}: {err}", command.get_program());
-            false
-        }
-    };
+    let ran = tee(command, log);
+    finish_step(name, command, start, ran, Some(log))
+}
+
+/// The step's verdict line and result; `ran` is how running `command`
+/// (started at `start`) went.
+fn finish_step(
+    name: &str,
+    command: &Command,
+    start: Instant,
+    ran: std::io::Result<bool>,
+    log: Option<&Path>,
+) -> StepResult {
     let elapsed = start.elapsed();
+    let ok = ran.unwrap_or_else(|err| {
+        eprintln!("xtask: cannot run {:?}: {err}", command.get_program());
+        false
+    });
     let verdict = if ok { "ok" } else { "FAILED" };
     eprintln!("<== [{name}] {verdict} in {:.1} s", elapsed.as_secs_f64());
     StepResult {
         name: name.to_owned(),
         ok,
         elapsed,
-        log: Some(log.to_owned()),
+        log: log.map(Path::to_owned),
     }
 }
 
