@@ -240,13 +240,14 @@ impl SignalQueue {
                 }
             }
             unused => {
-                stats::add(&self.counters.disk_only_items, items);
-                state.waiting_on_disk.push_back(OnDisk {
-                    record,
-                    items,
-                    bytes,
-                });
-                self.backlog.store(true, Ordering::Relaxed);
+                self.wait_on_disk(
+                    &mut state,
+                    OnDisk {
+                        record,
+                        items,
+                        bytes,
+                    },
+                );
                 drop(state);
                 drop(unused);
                 drop(message);
@@ -260,14 +261,15 @@ impl SignalQueue {
     /// loaded in order as room frees.
     pub(crate) fn recovered(&self, record: RecordId, items: u64, bytes: usize) {
         self.count_queued(items, bytes, 1);
-        stats::add(&self.counters.disk_only_items, items);
         let mut state = self.state.lock();
-        state.waiting_on_disk.push_back(OnDisk {
-            record,
-            items,
-            bytes,
-        });
-        self.backlog.store(true, Ordering::Relaxed);
+        self.wait_on_disk(
+            &mut state,
+            OnDisk {
+                record,
+                items,
+                bytes,
+            },
+        );
         drop(state);
         self.disk_wake.notify_one();
     }
@@ -337,10 +339,7 @@ impl SignalQueue {
         let mut state = self.state.lock();
         state.loading -= 1;
         let wake = self.enqueue(&mut state, reservation, message, Some(record));
-        self.backlog.store(
-            !state.waiting_on_disk.is_empty() || state.loading > 0,
-            Ordering::Relaxed,
-        );
+        self.note_backlog(&state);
         drop(state);
         if wake {
             self.wake.notify_one();
@@ -354,10 +353,7 @@ impl SignalQueue {
         self.count_queued(record.items, record.bytes, -1);
         let mut state = self.state.lock();
         state.loading -= 1;
-        self.backlog.store(
-            !state.waiting_on_disk.is_empty() || state.loading > 0,
-            Ordering::Relaxed,
-        );
+        self.note_backlog(&state);
         drop(state);
         // A flush waiting for the queue to empty may be done now.
         self.wake.notify_one();
@@ -378,15 +374,28 @@ impl SignalQueue {
             }
             keep
         });
-        self.backlog.store(
-            !state.waiting_on_disk.is_empty() || state.loading > 0,
-            Ordering::Relaxed,
-        );
+        self.note_backlog(&state);
         drop(state);
         stats::sub(&self.counters.disk_only_items, items);
         self.count_queued(items, bytes, -1);
         self.wake.notify_one();
         items
+    }
+
+    /// Queues a record on disk only, behind the others there.
+    fn wait_on_disk(&self, state: &mut State, record: OnDisk) {
+        stats::add(&self.counters.disk_only_items, record.items);
+        state.waiting_on_disk.push_back(record);
+        self.note_backlog(state);
+    }
+
+    /// Refreshes the lock-free hint of whether anything waits on disk or
+    /// is being loaded; called under the lock whenever either changes.
+    fn note_backlog(&self, state: &State) {
+        self.backlog.store(
+            !state.waiting_on_disk.is_empty() || state.loading > 0,
+            Ordering::Relaxed,
+        );
     }
 
     fn count_queued(&self, items: u64, bytes: usize, sign: i8) {

@@ -10,7 +10,7 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -216,13 +216,7 @@ fn a_full_filesystem_is_a_retryable_refusal_with_a_log_line_then_recovers() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let start = line.find("\"grpc\":\"").expect("the address line") + 8;
-    let end = line[start..].find('"').unwrap() + start;
-    let agent_endpoint = format!("http://{}", &line[start..end]);
+    let agent_endpoint = grpc_endpoint(&mut child);
     let log = Arc::new(Mutex::new(String::new()));
     let mut stderr = child.stderr.take().unwrap();
     let sink = Arc::clone(&log);

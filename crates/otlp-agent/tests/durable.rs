@@ -8,7 +8,6 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -63,13 +62,8 @@ fn spawn_agent(dir: &Path, endpoint: &str) -> (Child, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let start = line.find("\"grpc\":\"").expect("the address line") + 8;
-    let end = line[start..].find('"').unwrap() + start;
-    (child, format!("http://{}", &line[start..end]))
+    let endpoint = grpc_endpoint(&mut child);
+    (child, endpoint)
 }
 
 fn signal(child: &Child, signal: i32) {

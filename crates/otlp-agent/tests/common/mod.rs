@@ -329,3 +329,16 @@ pub fn names(kept: Vec<Decoded>) -> Vec<String> {
     }
     out
 }
+
+/// The gRPC endpoint an agent binary started with piped stdout names in
+/// its first line (`{"grpc":"ADDR",...}`).
+pub fn grpc_endpoint(child: &mut std::process::Child) -> String {
+    use std::io::BufRead as _;
+    let mut line = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout piped"))
+        .read_line(&mut line)
+        .unwrap();
+    let start = line.find("\"grpc\":\"").expect("the address line") + 8;
+    let end = line[start..].find('"').unwrap() + start;
+    format!("http://{}", &line[start..end])
+}
