@@ -90,12 +90,55 @@ pub fn dry_run_steps(root: &Path) -> Vec<StepResult> {
         }
     };
     eprintln!("publish order: {}", order.join(" -> "));
+    clear_unpacked_packages(&members, &order);
     let packaged = dry_run_step(root, &order);
     if !packaged.ok {
         return vec![packaged];
     }
     let targets = packaged_targets_step(root, &members, &order);
     vec![packaged, targets]
+}
+
+/// Removes what an earlier dry run of the same workspace left unpacked in
+/// cargo's registry sources: `$CARGO_HOME/registry/src/*/NAME-VERSION` for
+/// each crate about to be packaged.
+///
+/// Verification resolves a sibling from a local registry that cargo lays
+/// over crates.io, and unpacks it into a source directory named after that
+/// registry's path, which is the same on every run from the same checkout
+/// path. Cargo unpacks a package only once per directory, so the sibling
+/// unpacked by an earlier run (same name, same version, older code) is the
+/// one compiled: a CI machine that reuses its checkout path and its
+/// `CARGO_HOME` then fails with errors about items that do exist, as ours
+/// did twice (`no OtlpRequestSender in otlp`). None of our crates is on
+/// crates.io, so nothing else owns these directories; cargo unpacks them
+/// again from the fresh packages.
+fn clear_unpacked_packages(members: &[Member], order: &[String]) {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
+    let Some(sources) = home.map(|home| home.join("registry").join("src")) else {
+        return;
+    };
+    let Ok(registries) = fs::read_dir(&sources) else {
+        return;
+    };
+    let stems: Vec<String> = members
+        .iter()
+        .filter(|m| order.contains(&m.name))
+        .map(|m| format!("{}-{}", m.name, m.version))
+        .collect();
+    for registry in registries.flatten() {
+        for stem in &stems {
+            let unpacked = registry.path().join(stem);
+            if unpacked.is_dir() {
+                match fs::remove_dir_all(&unpacked) {
+                    Ok(()) => eprintln!("publish: removed {}", unpacked.display()),
+                    Err(err) => eprintln!("publish: cannot remove {}: {err}", unpacked.display()),
+                }
+            }
+        }
+    }
 }
 
 fn failed(name: &str) -> StepResult {
