@@ -90,7 +90,7 @@ pub fn dry_run_steps(root: &Path) -> Vec<StepResult> {
         }
     };
     eprintln!("publish order: {}", order.join(" -> "));
-    clear_unpacked_packages(&members, &order);
+    forget_compiled_packages(root, &members, &order);
     let packaged = dry_run_step(root, &order);
     if !packaged.ok {
         return vec![packaged];
@@ -99,46 +99,49 @@ pub fn dry_run_steps(root: &Path) -> Vec<StepResult> {
     vec![packaged, targets]
 }
 
-/// Removes what an earlier dry run of the same workspace left unpacked in
-/// cargo's registry sources: `$CARGO_HOME/registry/src/*/NAME-VERSION` for
-/// each crate about to be packaged.
+/// Forgets what an earlier dry run compiled of our own crates in
+/// `target/publish`, so that verification compiles them again.
 ///
-/// Verification resolves a sibling from a local registry that cargo lays
-/// over crates.io, and unpacks it into a source directory named after that
-/// registry's path, which is the same on every run from the same checkout
-/// path. Cargo unpacks a package only once per directory, so the sibling
-/// unpacked by an earlier run (same name, same version, older code) is the
-/// one compiled: a CI machine that reuses its checkout path and its
-/// `CARGO_HOME` then fails with errors about items that do exist, as ours
-/// did twice (`no OtlpRequestSender in otlp`). None of our crates is on
-/// crates.io, so nothing else owns these directories; cargo unpacks them
-/// again from the fresh packages.
-fn clear_unpacked_packages(members: &[Member], order: &[String]) {
-    let home = std::env::var_os("CARGO_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|home| PathBuf::from(home).join(".cargo")));
-    let Some(sources) = home.map(|home| home.join("registry").join("src")) else {
+/// Verification builds a package's not-yet-published siblings as registry
+/// dependencies, from a local registry cargo lays over crates.io. Cargo
+/// treats a registry package as immutable: its fingerprint checks the name,
+/// version and source, never the files. The sibling compiled by an earlier
+/// run (same name, same version, older code) is therefore reused, and a
+/// checkout whose `target/` outlives a run fails with errors about items
+/// that do exist, as two CI runs did (`no OtlpRequestSender in otlp`).
+/// Removing their fingerprints costs a rebuild of our crates only; the
+/// third-party dependencies stay compiled.
+fn forget_compiled_packages(root: &Path, members: &[Member], order: &[String]) {
+    let fingerprints = root
+        .join(VERIFY_TARGET_DIR)
+        .join("debug")
+        .join(".fingerprint");
+    let Ok(entries) = fs::read_dir(&fingerprints) else {
         return;
     };
-    let Ok(registries) = fs::read_dir(&sources) else {
-        return;
-    };
-    let stems: Vec<String> = members
+    let names: Vec<&str> = members
         .iter()
         .filter(|m| order.contains(&m.name))
-        .map(|m| format!("{}-{}", m.name, m.version))
+        .map(|m| m.name.as_str())
         .collect();
-    for registry in registries.flatten() {
-        for stem in &stems {
-            let unpacked = registry.path().join(stem);
-            if unpacked.is_dir() {
-                match fs::remove_dir_all(&unpacked) {
-                    Ok(()) => eprintln!("publish: removed {}", unpacked.display()),
-                    Err(err) => eprintln!("publish: cannot remove {}: {err}", unpacked.display()),
-                }
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(file_name) = file_name.to_str() else {
+            continue;
+        };
+        if names.iter().any(|name| is_unit_of(file_name, name)) {
+            if let Err(err) = fs::remove_dir_all(entry.path()) {
+                eprintln!("publish: cannot remove {}: {err}", entry.path().display());
             }
         }
     }
+}
+
+/// Whether a fingerprint directory `NAME-HASH` belongs to package `name`.
+fn is_unit_of(dir: &str, name: &str) -> bool {
+    dir.strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix('-'))
+        .is_some_and(|hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 fn failed(name: &str) -> StepResult {
@@ -532,6 +535,14 @@ mod tests {
 
     /// The workspace as it is: every publishable crate has an order, and
     /// none of them depends on an unpublished crate.
+    #[test]
+    fn fingerprints_are_matched_by_whole_package_name() {
+        assert!(is_unit_of("otlp-sdk-1d3cf4adf0082627", "otlp-sdk"));
+        assert!(!is_unit_of("otlp-sdk-1d3cf4adf0082627", "otlp"));
+        assert!(!is_unit_of("otlp-sync-1d3cf4adf0082627", "otlp-s"));
+        assert!(!is_unit_of("otlp-sdk-extra-1d3cf4adf0082627", "otlp-sdk"));
+    }
+
     #[test]
     fn this_workspace_publishes_in_order() {
         let members = members(&workspace::root()).expect("cargo metadata");
