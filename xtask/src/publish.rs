@@ -129,10 +129,10 @@ fn forget_compiled_packages(root: &Path, members: &[Member], order: &[String]) {
         let Some(file_name) = file_name.to_str() else {
             continue;
         };
-        if names.iter().any(|name| is_unit_of(file_name, name)) {
-            if let Err(err) = fs::remove_dir_all(entry.path()) {
-                eprintln!("publish: cannot remove {}: {err}", entry.path().display());
-            }
+        if names.iter().any(|name| is_unit_of(file_name, name))
+            && let Err(err) = fs::remove_dir_all(entry.path())
+        {
+            eprintln!("publish: cannot remove {}: {err}", entry.path().display());
         }
     }
 }
