@@ -33,6 +33,16 @@
 //!   `sdk+opentelemetry-otlp` only.
 //! * `pipeline_otlp/zstd_latency_0ms_…`: the same in plain text with zstd
 //!   request compression (opentelemetry-otlp's `zstd-tonic`).
+//!
+//! Load scenarios, `ours` and `sdk` only (the same exporter behind both
+//! processors, so the processors alone differ), 3 s each:
+//! * `pipeline_load/paced_{10k,100k}_{p50,p99}_us` and `…_requests`: two
+//!   producer threads paced to 10 K or 100 K spans/s in total; end →
+//!   received latency (span end timestamp to the receiver's decoding,
+//!   the receiver's histogram) and export requests received.
+//! * `pipeline_load/overload_{1,2}p_exported_per_s` and `…_share_pct`: one
+//!   or two producers flat out, so the queue overflows; spans received per
+//!   second of production, and the share of ended spans that arrived.
 #![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
 
 use std::future::Future;
@@ -296,6 +306,122 @@ fn run(imp: &str, latency: Duration, wire: Wire) -> Measured {
     }
 }
 
+/// What a load run saw at the receiver.
+struct Load {
+    ended: u64,
+    received: u64,
+    production: Duration,
+    requests: u64,
+    p50_us: f64,
+    p99_us: f64,
+}
+
+/// `producers` threads end spans for `LOAD_RUN`, at `rate` spans/s in
+/// total (0: flat out), into `imp`'s processor with our exporter.
+fn load(imp: &str, producers: u64, rate: u64) -> Load {
+    let receiver = Receiver::start(ReceiverConfig::default()).expect("receiver");
+    let io = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let handed = Arc::new(AtomicU64::new(0));
+    let provider = provider(imp, &receiver.endpoint(), None, false, &handed, &io);
+    let t0 = Instant::now();
+    let ended: u64 = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..producers)
+            .map(|_| {
+                let tracer = provider.tracer("pipeline-bench");
+                scope.spawn(move || {
+                    let per_thread = rate / producers;
+                    let mut ended = 0u64;
+                    loop {
+                        let elapsed = t0.elapsed();
+                        if elapsed >= LOAD_RUN {
+                            return ended;
+                        }
+                        let due = (elapsed.as_secs_f64() * per_thread as f64) as u64;
+                        if rate != 0 && ended >= due {
+                            std::thread::sleep(Duration::from_micros(100));
+                            continue;
+                        }
+                        let mut span = tracer
+                            .span_builder("GET /api/orders")
+                            .with_kind(SpanKind::Server)
+                            .start(&tracer);
+                        span.set_attribute(KeyValue::new("http.route", "/api/orders"));
+                        span.set_attribute(KeyValue::new("http.response.status_code", 200));
+                        span.end();
+                        ended += 1;
+                    }
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("producer"))
+            .sum()
+    });
+    let production = t0.elapsed();
+    provider.shutdown().expect("shutdown");
+    drop(io);
+    let finished = receiver.finish();
+    let us = |q: f64| finished.latency.quantile(q) as f64 / 1e3;
+    Load {
+        ended,
+        received: finished.stats.spans,
+        production,
+        requests: finished.stats.grpc_requests,
+        p50_us: us(0.5),
+        p99_us: us(0.99),
+    }
+}
+
+const LOAD_GROUP: &str = "pipeline_load";
+const LOAD_RUN: Duration = Duration::from_secs(3);
+
+fn pipeline_load(_c: &mut Criterion) {
+    for imp in [OURS, SDK] {
+        for (name, rate) in [("10k", 10_000), ("100k", 100_000)] {
+            let ids = ["p50_us", "p99_us", "requests"].map(|m| format!("paced_{name}_{m}"));
+            if !ids
+                .iter()
+                .any(|id| extra_selected(&format!("{LOAD_GROUP}/{id}/{imp}")))
+            {
+                continue;
+            }
+            let m = load(imp, 2, rate);
+            assert_eq!(m.received, m.ended, "{imp}: paced spans must all arrive");
+            eprintln!(
+                "{LOAD_GROUP}/paced_{name}/{imp}: p50 {:.0} µs, p99 {:.0} µs, {} requests",
+                m.p50_us, m.p99_us, m.requests
+            );
+            record_extra(LOAD_GROUP, &ids[0], imp, m.p50_us, "µs");
+            record_extra(LOAD_GROUP, &ids[1], imp, m.p99_us, "µs");
+            record_extra(LOAD_GROUP, &ids[2], imp, m.requests as f64, "requests");
+        }
+        for producers in [1, 2] {
+            let rate_id = format!("overload_{producers}p_exported_per_s");
+            let share_id = format!("overload_{producers}p_share_pct");
+            if !extra_selected(&format!("{LOAD_GROUP}/{rate_id}/{imp}"))
+                && !extra_selected(&format!("{LOAD_GROUP}/{share_id}/{imp}"))
+            {
+                continue;
+            }
+            let m = load(imp, producers, 0);
+            let rate = m.received as f64 / m.production.as_secs_f64();
+            let share = 100.0 * m.received as f64 / m.ended as f64;
+            eprintln!(
+                "{LOAD_GROUP}/overload_{producers}p/{imp}: {rate:.0} exported/s, \
+                 {share:.1} % of {} ended",
+                m.ended
+            );
+            record_extra(LOAD_GROUP, &rate_id, imp, rate, "spans/s");
+            record_extra(LOAD_GROUP, &share_id, imp, share, "%");
+        }
+    }
+}
+
 fn pipeline(_c: &mut Criterion) {
     for (latency, scenario, wire) in [
         (Duration::from_millis(5), "latency_5ms", Wire::Plain),
@@ -332,5 +458,5 @@ fn pipeline(_c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, pipeline);
+criterion_group!(benches, pipeline, pipeline_load);
 criterion_main!(benches);

@@ -69,7 +69,7 @@ pub fn criterion_home() -> PathBuf {
 ///
 /// It lands in `<criterion home>/otlp-extra/<group>__<scenario>__<imp>.json`
 /// as `{"group", "scenario", "impl", "value", "unit"}`. Lower is better for
-/// every unit except ones ending in `/s`.
+/// every unit except rates (ending in `/s`) and shares of the work (`%`).
 pub fn record_extra(group: &str, scenario: &str, imp: &str, value: f64, unit: &str) {
     let dir = criterion_home().join("otlp-extra");
     if let Err(err) = std::fs::create_dir_all(&dir) {

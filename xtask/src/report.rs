@@ -33,15 +33,15 @@ pub enum Unit {
     /// Nanoseconds per iteration (criterion); `elements` per iteration when
     /// the bench declared a throughput.
     Time { elements: Option<u64> },
-    /// Something else (`cpu_ms`, `bytes`, `items/s`); lower is better unless
-    /// it ends in `/s`.
+    /// Something else (`cpu_ms`, `bytes`, `items/s`, `%`); lower is better
+    /// unless it is a rate (ends in `/s`) or a share of the work done (`%`).
     Extra(String),
 }
 
 impl Unit {
     /// Whether a larger value is the better one.
     pub fn higher_is_better(&self) -> bool {
-        matches!(self, Unit::Extra(unit) if unit.ends_with("/s"))
+        matches!(self, Unit::Extra(unit) if unit.ends_with("/s") || unit == "%")
     }
 }
 

@@ -89,6 +89,7 @@ mod space;
 mod stream;
 mod sync;
 mod throttle;
+mod trigger;
 mod util;
 mod wake;
 
@@ -97,6 +98,7 @@ mod wake;
 #[doc(hidden)]
 pub mod loom_api {
     pub use crate::space::SpaceWaiters;
+    pub use crate::trigger::ExportTrigger;
     pub use crate::wake::{SubmitGate, WakeFlag};
 }
 

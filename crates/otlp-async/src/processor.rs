@@ -18,8 +18,8 @@ use crate::export::{ExportError, Exporter};
 use crate::space::SpaceWaiters;
 use crate::sync::{AtomicBool, AtomicU64, Ordering, thread_slot};
 use crate::throttle::LogThrottle;
+use crate::trigger::ExportTrigger;
 use crate::util::CatchUnwind;
-use crate::wake::WakeFlag;
 
 /// Why `force_flush` or `shutdown` did not succeed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -127,7 +127,6 @@ pub struct ProcessorStats {
 struct Hot {
     closed: AtomicBool,
     warned_full: AtomicBool,
-    threshold: usize,
     overflow: OverflowPolicy,
 }
 
@@ -177,7 +176,7 @@ impl ShardedCounter {
 struct Shared<T> {
     queue: BoundedQueue<T>,
     hot: CachePadded<Hot>,
-    wake: CachePadded<WakeFlag>,
+    trigger: CachePadded<ExportTrigger>,
     dropped_full: ShardedCounter,
     notify: Notify,
     counters: CachePadded<LoopCounters>,
@@ -446,10 +445,13 @@ where
             hot: CachePadded::new(Hot {
                 closed: AtomicBool::new(false),
                 warned_full: AtomicBool::new(false),
-                threshold: config.max_export_batch_size,
                 overflow: config.overflow,
             }),
-            wake: CachePadded::new(WakeFlag::new()),
+            trigger: CachePadded::new(ExportTrigger::new(
+                config
+                    .export_threshold
+                    .unwrap_or(config.max_export_batch_size),
+            )),
             dropped_full: ShardedCounter::new(),
             notify: Notify::new(),
             counters: CachePadded::new(LoopCounters {
@@ -537,11 +539,11 @@ impl<T, X> BatchProcessor<T, X> {
         }
     }
 
-    /// Wakes the loop once the queue holds a full batch.
+    /// Wakes the loop once the queue holds the export threshold.
     #[inline]
     fn pushed(&self) {
         let shared = &*self.shared;
-        if shared.queue.len() >= shared.hot.threshold && shared.wake.should_wake() {
+        if shared.trigger.pushed(shared.queue.len()) {
             shared.notify.notify_one();
         }
     }
@@ -549,10 +551,10 @@ impl<T, X> BatchProcessor<T, X> {
     #[cold]
     fn emit_blocking(&self, item: T, timeout: Duration) -> Result<(), EmitError<T>> {
         let shared = &*self.shared;
-        // A full queue holds at least a batch, so the loop has been woken;
-        // make sure it has (a producer may have lost the wake-up race only
-        // to a push that is already counted).
-        if shared.wake.should_wake() {
+        // A full queue is past the threshold, so the loop has been woken or
+        // has every export slot busy; make sure (a producer may have lost
+        // the wake-up race only to a push that is already counted).
+        if shared.trigger.full() {
             shared.notify.notify_one();
         }
         let deadline = std::time::Instant::now().checked_add(timeout);
@@ -750,7 +752,8 @@ where
 {
     async fn run(mut self) {
         loop {
-            self.shared.wake.rearm();
+            let slot_free = self.inflight.len() < self.config.max_concurrent_exports;
+            self.shared.trigger.rearm_if_free(slot_free);
             self.start_exports();
             self.settle_flushes();
             if self.shutdown.is_some() && self.try_finish_shutdown().await {
@@ -831,8 +834,10 @@ where
         }
     }
 
-    /// Starts exports while there is room: full batches always, partial ones
-    /// when the timer is due or a flush/shutdown is waiting for them.
+    /// Starts exports while there is room: batches of at least the export
+    /// threshold always, shorter ones when the timer is due or a
+    /// flush/shutdown is waiting for them (the rule of
+    /// [`BatchConfig::with_export_threshold`]).
     fn start_exports(&mut self) {
         let now = Instant::now();
         if now >= self.next_timer {
@@ -842,7 +847,8 @@ where
         let batch_size = self.config.max_export_batch_size;
         while self.inflight.len() < self.config.max_concurrent_exports {
             let len = self.shared.queue.len();
-            if len == 0 || (len < batch_size && self.popped >= self.eager_until) {
+            let eager = self.popped < self.eager_until;
+            if !self.shared.trigger.ready(len, eager) {
                 break;
             }
             let mut batch = Vec::with_capacity(len.min(batch_size));

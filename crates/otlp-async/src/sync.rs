@@ -1,7 +1,8 @@
 //! The crate's loom facade: every atomic the crate's own protocols use comes
 //! from here, so that `--cfg loom` swaps them for loom's model-checked ones.
 //!
-//! Only the small wake-up protocols ([`crate::wake`], [`crate::space`]) and
+//! Only the small wake-up protocols ([`crate::wake`], [`crate::trigger`],
+//! [`crate::space`]) and
 //! the task manager's submit gate are modelled; the rest of the crate builds on tokio and
 //! `otlp-lockfree`, which carry their own verification.
 

@@ -2,8 +2,8 @@
 //! (`tests/loom_wake.rs`, `tests/loom_gate.rs`).
 //!
 //! * [`WakeFlag`]: many producers push into a queue without a syscall; only
-//!   the producer whose push brings the queue to the batch size, and finds no
-//!   wake-up already pending, delivers one. The consumer re-arms the flag
+//!   the producer whose push brings the queue to the export threshold, and finds
+//!   no wake-up already pending, delivers one. The consumer re-arms the flag
 //!   before it looks at the queue again. The two sides form a
 //!   store-buffering pair (producer: write queue, read flag; consumer: write
 //!   flag, read queue) and a `SeqCst` fence on each side guarantees that at

@@ -166,6 +166,101 @@ async fn a_full_batch_exports_without_waiting_for_the_timer() {
     assert_conserved(p.stats(), 8);
 }
 
+/// Waits (on the paused clock) until the sink holds `n` items.
+async fn wait_for_items(sink: &Sink, n: usize) {
+    while sink.items.lock().unwrap().len() < n {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_idle_slot_exports_the_threshold_without_waiting_for_the_timer() {
+    // Default threshold: half of the batch size.
+    let config = BatchConfig::default()
+        .with_max_export_batch_size(8)
+        .with_scheduled_delay(Duration::from_secs(3600));
+    let p = BatchProcessor::spawn_on(config, Sink::default(), &tokio::runtime::Handle::current())
+        .unwrap();
+    let start = tokio::time::Instant::now();
+    for i in 0..4 {
+        p.emit(i);
+    }
+    wait_for_items(p.exporter(), 4).await;
+    let at = p.exporter().export_times.lock().unwrap()[0];
+    assert!(at - start < Duration::from_secs(1), "waited for the timer");
+    // Below the threshold only the timer exports.
+    for i in 4..7 {
+        p.emit(i);
+    }
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(p.exporter().items.lock().unwrap().len(), 4);
+    tokio::time::sleep(Duration::from_secs(3001)).await;
+    assert_eq!(p.exporter().items.lock().unwrap().len(), 7);
+    let at = p.exporter().export_times.lock().unwrap()[1];
+    assert!(
+        at - start >= Duration::from_secs(3600),
+        "exported below the threshold"
+    );
+    assert_eq!(p.exporter().batch_sizes.lock().unwrap().clone(), vec![4, 3]);
+    p.shutdown(Duration::from_secs(1)).await.unwrap();
+    assert_conserved(p.stats(), 7);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_threshold_of_a_full_batch_waits_for_one() {
+    let config = BatchConfig::default()
+        .with_max_export_batch_size(8)
+        .with_export_threshold(8)
+        .with_scheduled_delay(Duration::from_secs(3600));
+    let p = BatchProcessor::spawn_on(config, Sink::default(), &tokio::runtime::Handle::current())
+        .unwrap();
+    for i in 0..7 {
+        p.emit(i);
+    }
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert!(p.exporter().items.lock().unwrap().is_empty());
+    p.emit(7);
+    wait_for_items(p.exporter(), 8).await;
+    assert_eq!(p.exporter().batch_sizes.lock().unwrap().clone(), vec![8]);
+    p.shutdown(Duration::from_secs(1)).await.unwrap();
+    assert_conserved(p.stats(), 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_grow_while_every_slot_is_busy() {
+    let gate = Arc::new(Semaphore::new(0));
+    let sink = Sink {
+        gate: Some(Arc::clone(&gate)),
+        ..Sink::default()
+    };
+    let config = BatchConfig::default()
+        .with_max_export_batch_size(8)
+        .with_export_threshold(1)
+        .with_max_concurrent_exports(1)
+        .with_scheduled_delay(Duration::from_secs(3600));
+    let p = BatchProcessor::spawn_on(config, sink, &tokio::runtime::Handle::current()).unwrap();
+    p.emit(0);
+    while p.exporter().running.load(Ordering::SeqCst) == 0 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    // The only slot is busy: what arrives now waits and forms one batch
+    // per free slot, full ones first.
+    for i in 1..12 {
+        p.emit(i);
+    }
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(p.exporter().calls.load(Ordering::SeqCst), 1);
+    gate.add_permits(100);
+    wait_for_items(p.exporter(), 12).await;
+    assert_eq!(
+        p.exporter().batch_sizes.lock().unwrap().clone(),
+        vec![1, 8, 3]
+    );
+    p.shutdown(Duration::from_secs(1)).await.unwrap();
+    assert_conserved(p.stats(), 12);
+    assert_eq!(sorted(p.exporter()), (0..12).collect::<Vec<_>>());
+}
+
 #[tokio::test(start_paused = true)]
 async fn force_flush_exports_everything_emitted_before_it() {
     let config = BatchConfig::default().with_scheduled_delay(Duration::from_secs(3600));

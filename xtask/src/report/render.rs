@@ -144,7 +144,7 @@ pub fn markdown(
          is the median over rounds of criterion's median per iteration (or of the measured \
          quantity for non-time rows), `spread` how far that implementation's rounds lay from \
          it. `ours/peer` is the median of the per-round ratios and `range` their min–max \
-         (below 1.00 ours takes less time; for `/s` units above 1.00 ours does more). A \
+         (below 1.00 ours takes less time; for `/s` and `%` units above 1.00 ours does more). A \
          verdict names a winner only when the whole range lies on one side of 1.00 over at \
          least {MIN_ROUNDS_FOR_VERDICT} rounds, else `tie/unstable`. Throughput is items per \
          second at the median. Instruction counts of the single-thread scenarios follow the \
