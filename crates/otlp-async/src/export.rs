@@ -115,6 +115,20 @@ pub trait Exporter<T>: Send + Sync + 'static {
         async move { self.export(&batch).await }
     }
 
+    /// An empty buffer, with room for at least `capacity` items, that the
+    /// processor fills with the next batch before handing it to
+    /// [`export_owned`](Self::export_owned). The default allocates one.
+    ///
+    /// Override it when the exporter gets its batches' buffers back (for
+    /// example a pool its `export_owned` returns them to): a batch of large
+    /// items is a large allocation, which the system allocator may serve
+    /// with fresh pages and hand back to the kernel every time, so that
+    /// filling each batch costs a page fault per page. A buffer that is not
+    /// empty is cleared first.
+    fn batch_buffer(&self, capacity: usize) -> Vec<T> {
+        Vec::with_capacity(capacity)
+    }
+
     /// Releases the exporter's resources; called once by the processor's
     /// `shutdown` after the final flush. The default does nothing.
     fn shutdown(&self) -> impl Future<Output = Result<(), ExportError>> + Send {
@@ -186,6 +200,10 @@ impl<T, X: Exporter<T>> Exporter<T> for std::sync::Arc<X> {
         T: Send + Sync,
     {
         (**self).export_owned(batch)
+    }
+
+    fn batch_buffer(&self, capacity: usize) -> Vec<T> {
+        (**self).batch_buffer(capacity)
     }
 
     fn shutdown(&self) -> impl Future<Output = Result<(), ExportError>> + Send {

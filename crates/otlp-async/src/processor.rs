@@ -851,7 +851,8 @@ where
             if !self.shared.trigger.ready(len, eager) {
                 break;
             }
-            let mut batch = Vec::with_capacity(len.min(batch_size));
+            let mut batch = self.exporter.batch_buffer(len.min(batch_size));
+            batch.clear();
             let n = self.shared.queue.pop_batch(&mut batch, batch_size);
             if n == 0 {
                 break;

@@ -60,6 +60,11 @@ pub(crate) trait Kind: Send + Sync + 'static {
 
     fn shutdown(exporter: &Self::Exporter, timeout: Duration) -> OTelSdkResult;
 
+    /// An empty buffer for the next batch (see `Exporter::batch_buffer`).
+    fn batch_buffer(capacity: usize) -> Vec<Self::Item> {
+        Vec::with_capacity(capacity)
+    }
+
     fn set_resource(exporter: &mut Self::Exporter, resource: &Resource);
 
     /// Which processor this is, for the self-metrics' names.
@@ -197,6 +202,10 @@ impl<K: Kind> Exporter<K::Item> for Adapter<K> {
             let exporter = shared.exporter.read().await;
             K::export(&exporter, batch).await
         })
+    }
+
+    fn batch_buffer(&self, capacity: usize) -> Vec<K::Item> {
+        K::batch_buffer(capacity)
     }
 
     fn shutdown(&self) -> impl Future<Output = Result<(), ExportError>> + Send {

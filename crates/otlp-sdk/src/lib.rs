@@ -130,6 +130,7 @@
 
 mod export;
 mod log;
+mod recycle;
 mod self_metrics;
 mod span;
 mod suppress;

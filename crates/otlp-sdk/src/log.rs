@@ -11,10 +11,11 @@ use opentelemetry_sdk::logs::{LogBatch, LogExporter, LogProcessor, SdkLogRecord}
 use otlp_async::{BatchConfig, ConfigError, ProcessorStats, Signal, StatsReader};
 
 use crate::export::{Core, ExportMode, Kind, Settings};
+use crate::recycle;
 use crate::self_metrics::ProcessorKind;
 
 /// A queued log record with the scope of the logger that emitted it.
-type Record = (SdkLogRecord, InstrumentationScope);
+pub(crate) type Record = (SdkLogRecord, InstrumentationScope);
 
 struct Logs<E>(std::marker::PhantomData<E>);
 
@@ -23,11 +24,19 @@ impl<E: LogExporter + 'static> Kind for Logs<E> {
     type Exporter = E;
 
     async fn export(exporter: &E, batch: Vec<Record>) -> OTelSdkResult {
-        let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> = batch
-            .iter()
-            .map(|(record, scope)| (record, scope))
-            .collect();
-        exporter.export(LogBatch::new(&refs)).await
+        let result = {
+            let refs: Vec<(&SdkLogRecord, &InstrumentationScope)> = batch
+                .iter()
+                .map(|(record, scope)| (record, scope))
+                .collect();
+            exporter.export(LogBatch::new(&refs)).await
+        };
+        recycle::LOGS.give_back(batch);
+        result
+    }
+
+    fn batch_buffer(capacity: usize) -> Vec<Record> {
+        recycle::LOGS.take(capacity)
     }
 
     fn shutdown(exporter: &E, timeout: Duration) -> OTelSdkResult {

@@ -26,6 +26,11 @@ impl<E: SpanExporter + 'static> Kind for Spans<E> {
         exporter.export(batch)
     }
 
+    /// Our OTLP span exporter gives its batches back (see `recycle`).
+    fn batch_buffer(capacity: usize) -> Vec<SpanData> {
+        crate::recycle::SPANS.take(capacity)
+    }
+
     fn shutdown(exporter: &E, timeout: Duration) -> OTelSdkResult {
         exporter.shutdown_with_timeout(timeout)
     }

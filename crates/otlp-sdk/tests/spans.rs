@@ -22,6 +22,9 @@ fn config() -> BatchConfig {
         .with_max_export_batch_size(32)
         .with_scheduled_delay(Duration::from_millis(20))
         .with_export_timeout(Duration::from_secs(5))
+        // Whole batches only (clamped to the batch size): these tests
+        // count exports in batches of `max_export_batch_size`.
+        .with_export_threshold(usize::MAX)
 }
 
 fn build(exporter: TestExporter, config: BatchConfig, mode: ExportMode) -> BatchSpanProcessor {
