@@ -219,6 +219,20 @@ struct Envelope<T> {
     enqueued: Option<tokio::time::Instant>,
 }
 
+/// The outcome counters of one worker. Each worker has its own, on their
+/// own cache lines: with one shared set, the workers' per-task updates kept
+/// pulling the line away from each other (and from the read-only fields
+/// beside it). [`Shared::stats`] sums them.
+#[derive(Default)]
+struct TaskCounters {
+    completed: AtomicU64,
+    failed: AtomicU64,
+    timed_out: AtomicU64,
+    panicked: AtomicU64,
+    aborted: AtomicU64,
+    in_progress: AtomicU64,
+}
+
 struct Shared<T> {
     queue: BoundedQueue<Envelope<T>>,
     slots: Semaphore,
@@ -227,12 +241,8 @@ struct Shared<T> {
     stop: AtomicBool,
     task_timeout: Option<Duration>,
     submitted: CachePadded<AtomicU64>,
-    completed: AtomicU64,
-    failed: AtomicU64,
-    timed_out: AtomicU64,
-    panicked: AtomicU64,
-    aborted: AtomicU64,
-    in_progress: AtomicU64,
+    /// One per worker, indexed like the workers.
+    counters: Box<[CachePadded<TaskCounters>]>,
     /// `None` for a manager built `without_monitor`.
     #[cfg(feature = "monitor")]
     monitor: Option<Arc<ConcurrencyMonitor>>,
@@ -241,14 +251,15 @@ struct Shared<T> {
 /// Counts a task as aborted if the worker's future is dropped mid-task.
 struct InProgress<'a, T> {
     shared: &'a Shared<T>,
+    counters: &'a TaskCounters,
     armed: bool,
 }
 
 impl<T> Drop for InProgress<'_, T> {
     fn drop(&mut self) {
-        self.shared.in_progress.fetch_sub(1, Ordering::AcqRel);
+        self.counters.in_progress.fetch_sub(1, Ordering::AcqRel);
         if self.armed {
-            self.shared.aborted.fetch_add(1, Ordering::AcqRel);
+            self.counters.aborted.fetch_add(1, Ordering::AcqRel);
             #[cfg(feature = "monitor")]
             if let Some(monitor) = &self.shared.monitor {
                 monitor.record_task_failure();
@@ -292,7 +303,12 @@ impl<T: Send + 'static> Shared<T> {
         }
     }
 
-    async fn run<H: TaskHandler<T>>(&self, handler: &H, envelope: Envelope<T>) {
+    async fn run<H: TaskHandler<T>>(
+        &self,
+        counters: &TaskCounters,
+        handler: &H,
+        envelope: Envelope<T>,
+    ) {
         // One clock read at the start serves the queue wait, the latency
         // and the timeout's deadline (a clock read costs ~50 ns on the
         // project's VM), and a manager that neither monitors nor times out
@@ -310,9 +326,10 @@ impl<T: Send + 'static> Shared<T> {
             }
             monitor.record_task_start();
         }
-        self.in_progress.fetch_add(1, Ordering::AcqRel);
+        counters.in_progress.fetch_add(1, Ordering::AcqRel);
         let mut guard = InProgress {
             shared: self,
+            counters,
             armed: true,
         };
         let task = envelope.task;
@@ -342,7 +359,7 @@ impl<T: Send + 'static> Shared<T> {
         let timed = monitor.zip(started).map(|(m, s)| (m, s.elapsed()));
         match outcome {
             Outcome::Ok => {
-                self.completed.fetch_add(1, Ordering::AcqRel);
+                counters.completed.fetch_add(1, Ordering::AcqRel);
                 #[cfg(feature = "monitor")]
                 if let Some((monitor, elapsed)) = timed {
                     monitor.record_task_completion(elapsed);
@@ -351,15 +368,15 @@ impl<T: Send + 'static> Shared<T> {
             }
             Outcome::Err(e) => tracing::debug!(error = %e, "task failed"),
             Outcome::Panicked(msg) => {
-                self.panicked.fetch_add(1, Ordering::AcqRel);
+                counters.panicked.fetch_add(1, Ordering::AcqRel);
                 tracing::warn!(panic = %msg, "task handler panicked; the worker carries on");
             }
             Outcome::TimedOut => {
-                self.timed_out.fetch_add(1, Ordering::AcqRel);
+                counters.timed_out.fetch_add(1, Ordering::AcqRel);
                 tracing::debug!(timeout = ?self.task_timeout, "task timed out");
             }
         }
-        self.failed.fetch_add(1, Ordering::AcqRel);
+        counters.failed.fetch_add(1, Ordering::AcqRel);
         #[cfg(feature = "monitor")]
         if let Some((monitor, elapsed)) = timed {
             monitor.record_task_failure_after(elapsed);
@@ -367,16 +384,27 @@ impl<T: Send + 'static> Shared<T> {
     }
 
     fn stats(&self) -> ManagerStats {
-        ManagerStats {
+        let mut stats = ManagerStats {
             submitted: self.submitted.load(Ordering::Acquire),
-            completed: self.completed.load(Ordering::Acquire),
-            failed: self.failed.load(Ordering::Acquire),
-            timed_out: self.timed_out.load(Ordering::Acquire),
-            panicked: self.panicked.load(Ordering::Acquire),
-            aborted: self.aborted.load(Ordering::Acquire),
             queued: self.queue.len() as u64,
-            in_progress: self.in_progress.load(Ordering::Acquire),
+            ..ManagerStats::default()
+        };
+        for c in self.counters.iter() {
+            stats.completed += c.completed.load(Ordering::Acquire);
+            stats.failed += c.failed.load(Ordering::Acquire);
+            stats.timed_out += c.timed_out.load(Ordering::Acquire);
+            stats.panicked += c.panicked.load(Ordering::Acquire);
+            stats.aborted += c.aborted.load(Ordering::Acquire);
+            stats.in_progress += c.in_progress.load(Ordering::Acquire);
         }
+        stats
+    }
+
+    fn in_progress(&self) -> u64 {
+        self.counters
+            .iter()
+            .map(|c| c.in_progress.load(Ordering::Acquire))
+            .sum()
     }
 }
 
@@ -385,27 +413,50 @@ impl<T: Send + 'static> Shared<T> {
 #[cfg(not(feature = "monitor"))]
 struct NoMonitor;
 
-async fn worker<T: Send + 'static, H: TaskHandler<T>>(shared: Arc<Shared<T>>, handler: Arc<H>) {
+async fn worker<T: Send + 'static, H: TaskHandler<T>>(
+    shared: Arc<Shared<T>>,
+    handler: Arc<H>,
+    index: usize,
+) {
+    let counters = &*shared.counters[index];
     loop {
-        if let Some(envelope) = shared.queue.pop() {
-            shared.slots.add_permits(1);
-            shared.run(&*handler, envelope).await;
-            // Keep a busy worker from starving its runtime thread.
-            tokio::task::consume_budget().await;
-            continue;
-        }
-        let notified = shared.work.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if !shared.queue.is_empty() {
-            continue;
-        }
-        // `stop` is set only after every admitted submitter has enqueued, so
-        // an empty queue now stays empty.
-        if shared.stop.load(Ordering::Acquire) {
-            return;
-        }
-        notified.await;
+        // `try_pop`, not `pop`: `pop` spins while a submitter is between
+        // claiming a slot and writing it, and a submitter preempted there
+        // (more runnable threads than cores) kept a worker spinning for the
+        // rest of its time slice. That submitter's `notify_one` follows its
+        // write, so sleeping until it is enough.
+        let envelope = match shared.queue.try_pop() {
+            Some(envelope) => envelope,
+            None => {
+                let notified = shared.work.notified();
+                tokio::pin!(notified);
+                // Registered before the last look: every push is followed
+                // by a `notify_one`, which from now on either wakes this
+                // future or leaves it a permit, so a task this look misses
+                // is never stranded.
+                notified.as_mut().enable();
+                match shared.queue.try_pop() {
+                    Some(envelope) => envelope,
+                    // `stop` is set only after every admitted submitter has
+                    // finished enqueueing: once it is seen, the queue holds
+                    // only written tasks, and an empty one stays empty.
+                    None if shared.stop.load(Ordering::Acquire) => {
+                        if shared.queue.is_empty() {
+                            return;
+                        }
+                        continue;
+                    }
+                    None => {
+                        notified.await;
+                        continue;
+                    }
+                }
+            }
+        };
+        shared.slots.add_permits(1);
+        shared.run(counters, &*handler, envelope).await;
+        // Keep a busy worker from starving its runtime thread.
+        tokio::task::consume_budget().await;
     }
 }
 
@@ -503,12 +554,9 @@ impl<T: Send + 'static> AsyncTaskManagerBuilder<T> {
             stop: AtomicBool::new(false),
             task_timeout: self.task_timeout,
             submitted: CachePadded::new(AtomicU64::new(0)),
-            completed: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            timed_out: AtomicU64::new(0),
-            panicked: AtomicU64::new(0),
-            aborted: AtomicU64::new(0),
-            in_progress: AtomicU64::new(0),
+            counters: (0..self.workers)
+                .map(|_| CachePadded::new(TaskCounters::default()))
+                .collect(),
             #[cfg(feature = "monitor")]
             monitor: self
                 .monitor
@@ -516,7 +564,7 @@ impl<T: Send + 'static> AsyncTaskManagerBuilder<T> {
         });
         let handler = Arc::new(handler);
         let workers = (0..self.workers)
-            .map(|_| handle.spawn(worker(Arc::clone(&shared), Arc::clone(&handler))))
+            .map(|index| handle.spawn(worker(Arc::clone(&shared), Arc::clone(&handler), index)))
             .collect();
         Ok(AsyncTaskManager {
             shared,
@@ -716,7 +764,7 @@ impl<T: Send + 'static> AsyncTaskManager<T> {
             if !unwound {
                 // A handler is blocking its thread; count what is still
                 // running as aborted.
-                aborted_late = shared.in_progress.load(Ordering::Acquire);
+                aborted_late = shared.in_progress();
             }
         }
         let mut still_queued = Vec::new();

@@ -318,6 +318,57 @@ impl<T> BoundedQueue<T> {
         }
     }
 
+    /// Pops the item at the front if it is ready now, never waiting on
+    /// another thread: `None` when the queue is empty, but also while the
+    /// front position is claimed and not yet written by its producer, or
+    /// popped and not yet released by a consumer of the previous lap (where
+    /// [`pop`](Self::pop) spins until that thread is done).
+    ///
+    /// For a consumer that sleeps until a producer wakes it after each push:
+    /// a producer preempted in the middle of its push then costs a sleep
+    /// until its wake-up, rather than a spin for the rest of the consumer's
+    /// time slice.
+    pub fn try_pop(&self) -> Option<T> {
+        let mut head = self.head.load(Ordering::Relaxed);
+        loop {
+            let slot = self.slot(head);
+            let stamp = slot.stamp.load(Ordering::Acquire);
+            if stamp == head.wrapping_add(1) {
+                match self.head.compare_exchange_weak(
+                    head,
+                    self.next(head),
+                    Ordering::SeqCst,
+                    Ordering::Relaxed,
+                ) {
+                    Ok(_) => {
+                        // SAFETY: as in `pop`: the CAS made this thread the
+                        // only consumer of position `head`, and the acquired
+                        // stamp shows its producer finished writing it.
+                        let value = unsafe { slot.value.with(|p| p.read().assume_init()) };
+                        slot.stamp
+                            .store(head.wrapping_add(self.one_lap), Ordering::Release);
+                        return Some(value);
+                    }
+                    // Another consumer took it (or a spurious failure):
+                    // the next position may be ready.
+                    Err(current) => head = current,
+                }
+            } else if stamp == head {
+                // Empty, or a producer is still writing this position.
+                return None;
+            } else {
+                // Either `head` is stale (another consumer moved on) or the
+                // previous lap's consumer has not released the slot yet;
+                // only the first is worth another look.
+                let current = self.head.load(Ordering::Relaxed);
+                if current == head {
+                    return None;
+                }
+                head = current;
+            }
+        }
+    }
+
     /// Pushes every item of `items` that fits, in order, claiming runs of
     /// free slots with one compare-and-swap each, and returns the items that
     /// did not fit (the tail of the input, in order; empty when all fit).
@@ -557,6 +608,27 @@ mod tests {
             BoundedQueue::<u8>::new(usize::MAX),
             Err(CapacityError::TooLarge { .. })
         ));
+    }
+
+    #[test]
+    fn try_pop_is_fifo_and_never_waits() {
+        let q = BoundedQueue::new(2).unwrap();
+        assert_eq!(q.try_pop(), None);
+        for lap in 0..4 {
+            q.push(lap * 10).unwrap();
+            q.push(lap * 10 + 1).unwrap();
+            assert_eq!(q.try_pop(), Some(lap * 10));
+            assert_eq!(q.pop(), Some(lap * 10 + 1));
+            assert_eq!(q.try_pop(), None);
+        }
+        // A claimed, unwritten front position reads as not ready (where
+        // `pop` would spin): simulate the producer between its claim and
+        // its stamp store.
+        let tail = q.tail.load(Ordering::Relaxed);
+        q.tail.store(q.next(tail), Ordering::Relaxed);
+        assert_eq!(q.try_pop(), None);
+        q.tail.store(tail, Ordering::Relaxed);
+        assert!(q.is_empty());
     }
 
     #[test]

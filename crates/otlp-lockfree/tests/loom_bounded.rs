@@ -1,5 +1,7 @@
 //! Loom models: wrap-around of a capacity-2 `BoundedQueue` with two
-//! producers and a consumer; `force_push` racing with `pop_batch`.
+//! producers and a consumer; `force_push` racing with `pop_batch`;
+//! `try_pop` racing `pop` and a wrapping push, and taking a concurrent
+//! push.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -124,5 +126,64 @@ fn a_slot_freed_by_pop_batch_is_refilled_by_push_batch() {
         }
         assert_eq!(consumer.join().unwrap(), [1, 2]);
         assert!(q.is_empty());
+    });
+}
+
+/// `try_pop` against a concurrent `pop` and a push that wraps into the slot
+/// the consumers free: every value comes out exactly once, `try_pop`'s
+/// read of a slot happens before the next lap's write to it (loom's cell
+/// tracking), and a `None` from `try_pop` leaves nothing behind.
+#[test]
+fn try_pop_races_pop_and_a_wrapping_push() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(2).unwrap());
+        q.push(1).unwrap();
+        q.push(2).unwrap();
+        let qt = q.clone();
+        let trier = thread::spawn(move || qt.try_pop());
+        let qp = q.clone();
+        let popper = thread::spawn(move || qp.pop());
+        let qw = q.clone();
+        // Full until a consumer frees a slot; then it lands on the next lap.
+        let pusher = thread::spawn(move || qw.push(3).is_ok());
+        let mut all: Vec<i32> = trier.join().unwrap().into_iter().collect();
+        all.extend(popper.join().unwrap());
+        if pusher.join().unwrap() {
+            all.push(0);
+        }
+        while let Some(v) = q.try_pop() {
+            all.push(v);
+        }
+        let pushed = all.contains(&0);
+        all.retain(|&v| v != 0);
+        all.sort_unstable();
+        if pushed {
+            assert_eq!(all, [1, 2, 3]);
+        } else {
+            assert_eq!(all, [1, 2]);
+        }
+        assert!(q.is_empty());
+    });
+}
+
+/// A consumer that retries `try_pop` takes the value a concurrent `push`
+/// writes: its read of the slot must happen after the producer's write
+/// (`push`'s Release stamp store, `try_pop`'s Acquire stamp load); loom's
+/// cell tracking reports the race otherwise.
+#[test]
+fn try_pop_takes_a_concurrent_push() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(1).unwrap());
+        let qp = q.clone();
+        let producer = thread::spawn(move || qp.push(String::from("x")).is_ok());
+        let got = loop {
+            if let Some(v) = q.try_pop() {
+                break v;
+            }
+            thread::yield_now();
+        };
+        assert!(producer.join().unwrap());
+        assert_eq!(got, "x");
+        assert_eq!(q.try_pop(), None);
     });
 }
