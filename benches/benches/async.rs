@@ -9,7 +9,9 @@
 //! * `async_emit`: the cost of one `emit` on the hot path, 1 and 2 emitting
 //!   threads — `BatchProcessor::emit` vs `std::sync::mpsc::SyncSender::try_send`
 //!   into a consumer thread (what the OpenTelemetry SDK's batch processors
-//!   do), both with a 2048-item queue drained by their own thread.
+//!   do), both with a 2048-item queue drained by their own thread. The
+//!   thread counts are 1 and those in `OTLP_BENCH_THREADS` (default 2, see
+//!   `otlp_benches::thread_counts`), in the ids (`emit_4t`).
 
 #![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
 
@@ -26,7 +28,7 @@ use otlp_async::{
     AsyncDataStream, AsyncTaskManager, BatchConfig, BatchProcessor, BatchedExt, ExportError,
     Exporter, handler_fn,
 };
-use otlp_benches::{OURS, record_extra};
+use otlp_benches::{OURS, record_extra, thread_counts_from_one};
 use tokio_stream::wrappers::ReceiverStream;
 
 const ITEMS: u64 = 1_000_000;
@@ -423,7 +425,7 @@ fn emit(c: &mut Criterion) {
             emit_flat_out::<BatchProcessor<Record, NoopExporter>>,
         ),
     ] {
-        for threads in [1usize, 2] {
+        for threads in thread_counts_from_one() {
             let scenario = format!("{mode}_{threads}t");
             let processor = Arc::new(
                 BatchProcessor::new(BatchConfig::default(), NoopExporter).expect("processor"),

@@ -13,6 +13,11 @@
 //!   `dashmap` and `std::sync::RwLock<HashMap>`, all with the same hasher.
 //! - `lockfree_vec`: push then read back, 1 thread and 2 threads, against
 //!   `boxcar` and `std::sync::Mutex<Vec>`.
+//!
+//! The multi-thread rows (`_2t` ids and the map's) run once per thread count
+//! in `OTLP_BENCH_THREADS` (default 2, see `otlp_benches::thread_counts`),
+//! named by it (`mpmc_4t`); the map's 2-thread rows keep their bare ids,
+//! and rows that have a `_1t` id already skip 1.
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
@@ -26,7 +31,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use crossbeam_queue::{ArrayQueue, SegQueue};
-use otlp_benches::OURS;
+use otlp_benches::{OURS, thread_counts, thread_counts_above_one};
 use otlp_lockfree::{BoundedQueue, ConcurrentHashMap, ConcurrentVec, LockFreeQueue, LockFreeStack};
 
 /// Runs `f(thread_index)` on `threads` threads started together and returns
@@ -122,41 +127,44 @@ fn stack(c: &mut Criterion) {
             })
         });
     }
-    // Two threads, each doing push+pop pairs on the shared structure.
-    g.throughput(Throughput::Elements(2));
-    let s = LockFreeStack::new();
-    g.bench_function(BenchmarkId::new("push_pop_2t", OURS), |b| {
-        b.iter_custom(|iters| {
-            timed_threads(2, |_| {
-                for i in 0..iters {
-                    s.push(i);
-                    black_box(s.pop());
-                }
+    // `n` threads, each doing push+pop pairs on the shared structure.
+    for n in thread_counts_above_one() {
+        let scenario = format!("push_pop_{n}t");
+        g.throughput(Throughput::Elements(n as u64));
+        let s = LockFreeStack::new();
+        g.bench_function(BenchmarkId::new(&scenario, OURS), |b| {
+            b.iter_custom(|iters| {
+                timed_threads(n, |_| {
+                    for i in 0..iters {
+                        s.push(i);
+                        black_box(s.pop());
+                    }
+                })
             })
-        })
-    });
-    let m = parking_lot::Mutex::new(Vec::new());
-    g.bench_function(BenchmarkId::new("push_pop_2t", "mutex_vec"), |b| {
-        b.iter_custom(|iters| {
-            timed_threads(2, |_| {
-                for i in 0..iters {
-                    m.lock().push(i);
-                    black_box(m.lock().pop());
-                }
+        });
+        let m = parking_lot::Mutex::new(Vec::new());
+        g.bench_function(BenchmarkId::new(&scenario, "mutex_vec"), |b| {
+            b.iter_custom(|iters| {
+                timed_threads(n, |_| {
+                    for i in 0..iters {
+                        m.lock().push(i);
+                        black_box(m.lock().pop());
+                    }
+                })
             })
-        })
-    });
-    let q = SegQueue::new();
-    g.bench_function(BenchmarkId::new("push_pop_2t", "segqueue"), |b| {
-        b.iter_custom(|iters| {
-            timed_threads(2, |_| {
-                for i in 0..iters {
-                    q.push(i);
-                    black_box(q.pop());
-                }
+        });
+        let q = SegQueue::new();
+        g.bench_function(BenchmarkId::new(&scenario, "segqueue"), |b| {
+            b.iter_custom(|iters| {
+                timed_threads(n, |_| {
+                    for i in 0..iters {
+                        q.push(i);
+                        black_box(q.pop());
+                    }
+                })
             })
-        })
-    });
+        });
+    }
     g.finish();
 }
 
@@ -243,40 +251,43 @@ fn bounded(c: &mut Criterion) {
         })
     });
 
-    // MPMC: two threads, each pushes then pops, `iters` times.
-    g.throughput(Throughput::Elements(2));
-    g.bench_function(BenchmarkId::new("mpmc_2t", OURS), |b| {
-        b.iter_custom(|iters| {
-            timed_threads(2, |_| {
-                for i in 0..iters {
-                    let mut v = i;
-                    while let Err(back) = q.push(v) {
-                        v = back;
-                        spin();
+    // MPMC: `n` threads, each pushes then pops, `iters` times.
+    for n in thread_counts() {
+        let scenario = format!("mpmc_{n}t");
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new(&scenario, OURS), |b| {
+            b.iter_custom(|iters| {
+                timed_threads(n, |_| {
+                    for i in 0..iters {
+                        let mut v = i;
+                        while let Err(back) = q.push(v) {
+                            v = back;
+                            spin();
+                        }
+                        while q.pop().is_none() {
+                            spin();
+                        }
                     }
-                    while q.pop().is_none() {
-                        spin();
-                    }
-                }
+                })
             })
-        })
-    });
-    g.bench_function(BenchmarkId::new("mpmc_2t", "arrayqueue"), |b| {
-        b.iter_custom(|iters| {
-            timed_threads(2, |_| {
-                for i in 0..iters {
-                    let mut v = i;
-                    while let Err(back) = a.push(v) {
-                        v = back;
-                        spin();
+        });
+        g.bench_function(BenchmarkId::new(&scenario, "arrayqueue"), |b| {
+            b.iter_custom(|iters| {
+                timed_threads(n, |_| {
+                    for i in 0..iters {
+                        let mut v = i;
+                        while let Err(back) = a.push(v) {
+                            v = back;
+                            spin();
+                        }
+                        while a.pop().is_none() {
+                            spin();
+                        }
                     }
-                    while a.pop().is_none() {
-                        spin();
-                    }
-                }
+                })
             })
-        })
-    });
+        });
+    }
 
     // Batches of 64: one iteration moves one batch through the queue.
     g.throughput(Throughput::Elements(BATCH as u64));
@@ -339,53 +350,56 @@ fn bounded(c: &mut Criterion) {
             })
         })
     });
-    g.throughput(Throughput::Elements(2 * BATCH as u64));
-    g.bench_function(BenchmarkId::new("batch64_mpmc_2t", OURS), |b| {
-        b.iter_custom(|iters| {
-            timed_threads(2, |_| {
-                let mut batch = Vec::with_capacity(BATCH);
-                let mut out = Vec::with_capacity(BATCH);
-                for i in 0..iters {
-                    batch.extend((0..BATCH as u64).map(|k| i + k));
-                    while !batch.is_empty() {
-                        if q.push_from_vec(&mut batch) == 0 {
-                            spin();
+    for n in thread_counts() {
+        let scenario = format!("batch64_mpmc_{n}t");
+        g.throughput(Throughput::Elements(n as u64 * BATCH as u64));
+        g.bench_function(BenchmarkId::new(&scenario, OURS), |b| {
+            b.iter_custom(|iters| {
+                timed_threads(n, |_| {
+                    let mut batch = Vec::with_capacity(BATCH);
+                    let mut out = Vec::with_capacity(BATCH);
+                    for i in 0..iters {
+                        batch.extend((0..BATCH as u64).map(|k| i + k));
+                        while !batch.is_empty() {
+                            if q.push_from_vec(&mut batch) == 0 {
+                                spin();
+                            }
+                        }
+                        let mut n = 0;
+                        while n < BATCH {
+                            out.clear();
+                            let k = q.pop_batch(&mut out, BATCH - n);
+                            black_box(&out);
+                            if k == 0 {
+                                spin();
+                            }
+                            n += k;
                         }
                     }
-                    let mut n = 0;
-                    while n < BATCH {
-                        out.clear();
-                        let k = q.pop_batch(&mut out, BATCH - n);
-                        black_box(&out);
-                        if k == 0 {
-                            spin();
-                        }
-                        n += k;
-                    }
-                }
+                })
             })
-        })
-    });
-    g.bench_function(BenchmarkId::new("batch64_mpmc_2t", "arrayqueue"), |b| {
-        b.iter_custom(|iters| {
-            timed_threads(2, |_| {
-                for i in 0..iters {
-                    for k in 0..BATCH as u64 {
-                        let mut v = i + k;
-                        while let Err(back) = a.push(v) {
-                            v = back;
-                            spin();
+        });
+        g.bench_function(BenchmarkId::new(&scenario, "arrayqueue"), |b| {
+            b.iter_custom(|iters| {
+                timed_threads(n, |_| {
+                    for i in 0..iters {
+                        for k in 0..BATCH as u64 {
+                            let mut v = i + k;
+                            while let Err(back) = a.push(v) {
+                                v = back;
+                                spin();
+                            }
+                        }
+                        for _ in 0..BATCH {
+                            while a.pop().is_none() {
+                                spin();
+                            }
                         }
                     }
-                    for _ in 0..BATCH {
-                        while a.pop().is_none() {
-                            spin();
-                        }
-                    }
-                }
+                })
             })
-        })
-    });
+        });
+    }
     g.finish();
 }
 
@@ -483,31 +497,34 @@ fn unbounded(c: &mut Criterion) {
             })
         })
     });
-    g.throughput(Throughput::Elements(2));
-    g.bench_function(BenchmarkId::new("mpmc_2t", OURS), |b| {
-        b.iter_custom(|iters| {
-            timed_threads(2, |_| {
-                for i in 0..iters {
-                    q.push(i);
-                    while q.pop().is_none() {
-                        spin();
+    for n in thread_counts() {
+        let scenario = format!("mpmc_{n}t");
+        g.throughput(Throughput::Elements(n as u64));
+        g.bench_function(BenchmarkId::new(&scenario, OURS), |b| {
+            b.iter_custom(|iters| {
+                timed_threads(n, |_| {
+                    for i in 0..iters {
+                        q.push(i);
+                        while q.pop().is_none() {
+                            spin();
+                        }
                     }
-                }
+                })
             })
-        })
-    });
-    g.bench_function(BenchmarkId::new("mpmc_2t", "segqueue"), |b| {
-        b.iter_custom(|iters| {
-            timed_threads(2, |_| {
-                for i in 0..iters {
-                    s.push(i);
-                    while s.pop().is_none() {
-                        spin();
+        });
+        g.bench_function(BenchmarkId::new(&scenario, "segqueue"), |b| {
+            b.iter_custom(|iters| {
+                timed_threads(n, |_| {
+                    for i in 0..iters {
+                        s.push(i);
+                        while s.pop().is_none() {
+                            spin();
+                        }
                     }
-                }
+                })
             })
-        })
-    });
+        });
+    }
     g.finish();
 }
 
@@ -618,31 +635,39 @@ fn run_map<M: BenchMap>(map: &M, seqs: &[Vec<Op>], iters: u64) -> Duration {
 
 fn map(c: &mut Criterion) {
     let mut g = c.benchmark_group("lockfree_map");
-    const THREADS: usize = 2;
-    g.throughput(Throughput::Elements(THREADS as u64));
-    for (scenario, mix) in [
-        ("read_heavy", [98, 1, 1, 0]),
-        ("exchange", [10, 40, 40, 10]),
-    ] {
-        let seqs: Vec<Vec<Op>> = (0..THREADS as u64).map(|t| ops(t + 1, mix)).collect();
-        let ours: ConcurrentHashMap<u64, u64, FxBuild> = ConcurrentHashMap::with_hasher(FxBuild);
-        let dash: dashmap::DashMap<u64, u64, FxBuild> = dashmap::DashMap::with_hasher(FxBuild);
-        let std_map: RwLock<HashMap<u64, u64, FxBuild>> =
-            RwLock::new(HashMap::with_hasher(FxBuild));
-        for k in 0..KEYS {
-            BenchMap::insert(&ours, k, k);
-            BenchMap::insert(&dash, k, k);
-            BenchMap::insert(&std_map, k, k);
+    for n in thread_counts() {
+        g.throughput(Throughput::Elements(n as u64));
+        for (scenario, mix) in [
+            ("read_heavy", [98, 1, 1, 0]),
+            ("exchange", [10, 40, 40, 10]),
+        ] {
+            // The 2-thread rows keep their published ids, which name no count.
+            let id = if n == 2 {
+                scenario.to_owned()
+            } else {
+                format!("{scenario}_{n}t")
+            };
+            let seqs: Vec<Vec<Op>> = (0..n as u64).map(|t| ops(t + 1, mix)).collect();
+            let ours: ConcurrentHashMap<u64, u64, FxBuild> =
+                ConcurrentHashMap::with_hasher(FxBuild);
+            let dash: dashmap::DashMap<u64, u64, FxBuild> = dashmap::DashMap::with_hasher(FxBuild);
+            let std_map: RwLock<HashMap<u64, u64, FxBuild>> =
+                RwLock::new(HashMap::with_hasher(FxBuild));
+            for k in 0..KEYS {
+                BenchMap::insert(&ours, k, k);
+                BenchMap::insert(&dash, k, k);
+                BenchMap::insert(&std_map, k, k);
+            }
+            g.bench_function(BenchmarkId::new(&id, OURS), |b| {
+                b.iter_custom(|iters| run_map(&ours, &seqs, iters))
+            });
+            g.bench_function(BenchmarkId::new(&id, "dashmap"), |b| {
+                b.iter_custom(|iters| run_map(&dash, &seqs, iters))
+            });
+            g.bench_function(BenchmarkId::new(&id, "rwlock_map"), |b| {
+                b.iter_custom(|iters| run_map(&std_map, &seqs, iters))
+            });
         }
-        g.bench_function(BenchmarkId::new(scenario, OURS), |b| {
-            b.iter_custom(|iters| run_map(&ours, &seqs, iters))
-        });
-        g.bench_function(BenchmarkId::new(scenario, "dashmap"), |b| {
-            b.iter_custom(|iters| run_map(&dash, &seqs, iters))
-        });
-        g.bench_function(BenchmarkId::new(scenario, "rwlock_map"), |b| {
-            b.iter_custom(|iters| run_map(&std_map, &seqs, iters))
-        });
     }
     g.finish();
 }
@@ -693,71 +718,74 @@ fn vec(c: &mut Criterion) {
             black_box(sum)
         })
     });
-    // Two threads push N each into one fresh vector, then each reads back
+    // `n` threads push N each into one fresh vector, then each reads back
     // its own elements by the returned index.
-    g.throughput(Throughput::Elements(2 * N as u64));
-    g.bench_function(BenchmarkId::new("push_read_2t", OURS), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let v = ConcurrentVec::new();
-                total += timed_threads(2, |_| {
-                    let mut idx = [0usize; N];
-                    for (i, slot) in idx.iter_mut().enumerate() {
-                        *slot = v.push(i);
-                    }
-                    let mut sum = 0;
-                    for &i in &idx {
-                        sum += *v.get(i).unwrap();
-                    }
-                    black_box(sum);
-                });
-            }
-            total
-        })
-    });
-    g.bench_function(BenchmarkId::new("push_read_2t", "boxcar"), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let v = boxcar::Vec::new();
-                total += timed_threads(2, |_| {
-                    let mut idx = [0usize; N];
-                    for (i, slot) in idx.iter_mut().enumerate() {
-                        *slot = v.push(i);
-                    }
-                    let mut sum = 0;
-                    for &i in &idx {
-                        sum += *v.get(i).unwrap();
-                    }
-                    black_box(sum);
-                });
-            }
-            total
-        })
-    });
-    g.bench_function(BenchmarkId::new("push_read_2t", "mutex_vec"), |b| {
-        b.iter_custom(|iters| {
-            let mut total = Duration::ZERO;
-            for _ in 0..iters {
-                let v = Mutex::new(Vec::new());
-                total += timed_threads(2, |_| {
-                    let mut idx = [0usize; N];
-                    for (i, slot) in idx.iter_mut().enumerate() {
-                        let mut g = v.lock().unwrap();
-                        g.push(i);
-                        *slot = g.len() - 1;
-                    }
-                    let mut sum = 0;
-                    for &i in &idx {
-                        sum += v.lock().unwrap()[i];
-                    }
-                    black_box(sum);
-                });
-            }
-            total
-        })
-    });
+    for n in thread_counts_above_one() {
+        let scenario = format!("push_read_{n}t");
+        g.throughput(Throughput::Elements(n as u64 * N as u64));
+        g.bench_function(BenchmarkId::new(&scenario, OURS), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let v = ConcurrentVec::new();
+                    total += timed_threads(n, |_| {
+                        let mut idx = [0usize; N];
+                        for (i, slot) in idx.iter_mut().enumerate() {
+                            *slot = v.push(i);
+                        }
+                        let mut sum = 0;
+                        for &i in &idx {
+                            sum += *v.get(i).unwrap();
+                        }
+                        black_box(sum);
+                    });
+                }
+                total
+            })
+        });
+        g.bench_function(BenchmarkId::new(&scenario, "boxcar"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let v = boxcar::Vec::new();
+                    total += timed_threads(n, |_| {
+                        let mut idx = [0usize; N];
+                        for (i, slot) in idx.iter_mut().enumerate() {
+                            *slot = v.push(i);
+                        }
+                        let mut sum = 0;
+                        for &i in &idx {
+                            sum += *v.get(i).unwrap();
+                        }
+                        black_box(sum);
+                    });
+                }
+                total
+            })
+        });
+        g.bench_function(BenchmarkId::new(&scenario, "mutex_vec"), |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let v = Mutex::new(Vec::new());
+                    total += timed_threads(n, |_| {
+                        let mut idx = [0usize; N];
+                        for (i, slot) in idx.iter_mut().enumerate() {
+                            let mut g = v.lock().unwrap();
+                            g.push(i);
+                            *slot = g.len() - 1;
+                        }
+                        let mut sum = 0;
+                        for &i in &idx {
+                            sum += v.lock().unwrap()[i];
+                        }
+                        black_box(sum);
+                    });
+                }
+                total
+            })
+        });
+    }
     g.finish();
 }
 

@@ -2,7 +2,8 @@
 //!
 //! Groups:
 //! * `monitor_record`: one `record_task_completion` per element, 1 thread
-//!   (`completion_1t`) and 2 threads on one monitor (`completion_2t`).
+//!   (`completion_1t`) and 2 threads on one monitor (`completion_2t`; one
+//!   row per count above 1 in `OTLP_BENCH_THREADS`, `completion_{n}t`).
 //!   Peers: `seed` (the seed's design: one set of shared atomics, CAS loops
 //!   for min/max), `mutex_stats` (`parking_lot::Mutex<Stats>`), and
 //!   `hdrhistogram` (`parking_lot::Mutex<hdrhistogram::Histogram>` plus
@@ -17,8 +18,8 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use otlp_benches::OURS;
 use otlp_benches::peers::{HdrMonitor, MONITOR_BATCH, MutexStats, SeedMonitor, latencies};
+use otlp_benches::{OURS, thread_counts_above_one};
 use otlp_monitor::ConcurrencyMonitor;
 
 /// Records per iteration.
@@ -68,18 +69,20 @@ fn bench_one_thread<R: Recorder>(
     });
 }
 
-fn bench_two_threads<R: Recorder>(
+fn bench_threads<R: Recorder>(
     group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    threads: usize,
     name: &str,
     recorder: R,
     lat: &[Duration],
 ) {
     let recorder = Arc::new(recorder);
     let lat: Arc<[Duration]> = lat.into();
-    group.bench_function(BenchmarkId::new("completion_2t", name), |b| {
+    let id = BenchmarkId::new(format!("completion_{threads}t"), name);
+    group.bench_function(id, |b| {
         b.iter_custom(|iters| {
-            let barrier = Arc::new(Barrier::new(2));
-            let handles: Vec<_> = (0..2)
+            let barrier = Arc::new(Barrier::new(threads));
+            let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     let recorder = Arc::clone(&recorder);
                     let lat = Arc::clone(&lat);
@@ -114,13 +117,15 @@ fn monitor_record(c: &mut Criterion) {
     bench_one_thread(&mut group, "mutex_stats", MutexStats::new(), &lat);
     bench_one_thread(&mut group, "hdrhistogram", HdrMonitor::new(), &lat);
 
-    // Two threads each record BATCH per iteration.
-    group.throughput(Throughput::Elements(2 * BATCH as u64));
-    bench_two_threads(&mut group, OURS, ConcurrencyMonitor::new(), &lat);
-    let seed = SeedMonitor::new();
-    bench_two_threads(&mut group, "seed", seed, &lat);
-    bench_two_threads(&mut group, "mutex_stats", MutexStats::new(), &lat);
-    bench_two_threads(&mut group, "hdrhistogram", HdrMonitor::new(), &lat);
+    // `n` threads each record BATCH per iteration.
+    for n in thread_counts_above_one() {
+        group.throughput(Throughput::Elements(n as u64 * BATCH as u64));
+        bench_threads(&mut group, n, OURS, ConcurrencyMonitor::new(), &lat);
+        let seed = SeedMonitor::new();
+        bench_threads(&mut group, n, "seed", seed, &lat);
+        bench_threads(&mut group, n, "mutex_stats", MutexStats::new(), &lat);
+        bench_threads(&mut group, n, "hdrhistogram", HdrMonitor::new(), &lat);
+    }
     group.finish();
     // Keep the seed's unused counters observable so they are not optimised out.
     black_box(SeedMonitor::new().total());

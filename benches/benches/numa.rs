@@ -4,7 +4,8 @@
 //! Groups (ids `group/scenario/impl`, `ours` is otlp-numa):
 //! - `numa_alloc`: 1 KiB alloc+free through the allocator value directly,
 //!   on 1 thread (`alloc_free_1k`) and on 2 threads at once
-//!   (`alloc_free_1k_2t`), against `system` (`std::alloc::System`) and
+//!   (`alloc_free_1k_2t`; one row per count in `OTLP_BENCH_THREADS`,
+//!   `alloc_free_1k_{n}t`), against `system` (`std::alloc::System`) and
 //!   `seed_round_robin` (the seed's design: a shared round-robin "node"
 //!   counter and shared per-node counters).
 //! - `numa_current_node`: `otlp_numa::current_node()` (glibc `getcpu`,
@@ -18,8 +19,8 @@ use std::sync::{Arc, Barrier};
 use std::time::Instant;
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use otlp_benches::OURS;
 use otlp_benches::peers::{SeedRoundRobin, alloc_free};
+use otlp_benches::{OURS, thread_counts};
 use otlp_numa::NumaAwareAllocator;
 
 static NUMA: NumaAwareAllocator = NumaAwareAllocator::new();
@@ -34,28 +35,35 @@ fn bench_one<A: GlobalAlloc + Sync>(
     group.bench_function(BenchmarkId::new("alloc_free_1k", imp), |b| {
         b.iter(|| alloc_free(a, layout))
     });
-    group.throughput(Throughput::Elements(2));
-    group.bench_function(BenchmarkId::new("alloc_free_1k_2t", imp), |b| {
-        b.iter_custom(|iters| {
-            let barrier = Arc::new(Barrier::new(2));
-            let worker = {
-                let barrier = barrier.clone();
-                std::thread::spawn(move || {
-                    barrier.wait();
-                    for _ in 0..iters {
-                        alloc_free(a, layout);
-                    }
-                })
-            };
-            barrier.wait();
-            let start = Instant::now();
-            for _ in 0..iters {
-                alloc_free(a, layout);
-            }
-            worker.join().unwrap();
-            start.elapsed()
-        })
-    });
+    for n in thread_counts() {
+        group.throughput(Throughput::Elements(n as u64));
+        group.bench_function(BenchmarkId::new(format!("alloc_free_1k_{n}t"), imp), |b| {
+            b.iter_custom(|iters| {
+                let barrier = Arc::new(Barrier::new(n));
+                // The calling thread is one of the `n`; it times the run.
+                let workers: Vec<_> = (1..n)
+                    .map(|_| {
+                        let barrier = barrier.clone();
+                        std::thread::spawn(move || {
+                            barrier.wait();
+                            for _ in 0..iters {
+                                alloc_free(a, layout);
+                            }
+                        })
+                    })
+                    .collect();
+                barrier.wait();
+                let start = Instant::now();
+                for _ in 0..iters {
+                    alloc_free(a, layout);
+                }
+                for worker in workers {
+                    worker.join().unwrap();
+                }
+                start.elapsed()
+            })
+        });
+    }
 }
 
 fn numa_alloc(c: &mut Criterion) {

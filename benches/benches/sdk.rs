@@ -18,6 +18,9 @@
 //!   `PeriodicReader` collecting every 100 ms into an exporter that drops
 //!   the data) and off, the same processor otherwise: what reporting
 //!   costs on the path that ends spans.
+//!
+//! `{1,2}t` above: 1 and the counts in `OTLP_BENCH_THREADS` (default 2, see
+//! `otlp_benches::thread_counts`), so `end_4t` with `OTLP_BENCH_THREADS=4`.
 #![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
 
 use std::hint::black_box;
@@ -34,7 +37,7 @@ use opentelemetry_sdk::metrics::data::ResourceMetrics;
 use opentelemetry_sdk::metrics::exporter::PushMetricExporter;
 use opentelemetry_sdk::metrics::{PeriodicReader, SdkMeterProvider, Temporality};
 use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
-use otlp_benches::{OURS, extra_selected, record_extra};
+use otlp_benches::{OURS, extra_selected, record_extra, thread_counts_from_one};
 
 const SDK: &str = "sdk";
 const QUEUE: usize = 2048;
@@ -159,7 +162,8 @@ fn chunked(
     started: &Arc<AtomicU64>,
     emit: Arc<dyn Fn(u64) + Send + Sync>,
 ) -> Duration {
-    let chunk = BATCH as u64 / threads as u64;
+    // At least one item, for more threads than a batch has items.
+    let chunk = (BATCH as u64 / threads as u64).max(1);
     let total_goal = Arc::new(AtomicU64::new(started.load(Ordering::Relaxed)));
     let barrier = Arc::new(std::sync::Barrier::new(threads));
     let handles: Vec<_> = (0..threads)
@@ -205,7 +209,7 @@ fn chunked(
 fn span_end(c: &mut Criterion) {
     let mut g = c.benchmark_group("sdk_span_end");
     g.throughput(Throughput::Elements(1));
-    for threads in [1usize, 2] {
+    for threads in thread_counts_from_one() {
         for imp in [OURS, SDK] {
             let exporter = Counting::default();
             let started = Arc::clone(&exporter.started);
@@ -264,7 +268,7 @@ fn self_metrics(c: &mut Criterion) {
 fn log_emit(c: &mut Criterion) {
     let mut g = c.benchmark_group("sdk_log_emit");
     g.throughput(Throughput::Elements(1));
-    for threads in [1usize, 2] {
+    for threads in thread_counts_from_one() {
         for imp in [OURS, SDK] {
             let exporter = Counting::default();
             let started = Arc::clone(&exporter.started);
@@ -290,7 +294,7 @@ fn log_emit(c: &mut Criterion) {
 /// into the fixed queue, three runs of 200k spans per thread, median.
 fn overload(_c: &mut Criterion) {
     const PER_THREAD: u64 = 200_000;
-    for threads in [1usize, 2] {
+    for threads in thread_counts_from_one() {
         for imp in [OURS, SDK] {
             let scenario = format!("overload_{threads}t_dropped_pct");
             if !extra_selected(&format!("sdk_overload/{scenario}/{imp}")) {

@@ -14,6 +14,10 @@
 //!   `arc-swap` (`load_full`, the same `Arc` result; and `load`, its guard).
 //! - `sync_mutex`: lock+increment+unlock, one and two threads;
 //!   `InstrumentedMutex` against `parking_lot::Mutex` and `std::sync::Mutex`.
+//!
+//! The two-thread rows (`_2t`) run once per count above 1 in
+//! `OTLP_BENCH_THREADS` (default 2, see `otlp_benches::thread_counts`),
+//! named by it (`lock_4t`); the async ones get as many tokio workers.
 
 // `criterion_group!` generates an undocumented `pub fn`.
 #![allow(missing_docs)]
@@ -24,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use otlp_benches::peers::{CondvarSemaphore, sample_config};
+use otlp_benches::thread_counts_above_one;
 
 /// Runs `work(thread_index, iters_for_this_thread)` on `threads` threads
 /// started together; returns the wall time from the start signal to the
@@ -60,24 +65,31 @@ fn current_thread_rt() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn two_worker_rt() -> tokio::runtime::Runtime {
+fn worker_rt(workers: usize) -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
+        .worker_threads(workers)
         .build()
         .expect("runtime")
 }
 
-/// Two tasks on two workers, each doing `iters / 2` rounds of `round`.
-fn async_2t<S, F, Fut>(rt: &tokio::runtime::Runtime, sem: &Arc<S>, iters: u64, round: F) -> Duration
+/// `tasks` tasks (on as many workers), each doing `iters / tasks` rounds of
+/// `round`.
+fn async_threads<S, F, Fut>(
+    rt: &tokio::runtime::Runtime,
+    tasks: usize,
+    sem: &Arc<S>,
+    iters: u64,
+    round: F,
+) -> Duration
 where
     S: Send + Sync + 'static,
     F: Fn(Arc<S>) -> Fut + Send + Sync + Copy + 'static,
     Fut: std::future::Future<Output = ()> + Send,
 {
     rt.block_on(async {
-        let per_task = (iters / 2).max(1);
-        let start = Arc::new(tokio::sync::Barrier::new(3));
-        let tasks: Vec<_> = (0..2)
+        let per_task = (iters / tasks as u64).max(1);
+        let start = Arc::new(tokio::sync::Barrier::new(tasks + 1));
+        let tasks: Vec<_> = (0..tasks)
             .map(|_| {
                 let (sem, start) = (Arc::clone(sem), Arc::clone(&start));
                 tokio::spawn(async move {
@@ -139,37 +151,40 @@ fn semaphore_async(c: &mut Criterion) {
         })
     });
 
-    let rt2 = two_worker_rt();
-    let ours = Arc::new(otlp_sync::Semaphore::new(1).expect("semaphore"));
-    g.bench_function(BenchmarkId::new("contended_2t", "ours"), |b| {
-        b.iter_custom(|iters| {
-            async_2t(&rt2, &ours, iters, |s| async move {
-                let p = s.acquire(1).await.expect("open");
-                tokio::task::yield_now().await;
-                drop(p);
+    for n in thread_counts_above_one() {
+        let scenario = format!("contended_{n}t");
+        let rt = worker_rt(n);
+        let ours = Arc::new(otlp_sync::Semaphore::new(1).expect("semaphore"));
+        g.bench_function(BenchmarkId::new(&scenario, "ours"), |b| {
+            b.iter_custom(|iters| {
+                async_threads(&rt, n, &ours, iters, |s| async move {
+                    let p = s.acquire(1).await.expect("open");
+                    tokio::task::yield_now().await;
+                    drop(p);
+                })
             })
-        })
-    });
-    let tokio_sem = Arc::new(tokio::sync::Semaphore::new(1));
-    g.bench_function(BenchmarkId::new("contended_2t", "tokio"), |b| {
-        b.iter_custom(|iters| {
-            async_2t(&rt2, &tokio_sem, iters, |s| async move {
-                let p = s.acquire().await.expect("open");
-                tokio::task::yield_now().await;
-                drop(p);
+        });
+        let tokio_sem = Arc::new(tokio::sync::Semaphore::new(1));
+        g.bench_function(BenchmarkId::new(&scenario, "tokio"), |b| {
+            b.iter_custom(|iters| {
+                async_threads(&rt, n, &tokio_sem, iters, |s| async move {
+                    let p = s.acquire().await.expect("open");
+                    tokio::task::yield_now().await;
+                    drop(p);
+                })
             })
-        })
-    });
-    let al = Arc::new(async_lock::Semaphore::new(1));
-    g.bench_function(BenchmarkId::new("contended_2t", "async_lock"), |b| {
-        b.iter_custom(|iters| {
-            async_2t(&rt2, &al, iters, |s| async move {
-                let p = s.acquire().await;
-                tokio::task::yield_now().await;
-                drop(p);
+        });
+        let al = Arc::new(async_lock::Semaphore::new(1));
+        g.bench_function(BenchmarkId::new(&scenario, "async_lock"), |b| {
+            b.iter_custom(|iters| {
+                async_threads(&rt, n, &al, iters, |s| async move {
+                    let p = s.acquire().await;
+                    tokio::task::yield_now().await;
+                    drop(p);
+                })
             })
-        })
-    });
+        });
+    }
     g.finish();
 }
 
@@ -189,32 +204,35 @@ fn semaphore_blocking(c: &mut Criterion) {
         })
     });
 
-    let ours = Arc::new(otlp_sync::Semaphore::new(1).expect("semaphore"));
-    g.bench_function(BenchmarkId::new("contended_2t", "ours"), |b| {
-        b.iter_custom(|iters| {
-            let sem = Arc::clone(&ours);
-            run_threads(2, iters, move |_, n| {
-                for _ in 0..n {
-                    let p = sem.acquire_blocking(1).expect("open");
-                    black_box(&p);
-                    drop(p);
-                }
+    for n in thread_counts_above_one() {
+        let scenario = format!("contended_{n}t");
+        let ours = Arc::new(otlp_sync::Semaphore::new(1).expect("semaphore"));
+        g.bench_function(BenchmarkId::new(&scenario, "ours"), |b| {
+            b.iter_custom(|iters| {
+                let sem = Arc::clone(&ours);
+                run_threads(n, iters, move |_, n| {
+                    for _ in 0..n {
+                        let p = sem.acquire_blocking(1).expect("open");
+                        black_box(&p);
+                        drop(p);
+                    }
+                })
             })
-        })
-    });
-    let cv = Arc::new(CondvarSemaphore::new(1));
-    g.bench_function(BenchmarkId::new("contended_2t", "mutex_condvar"), |b| {
-        b.iter_custom(|iters| {
-            let sem = Arc::clone(&cv);
-            run_threads(2, iters, move |_, n| {
-                for _ in 0..n {
-                    sem.acquire();
-                    black_box(&sem);
-                    sem.release();
-                }
+        });
+        let cv = Arc::new(CondvarSemaphore::new(1));
+        g.bench_function(BenchmarkId::new(&scenario, "mutex_condvar"), |b| {
+            b.iter_custom(|iters| {
+                let sem = Arc::clone(&cv);
+                run_threads(n, iters, move |_, n| {
+                    for _ in 0..n {
+                        sem.acquire();
+                        black_box(&sem);
+                        sem.release();
+                    }
+                })
             })
-        })
-    });
+        });
+    }
     g.finish();
 }
 
@@ -245,57 +263,60 @@ fn config_read(c: &mut Criterion) {
         b.iter(|| black_box(swap.load().max_connections()))
     });
 
-    {
-        let cell = Arc::clone(&ours);
-        g.bench_function(BenchmarkId::new("read_2t", "ours"), move |b| {
-            b.iter_custom(|iters| {
-                let cell = Arc::clone(&cell);
-                run_threads(2, iters, move |_, n| {
-                    for _ in 0..n {
-                        black_box(cell.load());
-                    }
+    for n in thread_counts_above_one() {
+        let scenario = format!("read_{n}t");
+        {
+            let cell = Arc::clone(&ours);
+            g.bench_function(BenchmarkId::new(&scenario, "ours"), move |b| {
+                b.iter_custom(|iters| {
+                    let cell = Arc::clone(&cell);
+                    run_threads(n, iters, move |_, n| {
+                        for _ in 0..n {
+                            black_box(cell.load());
+                        }
+                    })
                 })
-            })
-        });
-    }
-    {
-        let rw = Arc::clone(&std_rw);
-        g.bench_function(BenchmarkId::new("read_2t", "rwlock_arc"), move |b| {
-            b.iter_custom(|iters| {
-                let rw = Arc::clone(&rw);
-                run_threads(2, iters, move |_, n| {
-                    for _ in 0..n {
-                        black_box(Arc::clone(&rw.read().expect("poisoned")));
-                    }
+            });
+        }
+        {
+            let rw = Arc::clone(&std_rw);
+            g.bench_function(BenchmarkId::new(&scenario, "rwlock_arc"), move |b| {
+                b.iter_custom(|iters| {
+                    let rw = Arc::clone(&rw);
+                    run_threads(n, iters, move |_, n| {
+                        for _ in 0..n {
+                            black_box(Arc::clone(&rw.read().expect("poisoned")));
+                        }
+                    })
                 })
-            })
-        });
-    }
-    {
-        let rw = Arc::clone(&pl_rw);
-        g.bench_function(BenchmarkId::new("read_2t", "pl_rwlock_arc"), move |b| {
-            b.iter_custom(|iters| {
-                let rw = Arc::clone(&rw);
-                run_threads(2, iters, move |_, n| {
-                    for _ in 0..n {
-                        black_box(Arc::clone(&rw.read()));
-                    }
+            });
+        }
+        {
+            let rw = Arc::clone(&pl_rw);
+            g.bench_function(BenchmarkId::new(&scenario, "pl_rwlock_arc"), move |b| {
+                b.iter_custom(|iters| {
+                    let rw = Arc::clone(&rw);
+                    run_threads(n, iters, move |_, n| {
+                        for _ in 0..n {
+                            black_box(Arc::clone(&rw.read()));
+                        }
+                    })
                 })
-            })
-        });
-    }
-    {
-        let swap = Arc::clone(&swap);
-        g.bench_function(BenchmarkId::new("read_2t", "arcswap"), move |b| {
-            b.iter_custom(|iters| {
-                let swap = Arc::clone(&swap);
-                run_threads(2, iters, move |_, n| {
-                    for _ in 0..n {
-                        black_box(swap.load_full());
-                    }
+            });
+        }
+        {
+            let swap = Arc::clone(&swap);
+            g.bench_function(BenchmarkId::new(&scenario, "arcswap"), move |b| {
+                b.iter_custom(|iters| {
+                    let swap = Arc::clone(&swap);
+                    run_threads(n, iters, move |_, n| {
+                        for _ in 0..n {
+                            black_box(swap.load_full());
+                        }
+                    })
                 })
-            })
-        });
+            });
+        }
     }
     g.finish();
 }
@@ -320,44 +341,47 @@ fn mutex(c: &mut Criterion) {
         b.iter(|| *black_box(&std_m).lock().expect("poisoned") += 1)
     });
 
-    {
-        let m = Arc::clone(&ours);
-        g.bench_function(BenchmarkId::new("lock_2t", "ours"), move |b| {
-            b.iter_custom(|iters| {
-                let m = Arc::clone(&m);
-                run_threads(2, iters, move |_, n| {
-                    for _ in 0..n {
-                        *m.lock() += 1;
-                    }
+    for n in thread_counts_above_one() {
+        let scenario = format!("lock_{n}t");
+        {
+            let m = Arc::clone(&ours);
+            g.bench_function(BenchmarkId::new(&scenario, "ours"), move |b| {
+                b.iter_custom(|iters| {
+                    let m = Arc::clone(&m);
+                    run_threads(n, iters, move |_, n| {
+                        for _ in 0..n {
+                            *m.lock() += 1;
+                        }
+                    })
                 })
-            })
-        });
-    }
-    {
-        let m = Arc::clone(&pl);
-        g.bench_function(BenchmarkId::new("lock_2t", "parking_lot"), move |b| {
-            b.iter_custom(|iters| {
-                let m = Arc::clone(&m);
-                run_threads(2, iters, move |_, n| {
-                    for _ in 0..n {
-                        *m.lock() += 1;
-                    }
+            });
+        }
+        {
+            let m = Arc::clone(&pl);
+            g.bench_function(BenchmarkId::new(&scenario, "parking_lot"), move |b| {
+                b.iter_custom(|iters| {
+                    let m = Arc::clone(&m);
+                    run_threads(n, iters, move |_, n| {
+                        for _ in 0..n {
+                            *m.lock() += 1;
+                        }
+                    })
                 })
-            })
-        });
-    }
-    {
-        let m = Arc::clone(&std_m);
-        g.bench_function(BenchmarkId::new("lock_2t", "std"), move |b| {
-            b.iter_custom(|iters| {
-                let m = Arc::clone(&m);
-                run_threads(2, iters, move |_, n| {
-                    for _ in 0..n {
-                        *m.lock().expect("poisoned") += 1;
-                    }
+            });
+        }
+        {
+            let m = Arc::clone(&std_m);
+            g.bench_function(BenchmarkId::new(&scenario, "std"), move |b| {
+                b.iter_custom(|iters| {
+                    let m = Arc::clone(&m);
+                    run_threads(n, iters, move |_, n| {
+                        for _ in 0..n {
+                            *m.lock().expect("poisoned") += 1;
+                        }
+                    })
                 })
-            })
-        });
+            });
+        }
     }
     g.finish();
 }

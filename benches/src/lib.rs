@@ -106,3 +106,92 @@ pub fn process_cpu_time() -> std::time::Duration {
         |t: libc::timeval| std::time::Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1_000);
     time(usage.ru_utime) + time(usage.ru_stime)
 }
+
+/// The environment variable that sets the thread counts of the multi-thread
+/// scenarios: a comma list such as `1,2,4,8,16`. Unset, they run at
+/// [`DEFAULT_THREADS`] only, so a plain `cargo bench` keeps the ids the
+/// published figures use. `cargo xtask bench --threads LIST` sets it.
+pub const THREADS_ENV: &str = "OTLP_BENCH_THREADS";
+
+/// The thread counts when [`THREADS_ENV`] is unset or not valid: the two
+/// threads every `_2t` id was measured with.
+pub const DEFAULT_THREADS: &[usize] = &[2];
+
+/// Parses a [`THREADS_ENV`] value: comma-separated whole numbers ≥ 1,
+/// spaces allowed, returned ascending without repeats (a repeat would give
+/// criterion the same id twice).
+pub fn parse_thread_counts(text: &str) -> Result<Vec<usize>, String> {
+    let mut counts = Vec::new();
+    for part in text.split(',') {
+        let part = part.trim();
+        match part.parse::<usize>() {
+            Ok(n) if n >= 1 => counts.push(n),
+            _ => {
+                return Err(format!(
+                    "`{part}` is not a thread count (a whole number ≥ 1)"
+                ));
+            }
+        }
+    }
+    counts.sort_unstable();
+    counts.dedup();
+    Ok(counts)
+}
+
+/// The thread counts every multi-thread scenario runs at, from
+/// [`THREADS_ENV`]; a value that does not parse is reported once on stderr
+/// and [`DEFAULT_THREADS`] used, so a typo costs a rerun, not a panic in the
+/// middle of a bench run.
+pub fn thread_counts() -> Vec<usize> {
+    static COUNTS: std::sync::OnceLock<Vec<usize>> = std::sync::OnceLock::new();
+    COUNTS
+        .get_or_init(|| match std::env::var(THREADS_ENV) {
+            Err(_) => DEFAULT_THREADS.to_vec(),
+            Ok(text) => parse_thread_counts(&text).unwrap_or_else(|err| {
+                eprintln!("{THREADS_ENV}={text:?}: {err}; running {DEFAULT_THREADS:?} threads");
+                DEFAULT_THREADS.to_vec()
+            }),
+        })
+        .clone()
+}
+
+/// [`thread_counts`] with 1 in front, for the scenarios that always had a
+/// `_1t` row beside the `_2t` one: the single-thread row stays whatever the
+/// list says, since it is the base a scaling series is read against.
+pub fn thread_counts_from_one() -> Vec<usize> {
+    let mut counts = thread_counts();
+    if counts.first() != Some(&1) {
+        counts.insert(0, 1);
+    }
+    counts
+}
+
+/// [`thread_counts`] without 1, for the scenarios whose single-thread row
+/// already exists under its own `_1t` id (measured without the thread
+/// harness); a second `_1t` would be the same id twice, which criterion
+/// rejects.
+pub fn thread_counts_above_one() -> Vec<usize> {
+    thread_counts().into_iter().filter(|&n| n > 1).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn thread_counts_parse_sorted_without_repeats() {
+        assert_eq!(parse_thread_counts("2"), Ok(vec![2]));
+        assert_eq!(
+            parse_thread_counts("16, 1,2,4,8,2"),
+            Ok(vec![1, 2, 4, 8, 16])
+        );
+    }
+
+    #[test]
+    fn thread_counts_reject_zero_empty_and_words() {
+        for bad in ["", "0", "1,,2", "two", "-1", "1;2"] {
+            let err = parse_thread_counts(bad).expect_err(bad);
+            assert!(err.contains("thread count"), "{bad}: {err}");
+        }
+    }
+}

@@ -53,6 +53,14 @@ const NO_BENCHMARK: &str = "xtask: standalone extras only";
 /// The variable the benches read (`otlp_benches::EXTRAS_ENV`).
 const EXTRAS_ENV: &str = "OTLP_BENCH_EXTRAS";
 
+/// The variable the benches take their thread counts from
+/// (`otlp_benches::THREADS_ENV`).
+const THREADS_ENV: &str = "OTLP_BENCH_THREADS";
+
+/// Thread counts when `--threads` is not given: the benches' own default
+/// (`otlp_benches::DEFAULT_THREADS`), the `_2t` rows.
+pub const DEFAULT_THREADS: &[usize] = &[2];
+
 /// `cargo xtask bench` options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -65,11 +73,13 @@ pub struct Options {
     /// Where benchmarks.md and .svg go (default `docs/`).
     pub out: Option<PathBuf>,
     pub filter: Option<String>,
+    /// Thread counts of the multi-thread scenarios, ascending, no repeats.
+    pub threads: Vec<usize>,
 }
 
 impl Options {
-    /// Parses `[--quick] [--no-run] [--rounds N] [--no-callgrind | --callgrind-only]
-    /// [--out DIR] [FILTER]`.
+    /// Parses `[--quick] [--no-run] [--rounds N] [--threads LIST]
+    /// [--no-callgrind | --callgrind-only] [--out DIR] [FILTER]`.
     pub fn parse(args: &[String]) -> Result<Options, String> {
         let mut options = Options {
             quick: false,
@@ -79,6 +89,7 @@ impl Options {
             timing: true,
             out: None,
             filter: None,
+            threads: DEFAULT_THREADS.to_vec(),
         };
         let mut args = args.iter();
         while let Some(arg) = args.next() {
@@ -105,6 +116,7 @@ impl Options {
                         .filter(|&n| n >= 1)
                         .ok_or_else(|| format!("`--rounds {text}`: need a whole number ≥ 1"))?;
                 }
+                "--threads" => options.threads = parse_threads(&value("--threads")?)?,
                 "--out" => options.out = Some(PathBuf::from(value("--out")?)),
                 flag if flag.starts_with('-') => {
                     return Err(format!("unknown bench flag `{flag}`"));
@@ -130,12 +142,60 @@ impl Options {
             text.push_str(" --quick");
         }
         text.push_str(&format!(" --rounds {}", self.rounds));
+        // Left out at the default so the header reads as it always has.
+        if self.threads != DEFAULT_THREADS {
+            text.push_str(&format!(" --threads {}", self.threads_list()));
+        }
         if let Some(filter) = &self.filter {
             text.push(' ');
             text.push_str(filter);
         }
         text
     }
+}
+
+impl Options {
+    /// The thread counts as `--threads` and the benches' variable take them.
+    fn threads_list(&self) -> String {
+        let counts: Vec<String> = self.threads.iter().map(usize::to_string).collect();
+        counts.join(",")
+    }
+
+    /// The most threads a scenario will run, when that is more than `cpus`.
+    fn oversubscribed(&self, cpus: usize) -> Option<usize> {
+        self.threads
+            .iter()
+            .copied()
+            .max()
+            .filter(|&most| most > cpus)
+    }
+}
+
+/// Parses `--threads LIST`: comma-separated whole numbers ≥ 1, returned
+/// ascending without repeats (a repeat would run the same ids twice).
+fn parse_threads(text: &str) -> Result<Vec<usize>, String> {
+    let mut counts = Vec::new();
+    for part in text.split(',') {
+        let count = part.trim().parse().ok().filter(|&n: &usize| n >= 1);
+        counts
+            .push(count.ok_or_else(|| {
+                format!("`--threads {text}`: `{part}` is not a whole number ≥ 1")
+            })?);
+    }
+    counts.sort_unstable();
+    counts.dedup();
+    Ok(counts)
+}
+
+/// What the report says about thread counts above the CPU count, if any:
+/// such rows measure time-slicing, not scaling.
+fn oversubscription_note(options: &Options, cpus: usize) -> Option<String> {
+    options.oversubscribed(cpus).map(|most| {
+        format!(
+            "{most} threads on {cpus} CPUs: the rows above {cpus} threads share CPUs, \
+             so they show oversubscription, not scaling"
+        )
+    })
 }
 
 /// One criterion bench target and what it will run.
@@ -174,9 +234,14 @@ pub fn run(args: &[String]) -> Result<(), String> {
         return finish(failures);
     }
 
+    let cpus = std::thread::available_parallelism().map_or(1, usize::from);
+    let note = oversubscription_note(&options, cpus);
+    if let Some(note) = &note {
+        eprintln!("xtask: warning: {note}");
+    }
     let mut targets = Vec::new();
     for (name, exe) in executables.iter().filter(|(n, _)| n != ICOUNT_TARGET) {
-        targets.push(list_target(&root, &home, name, exe, filter)?);
+        targets.push(list_target(&root, &home, name, exe, &options)?);
     }
     let benchmarks: usize = targets
         .iter()
@@ -202,7 +267,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                         "round {round}/{}, {done}/{benchmarks}: {id}",
                         options.rounds
                     );
-                    let mut command = bench_command(&root, &target.exe, &round_home);
+                    let mut command = bench_command(&root, &target.exe, &round_home, &options);
                     command.env(EXTRAS_ENV, NO_EXTRAS);
                     if options.quick {
                         command.args(QUICK);
@@ -218,7 +283,7 @@ pub fn run(args: &[String]) -> Result<(), String> {
                     "round {round}/{}: standalone extras of {}",
                     options.rounds, target.name
                 );
-                let mut command = bench_command(&root, &target.exe, &round_home);
+                let mut command = bench_command(&root, &target.exe, &round_home, &options);
                 command
                     .env(EXTRAS_ENV, filter.unwrap_or(""))
                     .args(["--exact", NO_BENCHMARK]);
@@ -243,7 +308,13 @@ pub fn run(args: &[String]) -> Result<(), String> {
         }
     }
 
-    write_report(&root, &home, &options.describe(), options.out.as_deref())?;
+    write_report(
+        &root,
+        &home,
+        &options.describe(),
+        note.as_deref(),
+        options.out.as_deref(),
+    )?;
     finish(failures)
 }
 
@@ -267,6 +338,7 @@ pub fn report_only() -> Result<(), String> {
         &root,
         &root.join("target/criterion"),
         "cargo xtask report",
+        None,
         None,
     )
 }
@@ -318,12 +390,16 @@ fn bench_executables(messages: &str) -> Vec<(String, PathBuf)> {
 }
 
 /// A command that runs one bench executable the way `cargo bench` does
-/// (from the package directory, `--bench`), results into `home`.
-fn bench_command(root: &Path, exe: &Path, home: &Path) -> Command {
+/// (from the package directory, `--bench`), results into `home`, at the
+/// thread counts of `options`.
+fn bench_command(root: &Path, exe: &Path, home: &Path, options: &Options) -> Command {
     let mut command = Command::new(exe);
+    // Always set, so a value left in the caller's environment cannot make
+    // the listing and the rounds disagree with the report's header.
     command
         .current_dir(root.join("benches"))
         .env("CRITERION_HOME", home)
+        .env(THREADS_ENV, options.threads_list())
         .arg("--bench");
     command
 }
@@ -334,9 +410,10 @@ fn list_target(
     home: &Path,
     name: &str,
     exe: &Path,
-    filter: Option<&str>,
+    options: &Options,
 ) -> Result<Target, String> {
-    let mut command = bench_command(root, exe, &home.join("list"));
+    let filter = options.filter.as_deref();
+    let mut command = bench_command(root, exe, &home.join("list"), options);
     command
         .env(EXTRAS_ENV, filter.unwrap_or(""))
         .arg("--list")
@@ -500,7 +577,15 @@ fn count_instructions(
     Ok(Some(report))
 }
 
-fn write_report(root: &Path, home: &Path, command: &str, out: Option<&Path>) -> Result<(), String> {
+/// Writes the page and chart from the rounds under `home`; `note` is a
+/// warning for the header (oversubscribed thread counts).
+fn write_report(
+    root: &Path,
+    home: &Path,
+    command: &str,
+    note: Option<&str>,
+    out: Option<&Path>,
+) -> Result<(), String> {
     let rounds = report::collect_rounds(home)?;
     let series = report::merge(&rounds);
     if series.is_empty() {
@@ -515,7 +600,14 @@ fn write_report(root: &Path, home: &Path, command: &str, out: Option<&Path>) -> 
     let previous = std::fs::read_to_string(&md_path)
         .or_else(|_| std::fs::read_to_string(docs.join("benchmarks.md")))
         .unwrap_or_default();
-    let markdown = report::markdown(&series, icounts.as_ref(), &machine, command, &previous);
+    let markdown = report::markdown(
+        &series,
+        icounts.as_ref(),
+        &machine,
+        command,
+        note,
+        &previous,
+    );
     let svg = report::svg(&series);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     std::fs::write(&md_path, &markdown).map_err(|e| format!("{}: {e}", md_path.display()))?;
@@ -566,6 +658,40 @@ mod tests {
         let o = Options::parse(&strings(&["--callgrind-only", "lockfree_stack"])).expect("ok");
         assert!(!o.timing && o.callgrind);
         assert!(Options::parse(&strings(&["--callgrind-only", "--no-callgrind"])).is_err());
+    }
+
+    #[test]
+    fn options_parse_threads_sorted_and_named_in_the_header() {
+        let o = Options::parse(&[]).expect("ok");
+        assert_eq!(o.threads, DEFAULT_THREADS);
+        assert_eq!(o.describe(), "cargo xtask bench --rounds 3");
+        assert_eq!(o.threads_list(), "2");
+        let o = Options::parse(&strings(&["--threads", "16,1, 4,2,8,2", "mpmc"])).expect("ok");
+        assert_eq!(o.threads, [1, 2, 4, 8, 16]);
+        assert_eq!(o.threads_list(), "1,2,4,8,16");
+        assert_eq!(
+            o.describe(),
+            "cargo xtask bench --rounds 3 --threads 1,2,4,8,16 mpmc"
+        );
+        let o = Options::parse(&strings(&["--threads=4"])).expect("ok");
+        assert_eq!(o.threads, [4]);
+        for bad in ["0", "1,0", "", "1,,2", "x", "-2", "2 4"] {
+            let err = Options::parse(&strings(&["--threads", bad])).expect_err(bad);
+            assert!(err.contains("--threads"), "{bad}: {err}");
+        }
+        assert!(Options::parse(&strings(&["--threads"])).is_err());
+    }
+
+    #[test]
+    fn threads_above_the_cpus_are_noted() {
+        let o = Options::parse(&strings(&["--threads", "1,2,16"])).expect("ok");
+        assert_eq!(oversubscription_note(&o, 16), None);
+        let note = oversubscription_note(&o, 2).expect("oversubscribed");
+        assert!(note.starts_with("16 threads on 2 CPUs"), "{note}");
+        assert_eq!(
+            oversubscription_note(&Options::parse(&[]).expect("ok"), 2),
+            None
+        );
     }
 
     #[test]

@@ -37,7 +37,8 @@ Commands:
                             run the unsafe crates' tests under Miri with -Zmiri-many-seeds=0..N
                             (default N = 8; installs the miri component when missing)
   tsan [CRATE...]           run tests/stress.rs of each crate under ThreadSanitizer (nightly, -Zbuild-std)
-  bench [--quick] [--rounds N] [--no-callgrind | --callgrind-only] [--out DIR] [--no-run] [FILTER]
+  bench [--quick] [--rounds N] [--threads LIST] [--no-callgrind | --callgrind-only] [--out DIR]
+        [--no-run] [FILTER]
                             run every criterion bench in benches/ in N rounds (default 3), one
                             process per benchmark, ours and the peers alternating (ours first in
                             odd rounds, last in even); count the single-thread scenarios'
@@ -46,8 +47,11 @@ Commands:
                             verdict only when the range stays on one side of 1.0).
                             --quick: fewer criterion samples. --callgrind-only: just the counts
                             (load-independent), printed; the page is left alone. --out DIR:
-                            write the page there instead of docs/. FILTER: a criterion regex
-                            over group/scenario/impl
+                            write the page there instead of docs/. --threads 1,2,4,8,16: run
+                            each multi-thread scenario at these thread counts (default 2; ids
+                            name the count: mpmc_4t), through OTLP_BENCH_THREADS; counts above
+                            the CPU count are flagged in the page as oversubscribed, not
+                            scaling. FILTER: a criterion regex over group/scenario/impl
   fuzz [--seconds N] [TARGET...]
                             run the cargo-fuzz targets (otlp-receiver's request decoding) for N
                             seconds each (default 60, or OTLP_FUZZ_SECONDS; nightly; installs

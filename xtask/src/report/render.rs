@@ -126,12 +126,14 @@ fn comparison_cells(c: &Comparison<'_>) -> [String; 4] {
 }
 
 /// The markdown page. The notes block of `previous` (the page as it was) is
-/// carried over, so hand-written commentary survives a regeneration.
+/// carried over, so hand-written commentary survives a regeneration;
+/// `warning` (oversubscribed thread counts) follows the header, in bold.
 pub fn markdown(
     series: &[Series],
     icounts: Option<&IcountReport>,
     machine: &Machine,
     command: &str,
+    warning: Option<&str>,
     previous: &str,
 ) -> String {
     let mut out = String::new();
@@ -156,6 +158,9 @@ pub fn markdown(
         machine.toolchain,
         rounds_run(series)
     );
+    if let Some(warning) = warning {
+        let _ = writeln!(out, "**Warning: {warning}.**\n");
+    }
     out.push_str(&notes_block(previous));
     let pairs = comparisons(series);
     let mut sections: Vec<&str> = series.iter().map(Series::section).collect();
@@ -435,7 +440,14 @@ mod tests {
             series("sync_mutex", "lock_1t", "parking_lot", &[5.0, 7.0, 5.5]),
         ];
         let previous = format!("old\n{NOTES_BEGIN}\nhand-written\n{NOTES_END}\nold table");
-        let page = markdown(&results, None, &machine(), "cargo xtask bench", &previous);
+        let page = markdown(
+            &results,
+            None,
+            &machine(),
+            "cargo xtask bench",
+            None,
+            &previous,
+        );
         assert!(
             page.contains("2026-11-24")
                 && page.contains("Test CPU")
@@ -444,6 +456,17 @@ mod tests {
                 && page.contains("in 3 rounds")
         );
         assert!(page.contains("hand-written") && !page.contains("old table"));
+        assert!(!page.contains("Warning"));
+        let warned = markdown(
+            &results,
+            None,
+            &machine(),
+            "x",
+            Some("16 threads on 2 CPUs"),
+            "",
+        );
+        let (header, rest) = warned.split_once(NOTES_BEGIN).expect("notes block");
+        assert!(header.contains("**Warning: 16 threads on 2 CPUs.**") && !rest.contains("Warning"));
         assert!(
             page.contains(
                 "| sync_mutex | lock_1t | std | 4.0 ns | ±25 % |  | 1.50 | 1.20–2.00 | 3 | ours 1.50× worse |"
@@ -482,7 +505,7 @@ mod tests {
             valgrind: "valgrind-3.19.0".to_owned(),
             results: vec![one(OURS, 30.0), one("std", 40.0)],
         };
-        let page = markdown(&results, Some(&icounts), &machine(), "x", "");
+        let page = markdown(&results, Some(&icounts), &machine(), "x", None, "");
         assert!(page.contains("## Instruction counts (single-thread scenarios)"));
         assert!(page.contains("(valgrind-3.19.0)"));
         assert!(page.contains("| sync_mutex | lock_1t | **ours** | 30.0 | — |"));
