@@ -40,9 +40,10 @@
 //!   producer threads paced to 10 K or 100 K spans/s in total; end →
 //!   received latency (span end timestamp to the receiver's decoding,
 //!   the receiver's histogram) and export requests received.
-//! * `pipeline_load/overload_{1,2}p_exported_per_s` and `…_share_pct`: one
-//!   or two producers flat out, so the queue overflows; spans received per
-//!   second of production, and the share of ended spans that arrived.
+//! * `pipeline_load/overload_{n}p_exported_per_s` and `…_share_pct`: one
+//!   producer, then each count of `--threads` (default 2), flat out, so the
+//!   queue overflows; spans received per second of production, and the
+//!   share of ended spans that arrived.
 #![allow(missing_docs)] // criterion_group! generates an undocumented `pub fn`.
 
 use std::future::Future;
@@ -400,7 +401,7 @@ fn pipeline_load(_c: &mut Criterion) {
             record_extra(LOAD_GROUP, &ids[1], imp, m.p99_us, "µs");
             record_extra(LOAD_GROUP, &ids[2], imp, m.requests as f64, "requests");
         }
-        for producers in [1, 2] {
+        for producers in otlp_benches::thread_counts_from_one() {
             let rate_id = format!("overload_{producers}p_exported_per_s");
             let share_id = format!("overload_{producers}p_share_pct");
             if !extra_selected(&format!("{LOAD_GROUP}/{rate_id}/{imp}"))
@@ -408,7 +409,7 @@ fn pipeline_load(_c: &mut Criterion) {
             {
                 continue;
             }
-            let m = load(imp, producers, 0);
+            let m = load(imp, producers as u64, 0);
             let rate = m.received as f64 / m.production.as_secs_f64();
             let share = 100.0 * m.received as f64 / m.ended as f64;
             eprintln!(
