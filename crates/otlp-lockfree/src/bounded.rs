@@ -155,6 +155,48 @@ impl<T> BoundedQueue<T> {
         }
     }
 
+    /// The position `n` places after `pos`, for `n <= cap`.
+    #[inline(always)]
+    fn advance(&self, pos: usize, n: usize) -> usize {
+        debug_assert!(n <= self.cap);
+        let index = pos & (self.one_lap - 1);
+        if index + n < self.cap {
+            pos + n
+        } else {
+            (pos & !(self.one_lap - 1))
+                .wrapping_add(self.one_lap)
+                .wrapping_add(index + n - self.cap)
+        }
+    }
+
+    /// Calls `f(slot, pos)` for the `n <= cap` positions from `start` on, in
+    /// order, until `f` returns false; returns how many calls returned true.
+    ///
+    /// A run wraps the ring end at most once, so it is walked as at most two
+    /// contiguous slices: the batch loops then cost a load or store per slot
+    /// instead of also recomputing each position's successor.
+    #[inline(always)]
+    fn for_run(&self, start: usize, n: usize, mut f: impl FnMut(&Slot<T>, usize) -> bool) -> usize {
+        debug_assert!(n <= self.cap);
+        let mut done = 0;
+        let mut pos = start;
+        while done < n {
+            let index = pos & (self.one_lap - 1);
+            let len = (self.cap - index).min(n - done);
+            // SAFETY: `index < cap` (see `slot`) and `len <= cap - index`, so
+            // the range lies within `buffer`, whose length is `cap`.
+            let run = unsafe { self.buffer.get_unchecked(index..index + len) };
+            for (k, slot) in run.iter().enumerate() {
+                if !f(slot, pos.wrapping_add(k)) {
+                    return done + k;
+                }
+            }
+            done += len;
+            pos = self.advance(pos, len);
+        }
+        done
+    }
+
     /// Pushes `value` at the back.
     ///
     /// # Errors
@@ -393,13 +435,11 @@ impl<T> BoundedQueue<T> {
         'outer: while done < total {
             let want = (total - done).min(self.cap);
             // Scan the run of slots that are free for their position.
-            let mut n = 0;
-            let mut pos = tail;
-            while n < want && self.slot(pos).stamp.load(Ordering::Acquire) == pos {
-                n += 1;
-                pos = self.next(pos);
-            }
+            let n = self.for_run(tail, want, |slot, pos| {
+                slot.stamp.load(Ordering::Acquire) == pos // free for `pos`
+            });
             if n > 0 {
+                let pos = self.advance(tail, n);
                 match self.tail.compare_exchange_weak(
                     tail,
                     pos,
@@ -407,14 +447,18 @@ impl<T> BoundedQueue<T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        let mut p = tail;
-                        for i in 0..n {
-                            let slot = self.slot(p);
-                            // SAFETY: `done + i < total == items.len()`, so the
-                            // read is in bounds; the item is moved out exactly
-                            // once and the vector's length is fixed up below
-                            // before anything else can observe it.
-                            let value = unsafe { ptr::read(items.as_ptr().add(done + i)) };
+                        // SAFETY: `done + n <= total == items.len()`, so the
+                        // run read below is in bounds.
+                        let mut src = unsafe { items.as_ptr().add(done) };
+                        self.for_run(tail, n, |slot, p| {
+                            // SAFETY: `src` walks `[done, done + n)`; each
+                            // item is moved out exactly once and the vector's
+                            // length is fixed up below before anything else
+                            // can observe it.
+                            let value = unsafe { ptr::read(src) };
+                            // SAFETY: as above, `src` stays within the
+                            // vector's allocation (one past its end at most).
+                            src = unsafe { src.add(1) };
                             // SAFETY: the CAS moved `tail` over `[tail, pos)`
                             // while it still equalled the `tail` we scanned
                             // from, so this thread is the only producer of
@@ -422,8 +466,8 @@ impl<T> BoundedQueue<T> {
                             // (acquired) free for it.
                             unsafe { slot.value.with_mut(|q| q.write(MaybeUninit::new(value))) };
                             slot.stamp.store(p.wrapping_add(1), Ordering::Release);
-                            p = self.next(p);
-                        }
+                            true
+                        });
                         done += n;
                         tail = pos;
                         continue 'outer;
@@ -478,13 +522,11 @@ impl<T> BoundedQueue<T> {
         let backoff = Backoff::new();
         let mut head = self.head.load(Ordering::Relaxed);
         loop {
-            let mut n = 0;
-            let mut pos = head;
-            while n < max && self.slot(pos).stamp.load(Ordering::Acquire) == pos.wrapping_add(1) {
-                n += 1;
-                pos = self.next(pos);
-            }
+            let n = self.for_run(head, max, |slot, pos| {
+                slot.stamp.load(Ordering::Acquire) == pos.wrapping_add(1) // full for `pos`
+            });
             if n > 0 {
+                let pos = self.advance(head, n);
                 // Reserve before claiming so nothing can fail once we own the
                 // slots.
                 out.reserve(n);
@@ -495,9 +537,11 @@ impl<T> BoundedQueue<T> {
                     Ordering::Relaxed,
                 ) {
                     Ok(_) => {
-                        let mut p = head;
-                        for _ in 0..n {
-                            let slot = self.slot(p);
+                        let len = out.len();
+                        // SAFETY: `reserve(n)` above made room for `n` more
+                        // items after `len`.
+                        let mut dst = unsafe { out.as_mut_ptr().add(len) };
+                        self.for_run(head, n, |slot, p| {
                             // SAFETY: the CAS moved `head` over `[head, pos)`
                             // while it still equalled the `head` we scanned
                             // from, so this thread is the only consumer of
@@ -506,9 +550,18 @@ impl<T> BoundedQueue<T> {
                             let value = unsafe { slot.value.with(|q| q.read().assume_init()) };
                             slot.stamp
                                 .store(p.wrapping_add(self.one_lap), Ordering::Release);
-                            out.push(value);
-                            p = self.next(p);
-                        }
+                            // SAFETY: `dst` walks the `n` reserved spare slots
+                            // `[len, len + n)`.
+                            unsafe {
+                                dst.write(value);
+                                dst = dst.add(1);
+                            }
+                            true
+                        });
+                        // SAFETY: exactly the `n` items after `len` were
+                        // written above; nothing between the claim and here
+                        // can panic, so none is lost or dropped twice.
+                        unsafe { out.set_len(len + n) };
                         return n;
                     }
                     Err(current) => {

@@ -1,7 +1,7 @@
 //! Loom models: wrap-around of a capacity-2 `BoundedQueue` with two
 //! producers and a consumer; `force_push` racing with `pop_batch`;
 //! `try_pop` racing `pop` and a wrapping push, and taking a concurrent
-//! push.
+//! push; batches that wrap the ring end.
 #![cfg(loom)]
 
 use loom::sync::Arc;
@@ -185,5 +185,31 @@ fn try_pop_takes_a_concurrent_push() {
         assert!(producer.join().unwrap());
         assert_eq!(got, "x");
         assert_eq!(q.try_pop(), None);
+    });
+}
+
+/// Batches whose run crosses the ring end (walked as two slices): with
+/// capacity 3 and both counters at index 2, `push_batch` of three claims
+/// positions on two laps while `pop_batch` races it; the consumer must see
+/// a FIFO prefix each time, and nothing is lost or duplicated.
+#[test]
+fn batches_that_wrap_the_ring_end_race() {
+    loom::model(|| {
+        let q = Arc::new(BoundedQueue::new(3).unwrap());
+        assert!(q.push_batch([0, 0]).is_empty());
+        let mut out = Vec::new();
+        assert_eq!(q.pop_batch(&mut out, 2), 2);
+        let qc = q.clone();
+        let consumer = thread::spawn(move || {
+            let mut out = Vec::new();
+            qc.pop_batch(&mut out, 3);
+            out
+        });
+        assert!(q.push_batch([1, 2, 3]).is_empty());
+        let mut got = consumer.join().unwrap();
+        assert!(got.iter().copied().eq(1..=got.len() as i32));
+        q.pop_batch(&mut got, 3);
+        assert_eq!(got, [1, 2, 3]);
+        assert!(q.is_empty());
     });
 }
