@@ -175,35 +175,35 @@ async fn wait_for_items(sink: &Sink, n: usize) {
 
 #[tokio::test(start_paused = true)]
 async fn an_idle_slot_exports_the_threshold_without_waiting_for_the_timer() {
-    // Default threshold: half of the batch size.
+    // Default threshold: two thirds of the batch size, rounded up (6).
     let config = BatchConfig::default()
-        .with_max_export_batch_size(8)
+        .with_max_export_batch_size(9)
         .with_scheduled_delay(Duration::from_secs(3600));
     let p = BatchProcessor::spawn_on(config, Sink::default(), &tokio::runtime::Handle::current())
         .unwrap();
     let start = tokio::time::Instant::now();
-    for i in 0..4 {
+    for i in 0..6 {
         p.emit(i);
     }
-    wait_for_items(p.exporter(), 4).await;
+    wait_for_items(p.exporter(), 6).await;
     let at = p.exporter().export_times.lock().unwrap()[0];
     assert!(at - start < Duration::from_secs(1), "waited for the timer");
     // Below the threshold only the timer exports.
-    for i in 4..7 {
+    for i in 6..11 {
         p.emit(i);
     }
     tokio::time::sleep(Duration::from_secs(600)).await;
-    assert_eq!(p.exporter().items.lock().unwrap().len(), 4);
+    assert_eq!(p.exporter().items.lock().unwrap().len(), 6);
     tokio::time::sleep(Duration::from_secs(3001)).await;
-    assert_eq!(p.exporter().items.lock().unwrap().len(), 7);
+    assert_eq!(p.exporter().items.lock().unwrap().len(), 11);
     let at = p.exporter().export_times.lock().unwrap()[1];
     assert!(
         at - start >= Duration::from_secs(3600),
         "exported below the threshold"
     );
-    assert_eq!(p.exporter().batch_sizes.lock().unwrap().clone(), vec![4, 3]);
+    assert_eq!(p.exporter().batch_sizes.lock().unwrap().clone(), vec![6, 5]);
     p.shutdown(Duration::from_secs(1)).await.unwrap();
-    assert_conserved(p.stats(), 7);
+    assert_conserved(p.stats(), 11);
 }
 
 #[tokio::test(start_paused = true)]

@@ -50,10 +50,10 @@
 //!   SDK's `sync_channel` also signals once per batch, through an atomic
 //!   counter and flag). Under overload the loop drains in whole batches, so
 //!   fewer items are dropped.
-//! * **Smart batching.** A free export slot starts an export once half a
-//!   batch is queued (`BatchConfig::with_export_threshold`), so batches are
-//!   small and early while the exporter keeps up and full while it does
-//!   not; the schedule delay still bounds the wait at low rates.
+//! * **Smart batching.** A free export slot starts an export once two
+//!   thirds of a batch are queued (`BatchConfig::with_export_threshold`), so
+//!   batches leave early while the exporter keeps up and grow to full while
+//!   it does not; the schedule delay still bounds the wait at low rates.
 //! * **Accounting.** [`BatchSpanProcessor::stats`] says where every item
 //!   went: `emitted == exported + dropped + in_doubt`, with drops split by
 //!   cause and exports that timed out (which may have been delivered)
