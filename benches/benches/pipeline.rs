@@ -61,7 +61,7 @@ use opentelemetry_otlp::WithTonicConfig as _;
 use opentelemetry_otlp::tonic_types::transport::{Certificate, ClientTlsConfig};
 use opentelemetry_sdk::Resource;
 use opentelemetry_sdk::error::OTelSdkResult;
-use opentelemetry_sdk::trace::{SdkTracerProvider, SpanData, SpanExporter};
+use opentelemetry_sdk::trace::{SdkTracer, SdkTracerProvider, SpanData, SpanExporter};
 use otlp_benches::{OURS, extra_selected, process_cpu_time, record_extra};
 use otlp_receiver::{Receiver, ReceiverConfig, ReceiverTls};
 use otlp_sdk::otlp::{OtlpExporterBuilder, TlsConfig};
@@ -232,6 +232,17 @@ fn provider(
     }
 }
 
+/// The span every scenario ends: a server span with two attributes.
+fn end_one_span(tracer: &SdkTracer) {
+    let mut span = tracer
+        .span_builder("GET /api/orders")
+        .with_kind(SpanKind::Server)
+        .start(tracer);
+    span.set_attribute(KeyValue::new("http.route", "/api/orders"));
+    span.set_attribute(KeyValue::new("http.response.status_code", 200));
+    span.end();
+}
+
 struct Measured {
     received_per_s: f64,
     sender_cpu_ns_per_span: f64,
@@ -277,13 +288,7 @@ fn run(imp: &str, latency: Duration, wire: Wire) -> Measured {
     while t0.elapsed() < RUN {
         // Never let the queue hold more than QUEUE - BATCH spans.
         if ended - handed.load(Ordering::Relaxed) < (QUEUE - BATCH) as u64 {
-            let mut span = tracer
-                .span_builder("GET /api/orders")
-                .with_kind(SpanKind::Server)
-                .start(&tracer);
-            span.set_attribute(KeyValue::new("http.route", "/api/orders"));
-            span.set_attribute(KeyValue::new("http.response.status_code", 200));
-            span.end();
+            end_one_span(&tracer);
             ended += 1;
         } else {
             // Sleep rather than spin, so waiting costs no CPU to count.
@@ -346,13 +351,7 @@ fn load(imp: &str, producers: u64, rate: u64) -> Load {
                             std::thread::sleep(Duration::from_micros(100));
                             continue;
                         }
-                        let mut span = tracer
-                            .span_builder("GET /api/orders")
-                            .with_kind(SpanKind::Server)
-                            .start(&tracer);
-                        span.set_attribute(KeyValue::new("http.route", "/api/orders"));
-                        span.set_attribute(KeyValue::new("http.response.status_code", 200));
-                        span.end();
+                        end_one_span(&tracer);
                         ended += 1;
                     }
                 })
